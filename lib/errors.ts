@@ -1,0 +1,122 @@
+// Errors with stable codes. Callers branch on `.code` (never on messages), the same
+// way they do with Node's system errors, which pass through from node:fs and the
+// addon unchanged (`.code`, `.errno`, `.syscall`, `.path`).
+
+/** Base class of every error this package creates itself. */
+export class GraphDriverError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The kernel or the machine lacks something the driver needs (overlayfs, openat2, root). */
+export class NotSupportedError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_NOT_SUPPORTED';
+  constructor(message: string, options?: ErrorOptions) {
+    super(NotSupportedError.code, message, options);
+  }
+}
+
+/** The driver's home lies on a filesystem overlayfs cannot use as upper layer. */
+export class IncompatibleFsError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_INCOMPATIBLE_FS';
+  readonly filesystem: string;
+  constructor(filesystem: string, home: string) {
+    super(IncompatibleFsError.code, `overlay is not supported over ${filesystem} (home ${home})`);
+    this.filesystem = filesystem;
+  }
+}
+
+/** A layer id (or a lower-id read from disk) that is not a safe single path component. */
+export class InvalidIdError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_INVALID_ID';
+  readonly id: string;
+  constructor(id: string, reason: string) {
+    super(InvalidIdError.code, `invalid layer id ${JSON.stringify(id)}: ${reason}`);
+    this.id = id;
+  }
+}
+
+export class LayerNotFoundError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_LAYER_NOT_FOUND';
+  readonly id: string;
+  constructor(id: string, options?: ErrorOptions) {
+    super(LayerNotFoundError.code, `layer ${JSON.stringify(id)} does not exist`, options);
+    this.id = id;
+  }
+}
+
+export class LayerExistsError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_LAYER_EXISTS';
+  readonly id: string;
+  constructor(id: string) {
+    super(LayerExistsError.code, `layer ${JSON.stringify(id)} already exists`);
+    this.id = id;
+  }
+}
+
+/** The layer is mounted (or otherwise busy) and the operation would break its users. */
+export class LayerInUseError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_LAYER_IN_USE';
+  readonly id: string;
+  constructor(id: string, why: string) {
+    super(LayerInUseError.code, `layer ${JSON.stringify(id)} is in use: ${why}`);
+    this.id = id;
+  }
+}
+
+/** A layer tar that tries to reach outside its root, or is otherwise hostile or malformed. */
+export class UnsafeLayerError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_UNSAFE_LAYER';
+  /** The tar entry's name as found in the archive. */
+  readonly entry: string;
+  constructor(entry: string, reason: string, options?: ErrorOptions) {
+    super(UnsafeLayerError.code, `unsafe layer entry ${JSON.stringify(entry)}: ${reason}`, options);
+    this.entry = entry;
+  }
+}
+
+/** A tar stream that is truncated or not a tar at all. */
+export class InvalidArchiveError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_INVALID_ARCHIVE';
+  constructor(message: string, options?: ErrorOptions) {
+    super(InvalidArchiveError.code, message, options);
+  }
+}
+
+/** An option the driver does not support (for example storageOpt on overlay). */
+export class InvalidOptionError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_INVALID_OPTION';
+  constructor(message: string) {
+    super(InvalidOptionError.code, message);
+  }
+}
+
+/** The operation was stopped through its AbortSignal; nothing half-done is left. */
+export class AbortError extends GraphDriverError {
+  static readonly code = 'ABORT_ERR';
+  constructor(message = 'The operation was aborted', options?: ErrorOptions) {
+    super(AbortError.code, message, options);
+  }
+}
+
+/** A Node-style system error (from node:fs or the addon). */
+export interface SystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  path?: string;
+  dest?: string;
+}
+
+export function isSystemError(err: unknown, code?: string): err is SystemError {
+  return (
+    err instanceof Error &&
+    typeof (err as Partial<SystemError>).code === 'string' &&
+    typeof (err as Partial<SystemError>).syscall === 'string' &&
+    (code === undefined || (err as SystemError).code === code)
+  );
+}

@@ -1,0 +1,32 @@
+// The public surface of overlay-graphdriver: nothing else is API.
+export { createDriver } from './drivers/create-driver.js';
+export type {
+  ApplyDiffOptions,
+  Change,
+  ChangeKind,
+  CreateOptions,
+  DiffSource,
+  Driver,
+  DriverOptions,
+  GetOptions,
+  IDMap,
+  LongOperationOptions,
+  Progress,
+} from './types.js';
+export {
+  AbortError,
+  GraphDriverError,
+  IncompatibleFsError,
+  InvalidArchiveError,
+  InvalidIdError,
+  InvalidOptionError,
+  LayerExistsError,
+  LayerInUseError,
+  LayerNotFoundError,
+  NotSupportedError,
+  UnsafeLayerError,
+  isSystemError,
+} from './errors.js';
+export type { SystemError } from './errors.js';
+export { copyTree } from './native.js';
+export type { CopyProgress, CopyStats, CopyTreeOptions } from './native.js';

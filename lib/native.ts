@@ -1,0 +1,270 @@
+// The addon, loaded through node-gyp-build (a prebuilt binary when one matches,
+// else the one built at install), with a real type for every native function.
+// Arguments are validated here, before they cross into C++; what an errno means
+// is decided by the callers, not by the addon.
+import { statfs } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { join, dirname } from 'node:path';
+
+export type PathLike = string | Buffer;
+
+/** Counts of what a copy created, by type, and the bytes of file content it wrote or linked. */
+export interface CopyStats {
+  entries: number;
+  directories: number;
+  files: number;
+  symlinks: number;
+  /** Regular files made as hardlinks (to the source in hardlink mode, to an earlier copy in content mode). */
+  hardlinks: number;
+  devices: number;
+  fifos: number;
+  sockets: number;
+  bytes: number;
+}
+
+export interface CopyProgress {
+  entries: number;
+  bytes: number;
+}
+
+export interface CopyTreeOptions {
+  /** 'hardlink': regular files become hardlinks of the source. 'content' (default): data is copied. */
+  mode?: 'hardlink' | 'content';
+  signal?: AbortSignal;
+  /** Called on the JS thread at most every 100 ms while the copy runs. */
+  onProgress?: (progress: CopyProgress) => void;
+  /** Worker threads the copy may use (default: chosen by benchmark). */
+  threads?: number;
+}
+
+export interface NativeConstants {
+  MS_RDONLY: number;
+  MS_NOSUID: number;
+  MS_NODEV: number;
+  MS_NOEXEC: number;
+  MS_REMOUNT: number;
+  MS_BIND: number;
+  MS_REC: number;
+  MS_PRIVATE: number;
+  MS_SLAVE: number;
+  MS_SHARED: number;
+  MS_UNBINDABLE: number;
+  MNT_FORCE: number;
+  MNT_DETACH: number;
+  MNT_EXPIRE: number;
+  UMOUNT_NOFOLLOW: number;
+  XATTR_CREATE: number;
+  XATTR_REPLACE: number;
+  RENAME_NOREPLACE: number;
+  RENAME_EXCHANGE: number;
+}
+
+/** The raw addon. Each function does one thing, off the JS thread, and rejects with a Node-style system error. */
+interface Addon {
+  mount(source: PathLike, target: PathLike, fstype: string, flags: number, data?: string): Promise<void>;
+  unmount(target: PathLike, flags: number): Promise<void>;
+  mknod(path: PathLike, mode: number, major: number, minor: number): Promise<void>;
+  getXattr(path: PathLike, name: string): Promise<Buffer>;
+  setXattr(path: PathLike, name: string, value: Buffer, flags: number): Promise<void>;
+  listXattr(path: PathLike): Promise<string[]>;
+  removeXattr(path: PathLike, name: string): Promise<void>;
+  resolveInRoot(root: PathLike, rel: PathLike, followLast: boolean): Promise<string | Buffer>;
+  rename2(from: PathLike, to: PathLike, flags: number): Promise<void>;
+  copyTree(
+    src: PathLike,
+    dst: PathLike,
+    options: { hardlink: boolean; threads: number; signal?: AbortSignal; onProgress?: (entries: number, bytes: number) => void },
+  ): Promise<CopyStats>;
+  constants: NativeConstants;
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const require = createRequire(import.meta.url);
+
+function load(): Addon {
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  try {
+    return nodeGypBuild(packageRoot) as Addon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `overlay-graphdriver: could not load its native addon (${reason}). ` +
+        `No prebuilt binary matched ${process.platform}-${process.arch}; run "npm rebuild overlay-graphdriver" with a C++ compiler, python3 and make installed.`,
+      { cause: err },
+    );
+  }
+}
+
+const addon = load();
+
+export const constants: Readonly<NativeConstants> = Object.freeze({ ...addon.constants });
+
+function checkPath(value: unknown, name: string): asserts value is PathLike {
+  if (typeof value === 'string') {
+    if (value.length === 0) throw invalidArg(name, 'must not be empty');
+    if (value.includes('\0')) throw invalidArg(name, 'must not contain null bytes');
+    return;
+  }
+  if (Buffer.isBuffer(value)) {
+    if (value.length === 0) throw invalidArg(name, 'must not be empty');
+    if (value.includes(0)) throw invalidArg(name, 'must not contain null bytes');
+    return;
+  }
+  throw invalidArg(name, 'must be a string or Buffer');
+}
+
+function checkInt(value: unknown, name: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw invalidArg(name, 'must be a non-negative integer');
+  }
+}
+
+function invalidArg(name: string, what: string): TypeError {
+  const err = new TypeError(`The "${name}" argument ${what}`) as TypeError & { code: string };
+  err.code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
+// Native errors are created without a JS stack; give them the caller's.
+async function withStack<T>(op: Promise<T>): Promise<T> {
+  const stackHolder: { stack?: string } = {};
+  Error.captureStackTrace(stackHolder, withStack);
+  try {
+    return await op;
+  } catch (err) {
+    if (err instanceof Error && stackHolder.stack !== undefined) {
+      err.stack = `${err.name}: ${err.message}\n${stackHolder.stack.split('\n').slice(1).join('\n')}`;
+    }
+    throw err;
+  }
+}
+
+/** mount(2). `data` is the filesystem's option string (for overlay: lowerdir=…,upperdir=…,workdir=…). */
+export function mount(source: PathLike, target: PathLike, fstype: string, flags: number, data?: string): Promise<void> {
+  checkPath(source, 'source');
+  checkPath(target, 'target');
+  checkInt(flags, 'flags');
+  if (typeof fstype !== 'string') throw invalidArg('fstype', 'must be a string');
+  if (data !== undefined && (typeof data !== 'string' || data.includes('\0'))) throw invalidArg('data', 'must be a string without null bytes');
+  return withStack(addon.mount(source, target, fstype, flags, data));
+}
+
+/** umount2(2); flags such as constants.MNT_DETACH. */
+export function unmount(target: PathLike, flags = 0): Promise<void> {
+  checkPath(target, 'target');
+  checkInt(flags, 'flags');
+  return withStack(addon.unmount(target, flags));
+}
+
+/** Bind-mounts a directory onto itself (if it is not a mount point already) and makes it private. */
+export async function makePrivateMount(dir: string): Promise<void> {
+  if (!(await isMountPoint(dir))) await mount(dir, dir, '', constants.MS_BIND);
+  await mount('none', dir, '', constants.MS_PRIVATE);
+}
+
+/** True when `dir` is the root of a mount in this process's mount namespace. */
+export async function isMountPoint(dir: string): Promise<boolean> {
+  const { readFile, realpath } = await import('node:fs/promises');
+  const target = await realpath(dir);
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const line of info.split('\n')) {
+    const mountPoint = line.split(' ')[4];
+    if (mountPoint !== undefined && unescapeMountinfo(mountPoint) === target) return true;
+  }
+  return false;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo octal.
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** The statfs(2) f_type of the filesystem holding `path` (see lib/fs-magic.ts for names). */
+export async function fsMagic(path: string): Promise<number> {
+  const st = await statfs(path, { bigint: true });
+  // f_type is a signed long in the kernel ABI; magics above 2^31 arrive negative on some builds.
+  return Number(BigInt.asUintN(32, st.type));
+}
+
+/** mknod(2) for fifos and device nodes; `mode` includes the S_IF* type bits. */
+export function mknod(path: PathLike, mode: number, major = 0, minor = 0): Promise<void> {
+  checkPath(path, 'path');
+  checkInt(mode, 'mode');
+  checkInt(major, 'major');
+  checkInt(minor, 'minor');
+  return withStack(addon.mknod(path, mode, major, minor));
+}
+
+/** lgetxattr(2): rejects with code ENODATA when the attribute is absent. */
+export function getXattr(path: PathLike, name: string): Promise<Buffer> {
+  checkPath(path, 'path');
+  if (typeof name !== 'string' || name.length === 0 || name.includes('\0')) throw invalidArg('name', 'must be a non-empty string');
+  return withStack(addon.getXattr(path, name));
+}
+
+/** lsetxattr(2); flags 0, constants.XATTR_CREATE or constants.XATTR_REPLACE. */
+export function setXattr(path: PathLike, name: string, value: Buffer, flags = 0): Promise<void> {
+  checkPath(path, 'path');
+  if (typeof name !== 'string' || name.length === 0 || name.includes('\0')) throw invalidArg('name', 'must be a non-empty string');
+  if (!Buffer.isBuffer(value)) throw invalidArg('value', 'must be a Buffer');
+  checkInt(flags, 'flags');
+  return withStack(addon.setXattr(path, name, value, flags));
+}
+
+/** llistxattr(2): the attribute names of a path, not following a symlink. */
+export function listXattr(path: PathLike): Promise<string[]> {
+  checkPath(path, 'path');
+  return withStack(addon.listXattr(path));
+}
+
+/** lremovexattr(2). */
+export function removeXattr(path: PathLike, name: string): Promise<void> {
+  checkPath(path, 'path');
+  if (typeof name !== 'string' || name.length === 0 || name.includes('\0')) throw invalidArg('name', 'must be a non-empty string');
+  return withStack(addon.removeXattr(path, name));
+}
+
+/**
+ * Resolves `rel` inside `root` as if `root` were "/" (openat2 RESOLVE_IN_ROOT): "..",
+ * absolute symlinks and symlink chains never lead out of it. The last component is
+ * followed only when `followLast` is true. Returns the real absolute path found,
+ * as a Buffer when either argument was a Buffer. Rejects with ENOENT when a component is missing.
+ */
+export function resolveInRoot(root: PathLike, rel: PathLike, followLast = false): Promise<string | Buffer> {
+  checkPath(root, 'root');
+  if (typeof rel === 'string' ? rel.includes('\0') : !Buffer.isBuffer(rel) || rel.includes(0)) {
+    throw invalidArg('rel', 'must be a string or Buffer without null bytes');
+  }
+  return withStack(addon.resolveInRoot(root, rel, followLast));
+}
+
+/** renameat2(2) with constants.RENAME_NOREPLACE or constants.RENAME_EXCHANGE. */
+export function rename2(from: PathLike, to: PathLike, flags: number): Promise<void> {
+  checkPath(from, 'from');
+  checkPath(to, 'to');
+  checkInt(flags, 'flags');
+  return withStack(addon.rename2(from, to, flags));
+}
+
+/**
+ * Copies the tree at `src` to `dst` (which must not exist, or be an empty directory),
+ * off the JS thread. See README "copyTree" for exactly what is preserved.
+ */
+export function copyTree(src: PathLike, dst: PathLike, options: CopyTreeOptions = {}): Promise<CopyStats> {
+  checkPath(src, 'src');
+  checkPath(dst, 'dst');
+  const mode = options.mode ?? 'content';
+  if (mode !== 'hardlink' && mode !== 'content') throw invalidArg('options.mode', "must be 'hardlink' or 'content'");
+  const threads = options.threads ?? 0;
+  checkInt(threads, 'options.threads');
+  const onProgress = options.onProgress;
+  return withStack(
+    addon.copyTree(src, dst, {
+      hardlink: mode === 'hardlink',
+      threads,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(onProgress ? { onProgress: (entries: number, bytes: number) => onProgress({ entries, bytes }) } : {}),
+    }),
+  );
+}

@@ -1,0 +1,82 @@
+// The public contract of a graph driver (DESIGN.md section 3), shared by every driver,
+// the CLI and the tests. Method names follow containers/storage's Go verbs so the two
+// code bases read side by side.
+import type { Readable } from 'node:stream';
+
+/** One range of a user-namespace id mapping: container ids [containerId, containerId+size) ↔ host ids [hostId, …). */
+export interface IDMap {
+  containerId: number;
+  hostId: number;
+  size: number;
+}
+
+export interface DriverOptions {
+  uidMaps?: IDMap[];
+  gidMaps?: IDMap[];
+  /** Driver-specific "key=value" options; the overlay driver accepts none yet and rejects unknown keys. */
+  options?: string[];
+}
+
+export interface CreateOptions {
+  /** SELinux label for the layer's mount, added as context="…". */
+  mountLabel?: string;
+  /** Per-layer storage options; the overlay driver supports none and rejects any. */
+  storageOpt?: Record<string, string>;
+}
+
+export interface GetOptions {
+  mountLabel?: string;
+}
+
+/** Progress of a long operation, reported at most every 100 ms. */
+export interface Progress {
+  entries: number;
+  bytes: number;
+  /** Total bytes expected, when known. */
+  totalBytes?: number;
+}
+
+export interface LongOperationOptions {
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface ApplyDiffOptions extends LongOperationOptions {
+  /** Also apply trusted.* and security.selinux xattrs found in the tar (default: only security.capability and user.*). */
+  allowPrivilegedXattrs?: boolean;
+}
+
+export type ChangeKind = 'A' | 'C' | 'D';
+
+/** One change between a layer and its parent, as containers/storage's ChangesDirs reports it. */
+export interface Change {
+  /** Absolute path inside the layer, e.g. "/etc/passwd". */
+  path: string;
+  kind: ChangeKind;
+}
+
+export type DiffSource = NodeJS.ReadableStream | AsyncIterable<Uint8Array>;
+
+export interface Driver {
+  readonly name: string;
+  readonly home: string;
+  /** Pairs such as ['Backing Filesystem', 'extfs']. */
+  status(): Array<[string, string]>;
+  /** RootDir for an image; LowerDir, UpperDir, WorkDir, MergedDir for a layer on top of one. */
+  getMetadata(id: string): Promise<Record<string, string>>;
+  create(id: string, parent?: string, opts?: CreateOptions): Promise<void>;
+  createReadWrite(id: string, parent?: string, opts?: CreateOptions): Promise<void>;
+  remove(id: string): Promise<void>;
+  /** Mounts (refcounted) and returns the path of the layer's filesystem. */
+  get(id: string, opts?: GetOptions): Promise<string>;
+  put(id: string): Promise<void>;
+  exists(id: string): Promise<boolean>;
+  /** Unmounts everything this driver mounted, including its home's bind mount. */
+  cleanup(): Promise<void>;
+  /** Applies an uncompressed layer tar; returns the bytes of content applied. All or nothing. */
+  applyDiff(id: string, parent: string | undefined, diff: DiffSource, opts?: ApplyDiffOptions): Promise<number>;
+  /** An uncompressed, deterministic tar of the changes of `id` against `parent`. */
+  diff(id: string, parent?: string, opts?: LongOperationOptions): Promise<Readable>;
+  changes(id: string, parent?: string, opts?: LongOperationOptions): Promise<Change[]>;
+  diffSize(id: string, parent?: string, opts?: LongOperationOptions): Promise<number>;
+}

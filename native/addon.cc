@@ -1,0 +1,58 @@
+// The addon's exports table and constants, nothing else.
+#include <fcntl.h>
+#include <napi.h>
+#include <stdio.h>
+#include <sys/mount.h>
+#include <sys/xattr.h>
+
+#include "exports.h"
+
+namespace ogd {
+namespace {
+
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+#define OGD_CONST(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))
+  OGD_CONST(MS_RDONLY);
+  OGD_CONST(MS_NOSUID);
+  OGD_CONST(MS_NODEV);
+  OGD_CONST(MS_NOEXEC);
+  OGD_CONST(MS_REMOUNT);
+  OGD_CONST(MS_BIND);
+  OGD_CONST(MS_REC);
+  OGD_CONST(MS_PRIVATE);
+  OGD_CONST(MS_SLAVE);
+  OGD_CONST(MS_SHARED);
+  OGD_CONST(MS_UNBINDABLE);
+  OGD_CONST(MNT_FORCE);
+  OGD_CONST(MNT_DETACH);
+  OGD_CONST(MNT_EXPIRE);
+  OGD_CONST(UMOUNT_NOFOLLOW);
+  OGD_CONST(XATTR_CREATE);
+  OGD_CONST(XATTR_REPLACE);
+  OGD_CONST(RENAME_NOREPLACE);
+  OGD_CONST(RENAME_EXCHANGE);
+#undef OGD_CONST
+  return c;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
+  exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
+  exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));
+  exports.Set("getXattr", Napi::Function::New(env, GetXattr, "getXattr"));
+  exports.Set("setXattr", Napi::Function::New(env, SetXattr, "setXattr"));
+  exports.Set("listXattr", Napi::Function::New(env, ListXattr, "listXattr"));
+  exports.Set("removeXattr", Napi::Function::New(env, RemoveXattr, "removeXattr"));
+  exports.Set("resolveInRoot", Napi::Function::New(env, ResolveInRoot, "resolveInRoot"));
+  exports.Set("rename2", Napi::Function::New(env, Rename2, "rename2"));
+  exports.Set("copyTree", Napi::Function::New(env, CopyTree, "copyTree"));
+  exports.Set("constants", Constants(env));
+  return exports;
+}
+
+}  // namespace
+}  // namespace ogd
+
+static Napi::Object InitOgd(Napi::Env env, Napi::Object exports) { return ogd::Init(env, exports); }
+NODE_API_MODULE(ogd_native, InitOgd)

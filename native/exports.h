@@ -1,0 +1,16 @@
+// The functions addon.cc exports, one concern per source file.
+#pragma once
+#include <napi.h>
+
+namespace ogd {
+Napi::Value Mount(const Napi::CallbackInfo& info);        // mount.cc
+Napi::Value Unmount(const Napi::CallbackInfo& info);      // mount.cc
+Napi::Value Mknod(const Napi::CallbackInfo& info);        // mknod.cc
+Napi::Value GetXattr(const Napi::CallbackInfo& info);     // xattr.cc
+Napi::Value SetXattr(const Napi::CallbackInfo& info);     // xattr.cc
+Napi::Value ListXattr(const Napi::CallbackInfo& info);    // xattr.cc
+Napi::Value RemoveXattr(const Napi::CallbackInfo& info);  // xattr.cc
+Napi::Value ResolveInRoot(const Napi::CallbackInfo& info);  // resolve.cc
+Napi::Value Rename2(const Napi::CallbackInfo& info);      // rename.cc
+Napi::Value CopyTree(const Napi::CallbackInfo& info);     // copy_tree.cc
+}  // namespace ogd

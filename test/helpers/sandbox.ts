@@ -1,0 +1,48 @@
+// Temp dirs and mount hygiene for tests: everything a test makes lives under one
+// temp dir that is unmounted (lazily, deepest first) and removed after the test,
+// also when it fails; and each test file can assert that it left no mount behind.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
+
+export const isRoot = process.getuid?.() === 0;
+
+/** Mount points currently visible to this process, as listed in /proc/self/mountinfo. */
+export async function mountPoints(): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+}
+
+/** Unmounts (lazily) every mount at or under `dir`, deepest first. */
+export async function unmountUnder(dir: string): Promise<void> {
+  const mounts = (await mountPoints()).filter((m) => m === dir || m.startsWith(dir + '/'));
+  for (const m of mounts.sort((a, b) => b.length - a.length)) {
+    try {
+      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** A fresh temp dir removed (after unmounting whatever is under it) when the test ends. */
+export async function tempDir(t: TestContext, prefix = 'ogd-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  t.after(async () => {
+    await unmountUnder(dir);
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  });
+  return dir;
+}
+
+/** Skips the test (returns true) unless running as root, with the reason. */
+export function skipUnlessRoot(t: TestContext): boolean {
+  if (isRoot) return false;
+  t.skip('needs root (mounts, chown, device nodes)');
+  return true;
+}

@@ -1,0 +1,133 @@
+// The addon's single-syscall functions, on real files and real mounts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile, symlink, lstat, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as native from '../lib/native.js';
+import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
+
+test('mount of a missing target rejects with a Node-style ENOENT', async (t) => {
+  const dir = await tempDir(t);
+  const err = await native.mount('tmpfs', join(dir, 'missing'), 'tmpfs', 0).then(
+    () => assert.fail('mount succeeded'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof Error);
+  const e = err as NodeJS.ErrnoException & { dest?: string };
+  assert.equal(e.code, 'ENOENT');
+  assert.equal(e.syscall, 'mount');
+  assert.equal(e.errno, -2);
+  assert.equal(e.dest, join(dir, 'missing'));
+  assert.match(e.message, /^ENOENT: no such file or directory, mount 'tmpfs' -> '/);
+  assert.match(e.stack ?? '', /native-sys\.test/, 'the error carries the caller stack');
+});
+
+test('mount and unmount a tmpfs; unmount of a non-mount is EINVAL', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const target = join(dir, 'mnt');
+  await mkdir(target);
+  await native.mount('tmpfs', target, 'tmpfs', native.constants.MS_NODEV, 'size=1m,mode=0711');
+  assert.ok((await mountPoints()).includes(target));
+  assert.equal((await lstat(target)).mode & 0o7777, 0o711);
+  assert.ok(await native.isMountPoint(target));
+  await native.unmount(target);
+  assert.ok(!(await mountPoints()).includes(target));
+  await assert.rejects(native.unmount(target), { code: 'EINVAL', syscall: 'umount2' });
+});
+
+test('makePrivateMount binds a dir onto itself once, however often it is called', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const home = join(dir, 'home');
+  await mkdir(home);
+  await native.makePrivateMount(home);
+  await native.makePrivateMount(home);
+  const count = (await mountPoints()).filter((m) => m === home).length;
+  assert.equal(count, 1);
+  const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === home)!;
+  assert.ok(!/shared:/.test(line), `home is private: ${line}`);
+  await native.unmount(home);
+});
+
+test('fsMagic reads the statfs type', async (t) => {
+  const dir = await tempDir(t);
+  assert.equal(await native.fsMagic('/proc'), 0x9fa0);
+  assert.equal(typeof (await native.fsMagic(dir)), 'number');
+});
+
+test('mknod makes fifos and device nodes', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  await native.mknod(join(dir, 'fifo'), 0o010644);
+  await native.mknod(join(dir, 'null'), 0o020666, 1, 3);
+  await native.mknod(join(dir, 'blk'), 0o060600, 7, 200);
+  assert.ok((await lstat(join(dir, 'fifo'))).isFIFO());
+  const c = await lstat(join(dir, 'null'));
+  assert.ok(c.isCharacterDevice());
+  assert.equal(c.rdev, (1 << 8) | 3);
+  assert.ok((await lstat(join(dir, 'blk'))).isBlockDevice());
+  await assert.rejects(native.mknod(join(dir, 'fifo'), 0o010644), { code: 'EEXIST', syscall: 'mknod', path: join(dir, 'fifo') });
+});
+
+test('xattrs: set, get, list, remove, on a symlink itself and not its target', async (t) => {
+  const dir = await tempDir(t);
+  const f = join(dir, 'f');
+  await writeFile(f, 'x');
+  await native.setXattr(f, 'user.a', Buffer.from('one'));
+  await native.setXattr(f, 'user.b', Buffer.from([0, 1, 2]));
+  assert.deepEqual((await native.listXattr(f)).sort(), ['user.a', 'user.b']);
+  assert.deepEqual(await native.getXattr(f, 'user.b'), Buffer.from([0, 1, 2]));
+  await native.removeXattr(f, 'user.a');
+  await assert.rejects(native.getXattr(f, 'user.a'), { code: 'ENODATA', syscall: 'lgetxattr' });
+  await assert.rejects(native.setXattr(f, 'user.b', Buffer.from('x'), native.constants.XATTR_CREATE), { code: 'EEXIST' });
+  await symlink('f', join(dir, 'l'));
+  assert.deepEqual(await native.listXattr(join(dir, 'l')), []);
+  if (process.getuid?.() === 0) {
+    await native.setXattr(join(dir, 'l'), 'trusted.x', Buffer.from('on-link'));
+    assert.deepEqual(await native.getXattr(join(dir, 'l'), 'trusted.x'), Buffer.from('on-link'));
+    await assert.rejects(native.getXattr(f, 'trusted.x'), { code: 'ENODATA' });
+  }
+});
+
+test('resolveInRoot keeps symlinks, .. and absolute links inside the root', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'root');
+  await mkdir(join(root, 'usr', 'bin'), { recursive: true });
+  await symlink('usr/bin', join(root, 'bin'));
+  await symlink('/', join(root, 'slash'));
+  await symlink('../../../../..', join(root, 'up'));
+  await symlink('/etc', join(root, 'etc'));
+  await symlink('/nowhere', join(root, 'dangling'));
+  assert.equal(await native.resolveInRoot(root, 'bin', true), join(root, 'usr', 'bin'));
+  assert.equal(await native.resolveInRoot(root, 'bin', false), join(root, 'bin'));
+  assert.equal(await native.resolveInRoot(root, 'slash/usr', true), join(root, 'usr'));
+  assert.equal(await native.resolveInRoot(root, 'up/usr/bin', true), join(root, 'usr', 'bin'));
+  assert.equal(await native.resolveInRoot(root, '../../..', true), root);
+  await assert.rejects(native.resolveInRoot(root, 'dangling/passwd', true), { code: 'ENOENT', syscall: 'openat2' });
+  // /etc inside the root is the link itself: a loop, never the host's /etc.
+  await assert.rejects(native.resolveInRoot(root, 'etc/passwd', true), { code: 'ELOOP', syscall: 'openat2' });
+  const asBuffer = await native.resolveInRoot(Buffer.from(root), Buffer.from('bin/\xff', 'latin1'), false).catch((e: NodeJS.ErrnoException) => e.code);
+  assert.equal(asBuffer, 'ENOENT');
+  await mkdir(Buffer.from(join(root, 'usr', 'bin', '\xff'), 'latin1'));
+  const found = await native.resolveInRoot(Buffer.from(root), Buffer.from('bin/\xff', 'latin1'), false);
+  assert.ok(Buffer.isBuffer(found));
+  assert.deepEqual(found, Buffer.from(join(root, 'usr', 'bin', '\xff'), 'latin1'));
+});
+
+test('rename2 refuses to replace with RENAME_NOREPLACE and swaps with RENAME_EXCHANGE', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'a'), 'A');
+  await mkdir(join(dir, 'b'));
+  await assert.rejects(native.rename2(join(dir, 'a'), join(dir, 'b'), native.constants.RENAME_NOREPLACE), { code: 'EEXIST', syscall: 'renameat2' });
+  await native.rename2(join(dir, 'a'), join(dir, 'b'), native.constants.RENAME_EXCHANGE);
+  assert.ok((await lstat(join(dir, 'a'))).isDirectory());
+  assert.equal(await readFile(join(dir, 'b'), 'utf8'), 'A');
+});
+
+test('arguments are checked before they reach C++', async () => {
+  assert.throws(() => native.mount('', '/x', 'tmpfs', 0), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => native.unmount('/x\0y'), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => native.mknod('/x', -1), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => native.getXattr('/x', ''), { code: 'ERR_INVALID_ARG_VALUE' });
+});
