@@ -18,7 +18,8 @@ export interface Command {
   positionals: [number, number];
   /** False for commands that never touch a store (copy). */
   needsHome?: boolean;
-  run(ctx: CliContext, positionals: string[], values: OptionValues): Promise<void>;
+  /** Resolves to the exit code when it is not 0 (e.g. `exists` of a missing layer). */
+  run(ctx: CliContext, positionals: string[], values: OptionValues): Promise<void | number>;
 }
 
 /** A mistake in how the command was called: printed with the usage line, exit code 2. */
@@ -35,3 +36,6 @@ export function stringOption(values: OptionValues, name: string): string | undef
   const v = values[name];
   return typeof v === 'string' ? v : undefined;
 }
+
+/** The --parent flag: absent → undefined (use what the index remembers); "" → explicitly none. */
+export const parentOption: OptionSpec = { parent: { type: 'string' } };

@@ -46,6 +46,12 @@ export class CliContext {
     return this.#driver;
   }
 
+  /** The parent to diff against: --parent when given ("" means none), else the one the index remembers. */
+  async parentOf(id: string, explicit: string | undefined): Promise<string | undefined> {
+    if (explicit !== undefined) return explicit === '' ? undefined : explicit;
+    return (await this.index.get(id))?.parent;
+  }
+
   progress(label: string): ProgressBar {
     return new ProgressBar(label);
   }

@@ -59,8 +59,7 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => controller.abort());
 
   const ctx = new CliContext(globals, controller.signal);
-  await command.run(ctx, positionals, values);
-  return 0;
+  return (await command.run(ctx, positionals, values)) ?? 0;
 }
 
 function findCommand(argv: string[]): { command: Command | undefined; commandIndex: number } {

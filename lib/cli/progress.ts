@@ -32,7 +32,7 @@ export class ProgressBar {
     return this.#stream !== undefined;
   }
 
-  update(sample: ProgressSample): void {
+  update(sample: Partial<ProgressSample>): void {
     this.#last = { ...this.#last, ...sample };
     if (this.#stream === undefined) return;
     const now = Date.now();

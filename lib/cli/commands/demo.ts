@@ -1,0 +1,231 @@
+// `ogd demo`: the whole job once, for someone with nothing prepared. In a fresh temp
+// home it imports three generated layers (a base; a child that adds, changes and
+// deletes files; a grandchild that makes a directory opaque), puts a container layer
+// on top, mounts it, writes through it, shows the changes and the diff, and cleans up,
+// timing each step. It checks what it sees through the mount, so a broken overlay
+// shows up here as a failure rather than as a pretty but wrong transcript.
+import { mkdtemp, readFile, readdir, rm, unlink, writeFile, mkdir, access } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tar from 'tar-stream';
+import { IncompatibleFsError, createDriver } from '../../index.js';
+import type { Driver } from '../../index.js';
+import { constants, mount as mountFs, unmount as unmountFs } from '../../native.js';
+import type { Command } from '../command.js';
+import { mountedPaths } from '../mounts.js';
+import { formatDuration } from '../progress.js';
+
+type Entry = { name: string; type?: 'file' | 'directory' | 'symlink'; mode?: number; body?: string; linkname?: string };
+
+const MTIME = new Date('2024-01-01T00:00:00Z');
+
+const dir = (name: string): Entry => ({ name, type: 'directory', mode: 0o755 });
+const file = (name: string, body: string, mode = 0o644): Entry => ({ name, body, mode });
+
+const baseLayer: Entry[] = [
+  dir('bin/'),
+  file('bin/hello', '#!/bin/sh\necho hello from the base layer\n', 0o755),
+  { name: 'bin/hi', type: 'symlink', linkname: 'hello' },
+  dir('etc/'),
+  file('etc/os-release', 'NAME="ogd demo"\nVERSION=1\n'),
+  file('etc/hostname', 'demo\n'),
+  dir('usr/'),
+  dir('usr/share/'),
+  dir('usr/share/doc/'),
+  dir('usr/share/doc/demo/'),
+  file('usr/share/doc/demo/README', 'The base layer ships this file; the child layer deletes it.\n'),
+  dir('opt/'),
+  dir('opt/app/'),
+  file('opt/app/old-plugin.js', 'module.exports = "old";\n'),
+  file('opt/app/config.json', '{"version":1}\n'),
+];
+
+const childLayer: Entry[] = [
+  dir('etc/'),
+  file('etc/os-release', 'NAME="ogd demo"\nVERSION=2\n'),
+  file('etc/app.conf', 'listen=8080\n'),
+  dir('usr/share/doc/demo/'),
+  file('usr/share/doc/demo/.wh.README', ''),
+];
+
+const grandchildLayer: Entry[] = [
+  dir('opt/app/'),
+  file('opt/app/.wh..wh..opq', ''),
+  file('opt/app/main.js', 'console.log("v2");\n'),
+];
+
+async function* layerTar(entries: Entry[]): AsyncGenerator<Buffer> {
+  const pack = tar.pack();
+  for (const e of entries) {
+    const header = { name: e.name, type: e.type ?? 'file', mode: e.mode ?? 0o644, mtime: MTIME, uid: 0, gid: 0, ...(e.linkname ? { linkname: e.linkname } : {}) } as const;
+    if (header.type === 'file') pack.entry(header, e.body ?? '');
+    else pack.entry(header);
+  }
+  pack.finalize();
+  for await (const chunk of pack) yield chunk as Buffer;
+}
+
+interface Step {
+  step: string;
+  ms: number;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function check(condition: boolean, what: string): void {
+  if (!condition) throw new Error(`demo check failed: ${what}`);
+}
+
+export const demo: Command = {
+  name: 'demo',
+  usage: 'demo',
+  summary: 'build a 3-layer image and a container in a temp store, show changes and diff, clean up',
+  example: 'sudo ogd demo',
+  options: {},
+  positionals: [0, 0],
+  needsHome: false,
+  async run(ctx) {
+    const steps: Step[] = [];
+    const started = performance.now();
+    const step = async <T>(work: () => Promise<T>, describe: (value: T) => string): Promise<T> => {
+      const t0 = performance.now();
+      const value = await work();
+      const ms = performance.now() - t0;
+      const text = describe(value);
+      steps.push({ step: text, ms: Math.round(ms * 10) / 10 });
+      ctx.say(`  ${String(steps.length).padStart(2)}. ${text.padEnd(78)} ${formatDuration(ms / 1000).padStart(8)}`);
+      return value;
+    };
+
+    const home = await mkdtemp(join(tmpdir(), 'ogd-demo-'));
+    ctx.say(`ogd demo: a layered image and a container on overlayfs, in ${home}`);
+    let driver: Driver | undefined;
+    let tmpfs = false;
+    const layers: string[] = [];
+    try {
+      driver = await step(
+        async () => {
+          try {
+            return await createDriver(ctx.driverName, join(home, 'overlay'));
+          } catch (err) {
+            // /tmp on btrfs, overlay, zfs…: give the demo a tmpfs of its own instead.
+            if (!(err instanceof IncompatibleFsError)) throw err;
+            await mountFs('tmpfs', home, 'tmpfs', constants.MS_NODEV | constants.MS_NOSUID, 'size=64m,mode=0700');
+            tmpfs = true;
+            return createDriver(ctx.driverName, join(home, 'overlay'));
+          }
+        },
+        (d) => `open a fresh store (${d.name} on ${Object.fromEntries(d.status())['Backing Filesystem'] ?? 'unknown fs'}${tmpfs ? ', tmpfs' : ''})`,
+      );
+      const d = driver;
+      const opts = { signal: ctx.signal };
+      await step(
+        async () => {
+          await d.create('base');
+          layers.push('base');
+          return d.applyDiff('base', undefined, layerTar(baseLayer), opts);
+        },
+        (bytes) => `import "base": ${baseLayer.length} entries, ${bytes} bytes (binaries, /etc, docs, /opt/app)`,
+      );
+      await step(
+        async () => {
+          await d.create('child', 'base');
+          layers.push('child');
+          return d.applyDiff('child', 'base', layerTar(childLayer), opts);
+        },
+        () => 'import "child" on base: adds /etc/app.conf, changes os-release, deletes README',
+      );
+      await step(
+        async () => {
+          await d.create('grandchild', 'child');
+          layers.push('grandchild');
+          return d.applyDiff('grandchild', 'child', layerTar(grandchildLayer), opts);
+        },
+        () => 'import "grandchild" on child: /opt/app made opaque, adds /opt/app/main.js',
+      );
+      await step(
+        async () => {
+          await d.createReadWrite('web', 'grandchild');
+          layers.push('web');
+        },
+        () => 'create container layer "web" on grandchild',
+      );
+      const merged = await step(
+        async () => {
+          const path = await d.get('web');
+          const osRelease = await readFile(join(path, 'etc/os-release'), 'utf8');
+          check(osRelease.includes('VERSION=2'), 'the child layer changed /etc/os-release');
+          check(!(await exists(join(path, 'usr/share/doc/demo/README'))), "the child layer's whiteout hides README");
+          const app = (await readdir(join(path, 'opt/app'))).sort();
+          check(app.join(',') === 'main.js', `the opaque /opt/app holds only main.js, not ${app.join(',')}`);
+          return { path, app };
+        },
+        ({ app }) => `mount "web": sees VERSION=2, no README, /opt/app = [${app.join(', ')}]`,
+      );
+      await step(
+        async () => {
+          await mkdir(join(merged.path, 'root'), { recursive: true });
+          await writeFile(join(merged.path, 'root/notes.txt'), 'written through the overlay\n');
+          await writeFile(join(merged.path, 'etc/app.conf'), 'listen=9090\n');
+          await unlink(join(merged.path, 'bin/hello'));
+        },
+        () => 'write through the mount: add /root/notes.txt, change app.conf, delete /bin/hello',
+      );
+      const changed = await step(
+        () => d.changes('web', 'grandchild', opts),
+        (list) => `changes of "web": ${list.map((c) => `${c.kind} ${c.path}`).join(', ')}`,
+      );
+      check(
+        changed.some((c) => c.kind === 'D' && c.path === '/bin/hello') && changed.some((c) => c.path === '/root/notes.txt'),
+        'changes lists the deleted /bin/hello and the new /root/notes.txt',
+      );
+      await step(
+        async () => {
+          const names: string[] = [];
+          const extract = tar.extract();
+          const stream = await d.diff('web', 'grandchild', opts);
+          stream.pipe(extract);
+          for await (const entry of extract) {
+            names.push(entry.header.name);
+            entry.resume();
+          }
+          return names;
+        },
+        (names) => `diff of "web": a tar of ${names.length} entries: ${names.join(' ')}`,
+      );
+      await step(
+        async () => {
+          await d.put('web');
+          check(!(await mountedPaths()).has(merged.path), 'put unmounted web');
+        },
+        () => 'unmount "web"',
+      );
+      await step(
+        async () => {
+          for (const id of layers.reverse()) await d.remove(id);
+          layers.length = 0;
+          await d.cleanup();
+        },
+        () => `remove the 4 layers and release the store`,
+      );
+    } finally {
+      await releaseHome(home, tmpfs);
+    }
+    const total = performance.now() - started;
+    ctx.result({ home, steps, ms: Math.round(total) });
+    ctx.say(`done in ${formatDuration(total / 1000)}; ${home} removed. Next: "ogd --help", or README.md.`);
+  },
+};
+
+// Whatever happened above, leave no mount and no directory behind.
+async function releaseHome(home: string, tmpfs: boolean): Promise<void> {
+  const mounts = [...(await mountedPaths())].filter((m) => m.startsWith(home + '/') || (m === home && !tmpfs));
+  for (const m of mounts.sort((a, b) => b.length - a.length)) await unmountFs(m, constants.MNT_DETACH).catch(() => {});
+  if (tmpfs) await unmountFs(home, constants.MNT_DETACH).catch(() => {});
+  await rm(home, { recursive: true, force: true });
+}

@@ -1,0 +1,87 @@
+// `ogd diff`, `ogd changes`, `ogd diff-size`: what a layer changed against its parent
+// (remembered by the index unless --parent says otherwise).
+import { rename, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { UsageError, parentOption, stringOption } from '../command.js';
+import type { Command } from '../command.js';
+import { formatBytes, formatDuration } from '../progress.js';
+
+export const diff: Command = {
+  name: 'diff',
+  usage: 'diff ID [--parent P] [-o FILE]',
+  summary: "write the layer's changes as an uncompressed tar to stdout or FILE",
+  example: 'ogd diff web-1 -o web-1.tar',
+  options: { ...parentOption, output: { type: 'string', short: 'o' } },
+  positionals: [1, 1],
+  async run(ctx, [id], values) {
+    const output = stringOption(values, 'output');
+    if (output === undefined && process.stdout.isTTY === true) {
+      throw new UsageError('refusing to write a tar to a terminal: use -o FILE or a pipe', this);
+    }
+    const driver = await ctx.driver();
+    const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
+    const bar = ctx.progress('diff');
+    const started = process.hrtime.bigint();
+    const tar = await driver.diff(id!, parent, { signal: ctx.signal, onProgress: (p) => bar.update(p) });
+    let bytes = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        bytes += chunk.length;
+        bar.update({ bytes });
+        done(null, chunk);
+      },
+    });
+    // Written next to FILE and renamed at the end: an interrupted diff leaves no half tar.
+    const tmp = output === undefined ? undefined : `${output}.ogd-${process.pid}.tmp`;
+    try {
+      const sink = tmp === undefined ? process.stdout : createWriteStream(tmp, { mode: 0o644 });
+      await pipeline(tar, counter, sink, { signal: ctx.signal, end: tmp !== undefined });
+      if (tmp !== undefined) await rename(tmp, output!);
+    } catch (err) {
+      if (tmp !== undefined) await rm(tmp, { force: true });
+      throw err;
+    } finally {
+      bar.done();
+      tar.destroy();
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    if (output !== undefined) {
+      ctx.result({ id, parent: parent ?? null, output, bytes, seconds });
+      ctx.say(`wrote ${output} (${formatBytes(bytes)}) in ${formatDuration(seconds)}`);
+    }
+  },
+};
+
+export const changes: Command = {
+  name: 'changes',
+  usage: 'changes ID [--parent P]',
+  summary: 'list what the layer changed: lines "A /path", "C /path", "D /path"',
+  example: 'ogd changes web-1',
+  options: { ...parentOption },
+  positionals: [1, 1],
+  async run(ctx, [id], values) {
+    const driver = await ctx.driver();
+    const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
+    const list = await driver.changes(id!, parent, { signal: ctx.signal });
+    ctx.result(list);
+    if (!ctx.json) process.stdout.write(list.map((c) => `${c.kind} ${c.path}\n`).join(''));
+  },
+};
+
+export const diffSize: Command = {
+  name: 'diff-size',
+  usage: 'diff-size ID [--parent P]',
+  summary: 'bytes of content the layer changed against its parent',
+  example: 'ogd diff-size web-1',
+  options: { ...parentOption },
+  positionals: [1, 1],
+  async run(ctx, [id], values) {
+    const driver = await ctx.driver();
+    const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
+    const bytes = await driver.diffSize(id!, parent, { signal: ctx.signal });
+    ctx.result({ id, parent: parent ?? null, bytes });
+    ctx.say(String(bytes));
+  },
+};
