@@ -1,9 +1,297 @@
-// Placeholder until the overlay driver lands.
-import { NotSupportedError } from '../../errors.js';
-import type { Driver, DriverOptions } from '../../types.js';
+// The overlay graph driver (containers/storage drivers/overlay, the seed): images are
+// plain trees under <id>/root, shared with their children by hardlinks; container
+// layers are overlay mounts of <id>/upper over their image's root. This file holds the
+// Driver methods; the pieces live next to it: layout.ts (paths), home.ts (init checks,
+// the home mount, leftovers), mount-data.ts (the mount), apply-diff.ts (staged apply),
+// diff.ts (export, another file's job), and lib/mount-counter.ts (refcounts).
+//
+// Safety beyond the seed: ids are validated before a path is built; create, remove and
+// applyDiff of one id never overlap in this process (per-id locks); a mounted layer,
+// or an image another layer uses as its lower, is not removed (LayerInUse).
+import { chmod, chown, lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import * as native from '../../native.js';
+import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, isSystemError } from '../../errors.js';
+import { FsMagic } from '../../fs-magic.js';
+import { validateId, validateParent } from '../../ids.js';
+import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
+import { KeyedLock, MountCounter } from '../../mount-counter.js';
+import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions } from '../../types.js';
+import { applyStaged, planApply } from './apply-diff.js';
+import * as diffs from './diff.js';
+import { acquireHomeMount, canonicalHome, checkBackingFs, mkdirAllAs, releaseHomeMount, removeLeftovers, supportsOverlay } from './home.js';
+import type { LayerPaths, OverlayInternals } from './internals.js';
+import { layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
+import { mountOverlay } from './mount-data.js';
 
+async function isOverlayMounted(path: string): Promise<boolean> {
+  try {
+    return (await native.fsMagic(path)) === FsMagic.overlayfs;
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return false;
+    throw err;
+  }
+}
+
+// One counter per process, keyed by mount path: two drivers on the same home share the
+// references of a layer's mount, as they share the mount itself.
+const mounts = new MountCounter(isOverlayMounted);
+// create/remove/applyDiff of one id (and of the parent they read) never overlap.
+const layerLocks = new KeyedLock();
+
+/** Creates the overlay driver on `home` (containers/storage's overlay.Init, with the checks of DESIGN.md section 2). */
 export async function initOverlay(home: string, opts: DriverOptions): Promise<Driver> {
-  void home;
-  void opts;
-  throw new NotSupportedError('the overlay driver is not implemented yet');
+  if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
+  const unknown = opts.options ?? [];
+  if (unknown.length > 0) throw new InvalidOptionError(`the overlay driver takes no options (got ${unknown.map((o) => JSON.stringify(o)).join(', ')})`);
+  const uidMaps = validateIdMaps(opts.uidMaps, 'uidMaps');
+  const gidMaps = validateIdMaps(opts.gidMaps, 'gidMaps');
+  const owner = rootPair(uidMaps, gidMaps);
+  const absolute = resolve(home);
+
+  await supportsOverlay();
+  const backingFs = await checkBackingFs(absolute);
+  await mkdirAllAs(absolute, 0o700, owner);
+  const real = await canonicalHome(absolute);
+  await acquireHomeMount(real);
+  try {
+    await removeLeftovers(real);
+  } catch (err) {
+    await releaseHomeMount(real);
+    throw err;
+  }
+  return new OverlayDriver(real, uidMaps, gidMaps, owner, backingFs);
+}
+
+export class OverlayDriver implements Driver, OverlayInternals {
+  readonly name = 'overlay';
+  readonly home: string;
+  readonly uidMaps: readonly IDMap[];
+  readonly gidMaps: readonly IDMap[];
+  readonly #owner: IdPair;
+  readonly #backingFs: string;
+  /** References this driver took with get() and has not put(), per mount path: what cleanup() gives back. */
+  readonly #held = new Map<string, number>();
+  #cleanedUp = false;
+
+  constructor(home: string, uidMaps: readonly IDMap[], gidMaps: readonly IDMap[], owner: IdPair, backingFs: string) {
+    this.home = home;
+    this.uidMaps = uidMaps;
+    this.gidMaps = gidMaps;
+    this.#owner = owner;
+    this.#backingFs = backingFs;
+  }
+
+  status(): Array<[string, string]> {
+    return [['Backing Filesystem', this.#backingFs]];
+  }
+
+  layerPaths(id: string): Promise<LayerPaths> {
+    return readLayerPaths(this.home, id);
+  }
+
+  async getMetadata(id: string): Promise<Record<string, string>> {
+    const p = await this.layerPaths(id);
+    if (p.root !== undefined) return { RootDir: p.root };
+    return { LowerDir: p.lowerRoot!, UpperDir: p.upper!, WorkDir: p.work!, MergedDir: p.merged! };
+  }
+
+  async exists(id: string): Promise<boolean> {
+    validateId(id);
+    return layerExists(this.home, id);
+  }
+
+  createReadWrite(id: string, parent?: string, opts?: CreateOptions): Promise<void> {
+    return this.create(id, parent, opts);
+  }
+
+  async create(id: string, parent?: string, opts: CreateOptions = {}): Promise<void> {
+    validateId(id);
+    const parentId = validateParent(parent);
+    if (opts.storageOpt !== undefined && Object.keys(opts.storageOpt).length > 0) {
+      throw new InvalidOptionError('--storage-opt is not supported for overlay');
+    }
+    await layerLocks.runAll(parentId === undefined ? [id] : [id, parentId], async () => {
+      const source = parentId === undefined ? undefined : await this.#parentSource(parentId);
+      const dirs = layerDirs(this.home, id);
+      try {
+        await mkdir(dirs.dir, { mode: 0o700 });
+      } catch (err) {
+        if (isSystemError(err, 'EEXIST')) throw new LayerExistsError(id);
+        throw err;
+      }
+      try {
+        await this.#chown(dirs.dir);
+        if (source === undefined) {
+          // A top-level image is just a root dir.
+          await this.#mkdirAs(dirs.root, 0o755);
+          return;
+        }
+        await this.#mkdirAs(dirs.upper, source.upperMode);
+        await this.#mkdirAs(dirs.work, 0o700);
+        await this.#mkdirAs(dirs.merged, 0o700);
+        if (source.upperToCopy !== undefined) await native.copyTree(source.upperToCopy, dirs.upper, { mode: 'content' });
+        // Written last: a layer without it (or root/) was never finished.
+        await writeFile(dirs.lowerIdFile, source.lowerId, { mode: 0o644, flag: 'wx' });
+        await this.#chown(dirs.lowerIdFile);
+      } catch (err) {
+        await rm(dirs.dir, { recursive: true, force: true });
+        throw err;
+      }
+    });
+  }
+
+  // What a new layer on `parentId` starts from: the parent's root as lower (the
+  // parent is an image), or the parent's lower and a copy of its upper.
+  async #parentSource(parentId: string): Promise<{ lowerId: string; upperMode: number; upperToCopy?: string }> {
+    const parentDirs = layerDirs(this.home, parentId);
+    if (!(await layerExists(this.home, parentId))) throw new LayerNotFoundError(parentId);
+    const parentRoot = await lstatOrUndefined(parentDirs.root);
+    if (parentRoot?.isDirectory()) return { lowerId: parentId, upperMode: parentRoot.mode & 0o7777 };
+    let lowerId: string;
+    try {
+      lowerId = await readLowerId(parentDirs);
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) throw new LayerNotFoundError(parentId, { cause: err });
+      throw err;
+    }
+    if (!(await lstatOrUndefined(layerDirs(this.home, lowerId).root))?.isDirectory()) throw new LayerNotFoundError(lowerId);
+    const upper = await lstat(parentDirs.upper);
+    return { lowerId, upperMode: upper.mode & 0o7777, upperToCopy: parentDirs.upper };
+  }
+
+  async remove(id: string): Promise<void> {
+    validateId(id);
+    await layerLocks.run(id, async () => {
+      const dirs = layerDirs(this.home, id);
+      if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
+      await mounts.withLock(dirs.merged, async (references) => {
+        if (references > 0) throw new LayerInUseError(id, `mounted at ${dirs.merged}`);
+        const below = await mountsBelow(dirs.dir);
+        if (below.length > 0) throw new LayerInUseError(id, `${below[0]} is a mount point`);
+        const users = await this.#layersOver(id);
+        if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} uses it as its lower layer`);
+        await rm(dirs.dir, { recursive: true, force: true });
+      });
+    });
+  }
+
+  // Layers whose lower-id names `id` (their overlay needs its root/). A decision of
+  // ours: the seed removes such an image and leaves its users unmountable.
+  async #layersOver(id: string): Promise<string[]> {
+    const wanted = Buffer.from(id);
+    const names = await readdir(this.home);
+    const found = await Promise.all(
+      names.map(async (name) => {
+        if (name === id) return undefined;
+        try {
+          return (await readFile(join(this.home, name, 'lower-id'))).equals(wanted) ? name : undefined;
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    return found.filter((n): n is string => n !== undefined);
+  }
+
+  async get(id: string, opts: GetOptions = {}): Promise<string> {
+    const p = await this.layerPaths(id);
+    if (p.root !== undefined) return p.root;
+    const merged = p.merged!;
+    await mounts.acquire(merged, async () => {
+      if (!(await lstatOrUndefined(p.lowerRoot!))?.isDirectory()) throw new LayerNotFoundError(p.lowerId!);
+      await mountOverlay(this.home, { lower: p.lowerRoot!, upper: p.upper!, work: p.work! }, merged, opts.mountLabel);
+      try {
+        // Overlay inside a user namespace needs work/work owned by its root to move a directory from lower to upper.
+        await chown(join(p.work!, 'work'), this.#owner.uid, this.#owner.gid);
+      } catch (err) {
+        await native.unmount(merged, 0).catch(() => native.unmount(merged, native.constants.MNT_DETACH));
+        throw err;
+      }
+    });
+    this.#held.set(merged, (this.#held.get(merged) ?? 0) + 1);
+    return merged;
+  }
+
+  async put(id: string): Promise<void> {
+    const p = await this.layerPaths(id);
+    if (p.root !== undefined) return;
+    await this.#release(p.merged!);
+  }
+
+  async #release(merged: string): Promise<void> {
+    await mounts.release(merged, () => native.unmount(merged, 0));
+    const held = this.#held.get(merged) ?? 0;
+    if (held > 1) this.#held.set(merged, held - 1);
+    else this.#held.delete(merged);
+  }
+
+  async cleanup(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const [merged, count] of [...this.#held]) {
+      for (let i = 0; i < count; i++) await this.#release(merged).catch((err: unknown) => errors.push(err));
+    }
+    if (!this.#cleanedUp) {
+      this.#cleanedUp = true;
+      await releaseHomeMount(this.home).catch((err: unknown) => errors.push(err));
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, 'overlay cleanup: some mounts could not be released');
+  }
+
+  async applyDiff(id: string, parent: string | undefined, diff: DiffSource, opts: ApplyDiffOptions = {}): Promise<number> {
+    validateId(id);
+    const parentId = validateParent(parent);
+    const ctx = { home: this.home, uidMaps: this.uidMaps, gidMaps: this.gidMaps, owner: this.#owner };
+    return layerLocks.runAll(parentId === undefined ? [id] : [id, parentId], async () => {
+      const dirs = layerDirs(this.home, id);
+      if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
+      return mounts.withLock(dirs.merged, async (references) => {
+        if (references > 0) throw new LayerInUseError(id, `mounted at ${dirs.merged}`);
+        const plan = await planApply(ctx, id, parentId);
+        if (plan.kind === 'own-root') {
+          const users = await this.#layersOver(id);
+          if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} uses its root as lower layer`);
+        }
+        return applyStaged(ctx, id, plan, diff, opts);
+      });
+    });
+  }
+
+  diff(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Readable> {
+    validateId(id);
+    return diffs.diff(this, id, validateParent(parent), opts);
+  }
+
+  changes(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Change[]> {
+    validateId(id);
+    return diffs.changes(this, id, validateParent(parent), opts);
+  }
+
+  diffSize(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<number> {
+    validateId(id);
+    return diffs.diffSize(this, id, validateParent(parent), opts);
+  }
+
+  async #mkdirAs(path: string, mode: number): Promise<void> {
+    await mkdir(path);
+    await chmod(path, mode); // not subject to the umask, unlike mkdir's mode
+    await this.#chown(path);
+  }
+
+  #chown(path: string): Promise<void> {
+    return chown(path, this.#owner.uid, this.#owner.gid);
+  }
+}
+
+/** Mount points at or below `dir` in this process's mount namespace. */
+async function mountsBelow(dir: string): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => m !== undefined)
+    .map((m) => m.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
+    .filter((m) => m === dir || m.startsWith(dir + '/'));
 }

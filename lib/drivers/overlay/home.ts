@@ -1,0 +1,162 @@
+// The driver's home: the checks the seed's Init makes before using it, creating it
+// owned by the mapped root, its private bind mount (one per home per process, never
+// stacked), and the sweep of what a killed process left behind.
+import { execFile } from 'node:child_process';
+import { chown, lstat, mkdir, readFile, readdir, realpath, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import * as native from '../../native.js';
+import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../errors.js';
+import { fsName, incompatibleBackingFs } from '../../fs-magic.js';
+import type { IdPair } from '../../idmap.js';
+import { KeyedLock } from '../../mount-counter.js';
+import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
+
+let overlaySupport: Promise<void> | undefined;
+
+/** Loads the overlay module if it can (its absence is not an error) and requires "nodev\toverlay" in /proc/filesystems. Once per process. */
+export function supportsOverlay(): Promise<void> {
+  overlaySupport ??= (async () => {
+    await new Promise<void>((resolve) => execFile('modprobe', ['overlay'], { timeout: 10_000 }, () => resolve()));
+    const filesystems = await readFile('/proc/filesystems', 'utf8');
+    if (!filesystems.split('\n').includes('nodev\toverlay')) {
+      overlaySupport = undefined; // a later modprobe may still succeed
+      throw new NotSupportedError("'overlay' is not a filesystem this kernel supports (not in /proc/filesystems, and modprobe overlay did not load it)");
+    }
+  })();
+  return overlaySupport;
+}
+
+/** The backing filesystem's name; throws IncompatibleFsError for the ones overlay cannot sit on. */
+export async function checkBackingFs(home: string): Promise<string> {
+  const existing = await nearestExisting(home);
+  const magic = await native.fsMagic(existing);
+  const name = fsName(magic);
+  if (incompatibleBackingFs.has(magic)) throw new IncompatibleFsError(name, home);
+  return name;
+}
+
+async function nearestExisting(path: string): Promise<string> {
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      await lstat(p);
+      return p;
+    } catch (err) {
+      if (!isSystemError(err, 'ENOENT') || p === dirname(p)) throw err;
+    }
+  }
+}
+
+/** Creates `dir` and its missing parents with `mode`, owned by `owner` (only what it creates, as idtools.MkdirAllAs). */
+export async function mkdirAllAs(dir: string, mode: number, owner: IdPair): Promise<void> {
+  const first = await mkdir(dir, { recursive: true, mode });
+  if (first === undefined) return;
+  for (let p = dir; ; p = dirname(p)) {
+    await chown(p, owner.uid, owner.gid);
+    if (p === first || p === dirname(p)) break;
+  }
+}
+
+interface HomeMount {
+  users: number;
+  /** True when this process bound home onto itself (or adopted such a bind), so the last user unmounts it. */
+  unmountAtEnd: boolean;
+}
+
+const homeMounts = new Map<string, HomeMount>();
+const homeLock = new KeyedLock();
+
+/**
+ * Makes `home` a private mount of itself, binding it only when it is not a mount point
+ * already: in this process or another one, a second driver on the same home adds no
+ * mount. Two processes binding a fresh home at the very same moment could still stack
+ * two (there is no cross-process lock here); either unmount leaves a working home.
+ */
+export function acquireHomeMount(home: string): Promise<void> {
+  return homeLock.run(home, async () => {
+    const known = homeMounts.get(home);
+    if (known !== undefined) {
+      known.users++;
+      return;
+    }
+    const wasMountPoint = await native.isMountPoint(home);
+    if (!wasMountPoint) await native.mount(home, home, '', native.constants.MS_BIND);
+    try {
+      await native.mount('none', home, '', native.constants.MS_PRIVATE);
+    } catch (err) {
+      if (!wasMountPoint) await native.unmount(home, native.constants.MNT_DETACH).catch(() => undefined);
+      throw err;
+    }
+    homeMounts.set(home, { users: 1, unmountAtEnd: !wasMountPoint || (await isSelfBind(home)) });
+  });
+}
+
+/** Drops this driver's use of the home mount; the last user in the process unmounts it, unless it is busy (others' mounts below it). */
+export function releaseHomeMount(home: string): Promise<void> {
+  return homeLock.run(home, async () => {
+    const known = homeMounts.get(home);
+    if (known === undefined) return;
+    if (--known.users > 0) return;
+    homeMounts.delete(home);
+    if (!known.unmountAtEnd) return;
+    try {
+      await native.unmount(home, 0);
+    } catch (err) {
+      if (!isSystemError(err, 'EBUSY') && !isSystemError(err, 'EINVAL')) throw err;
+    }
+  });
+}
+
+// A bind of a directory onto itself (left by an earlier driver process) sits on the
+// same device as the mount below it; a filesystem mounted on home (a tmpfs, a loop
+// device) does not, and is not ours to unmount.
+async function isSelfBind(home: string): Promise<boolean> {
+  const lines = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' '));
+  const byId = new Map(lines.map((f) => [f[0], f]));
+  const top = lines.filter((f) => f[4] !== undefined && unescape(f[4]) === home).at(-1);
+  const parent = top === undefined ? undefined : byId.get(top[1]);
+  return top !== undefined && parent !== undefined && top[2] === parent[2] && top[3] !== '/';
+}
+
+function unescape(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/**
+ * Removes what an interrupted applyDiff left: staging dirs (tmproot*, with any mount a
+ * killed process left in them) of processes that are gone and, in a layer that already has its
+ * root/, the upper/work/merged/lower-id the finished applyDiff did not get to remove.
+ */
+export async function removeLeftovers(home: string): Promise<void> {
+  const mountsBelow = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => m !== undefined)
+    .map(unescape)
+    .filter((m) => m.startsWith(home + '/'));
+  const entries = await readdir(home, { withFileTypes: true });
+  await Promise.all(
+    entries
+      .filter((e) => e.isDirectory())
+      .map(async (e) => {
+        const dir = join(home, e.name);
+        const names = await readdir(dir).catch(() => [] as string[]);
+        const staging = names.filter((n) => n.startsWith(STAGING_PREFIX) && !stagingInUse(join(dir, n), n)).map((n) => join(dir, n));
+        for (const s of staging) {
+          for (const m of mountsBelow.filter((m) => m === s || m.startsWith(s + '/')).sort((a, b) => b.length - a.length)) {
+            await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
+          }
+          await rm(s, { recursive: true, force: true });
+        }
+        if (names.includes('root')) {
+          const paths = layerDirs(home, e.name);
+          if (mountsBelow.includes(paths.merged)) return; // mounted: leave it to its user
+          await Promise.all([paths.upper, paths.work, paths.merged, paths.lowerIdFile].filter((p) => names.includes(p.slice(dir.length + 1))).map((p) => rm(p, { recursive: true, force: true })));
+        }
+      }),
+  );
+}
+
+/** realpath of a home that exists. */
+export function canonicalHome(home: string): Promise<string> {
+  return realpath(home);
+}

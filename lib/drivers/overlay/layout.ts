@@ -1,0 +1,95 @@
+// Where a layer's parts live under home (DESIGN.md section 2, the seed's layout), and
+// reading which kind of layer an id is. Paths are only ever built from validated ids.
+import { lstat, readFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { join } from 'node:path';
+import { LayerNotFoundError, isSystemError } from '../../errors.js';
+import { parseStoredId, validateId } from '../../ids.js';
+import type { LayerPaths } from './internals.js';
+
+/**
+ * Temp dirs inside a layer dir are named tmproot<pid>-XXXXXX. The next init removes
+ * them unless the process that made them is still alive and working on them.
+ */
+export const STAGING_PREFIX = 'tmproot';
+
+/** Staging dirs this process is using right now (so a second driver on the same home does not sweep them). */
+export const activeStaging = new Set<string>();
+
+/** True when the staging dir `name` belongs to a live process that may still be using it. */
+export function stagingInUse(path: string, name: string): boolean {
+  const pid = Number(/^tmproot(\d+)-/.exec(name)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return activeStaging.has(path);
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface LayerDirs {
+  dir: string;
+  root: string;
+  upper: string;
+  work: string;
+  merged: string;
+  lowerIdFile: string;
+}
+
+export function layerDirs(home: string, id: string): LayerDirs {
+  const dir = join(home, id);
+  return {
+    dir,
+    root: join(dir, 'root'),
+    upper: join(dir, 'upper'),
+    work: join(dir, 'work'),
+    merged: join(dir, 'merged'),
+    lowerIdFile: join(dir, 'lower-id'),
+  };
+}
+
+/** lstat that answers undefined for a missing path. */
+export async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return undefined;
+    throw err;
+  }
+}
+
+/** True when the layer `id` exists (its dir is there). */
+export async function layerExists(home: string, id: string): Promise<boolean> {
+  return (await lstatOrUndefined(layerDirs(home, id).dir))?.isDirectory() ?? false;
+}
+
+/** The id in a layer's lower-id file, validated like any id. */
+export async function readLowerId(dirs: LayerDirs): Promise<string> {
+  return parseStoredId(await readFile(dirs.lowerIdFile));
+}
+
+/** Validates `id` and reads its layout: an image (root/) or a layer over an image (upper/work/merged + lower-id). */
+export async function readLayerPaths(home: string, id: string): Promise<LayerPaths> {
+  validateId(id);
+  const dirs = layerDirs(home, id);
+  const st = await lstatOrUndefined(dirs.dir);
+  if (st === undefined || !st.isDirectory()) throw new LayerNotFoundError(id);
+  if ((await lstatOrUndefined(dirs.root))?.isDirectory()) return { dir: dirs.dir, root: dirs.root };
+  let lowerId: string;
+  try {
+    lowerId = await readLowerId(dirs);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) throw new LayerNotFoundError(id, { cause: new Error(`layer ${JSON.stringify(id)} has neither root/ nor lower-id (half-made?)`) });
+    throw err;
+  }
+  return {
+    dir: dirs.dir,
+    upper: dirs.upper,
+    work: dirs.work,
+    merged: dirs.merged,
+    lowerId,
+    lowerRoot: layerDirs(home, lowerId).root,
+  };
+}
