@@ -6,10 +6,15 @@ import { statfs } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { join, dirname } from 'node:path';
+import { AbortError } from './errors.js';
 
 export type PathLike = string | Buffer;
 
-/** Counts of what a copy created, by type, and the bytes of file content it wrote or linked. */
+/**
+ * Counts of what a copy created, by type (the root directory counts as one entry),
+ * and the bytes of file content it copied. Files hardlinked instead of copied add no
+ * bytes: knowing their size would cost a stat per file, the one syscall hardlink mode saves.
+ */
 export interface CopyStats {
   entries: number;
   directories: number;
@@ -74,9 +79,24 @@ interface Addon {
   copyTree(
     src: PathLike,
     dst: PathLike,
-    options: { hardlink: boolean; threads: number; signal?: AbortSignal; onProgress?: (entries: number, bytes: number) => void },
+    options: { hardlink: boolean; threads: number; abortFlag: Buffer; onProgress?: (entries: number, bytes: number) => void },
   ): Promise<CopyStats>;
+  writeNewFile(path: PathLike, data: Buffer, ...meta: MetaArgs): Promise<void>;
+  setMeta(path: PathLike, ...meta: MetaArgs): Promise<void>;
   constants: NativeConstants;
+}
+
+/** uid, gid (-1: keep), mode (-1: keep), atime s/ns, mtime s/ns (a negative ns: keep the times). */
+type MetaArgs = [uid: number, gid: number, mode: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number];
+
+/** Owner, mode and times for writeNewFile/setMeta; a field left out is left as it is. */
+export interface EntryMeta {
+  uid?: number;
+  gid?: number;
+  /** Permission bits incl. setuid/setgid/sticky; leave out for symlinks (chmod would follow them). */
+  mode?: number;
+  atime?: { sec: number; nsec: number };
+  mtime?: { sec: number; nsec: number };
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -247,9 +267,26 @@ export function rename2(from: PathLike, to: PathLike, flags: number): Promise<vo
   return withStack(addon.rename2(from, to, flags));
 }
 
+/** How a copyTree that was aborted (or failed) says what it left behind. */
+export interface CopyTreeError extends Error {
+  code: string;
+  /** `dst` when the copy created it or anything inside it: a partial tree the caller may remove. */
+  leftBehind?: PathLike;
+  /** What had been made when it stopped. */
+  copied?: CopyStats;
+}
+
 /**
- * Copies the tree at `src` to `dst` (which must not exist, or be an empty directory),
- * off the JS thread. See README "copyTree" for exactly what is preserved.
+ * Copies the tree at `src` to `dst` off the JS thread (see README "copyTree" for what
+ * is preserved). `dst` must not exist (its parent must), or be an empty directory.
+ *
+ * Rejects with a Node-style system error, or:
+ * - ENOENT (syscall 'open') when `src` is missing, ENOTDIR when it is not a directory;
+ * - ENOTEMPTY (syscall 'copyTree') when `dst` is a directory that is not empty;
+ * - EEXIST (syscall 'copyTree') when `dst` exists and is not a directory (a symlink is not followed);
+ * - EINVAL (syscall 'copyTree') when `dst` is `src` or lies inside it;
+ * - AbortError (code 'ABORT_ERR') when `signal` aborts; nothing is removed: `.leftBehind`
+ *   names the partial copy, if any, and `.copied` counts it.
  */
 export function copyTree(src: PathLike, dst: PathLike, options: CopyTreeOptions = {}): Promise<CopyStats> {
   checkPath(src, 'src');
@@ -258,13 +295,48 @@ export function copyTree(src: PathLike, dst: PathLike, options: CopyTreeOptions 
   if (mode !== 'hardlink' && mode !== 'content') throw invalidArg('options.mode', "must be 'hardlink' or 'content'");
   const threads = options.threads ?? 0;
   checkInt(threads, 'options.threads');
-  const onProgress = options.onProgress;
-  return withStack(
-    addon.copyTree(src, dst, {
-      hardlink: mode === 'hardlink',
-      threads,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(onProgress ? { onProgress: (entries: number, bytes: number) => onProgress({ entries, bytes }) } : {}),
-    }),
-  );
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArg('options.onProgress', 'must be a function');
+  return runCopy(src, dst, mode === 'hardlink', threads, options);
+}
+
+async function runCopy(src: PathLike, dst: PathLike, hardlink: boolean, threads: number, options: CopyTreeOptions): Promise<CopyStats> {
+  const { signal, onProgress } = options;
+  if (signal?.aborted) throw copyAborted(undefined, signal.reason);
+  // The engine polls byte 0 between entries: setting it is how JS stops C++ threads.
+  const abortFlag = Buffer.alloc(1);
+  const onAbort = (): void => void (abortFlag[0] = 1);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let settled = false;
+  let progressError: { error: unknown } | undefined;
+  const reportProgress = (entries: number, bytes: number): void => {
+    if (settled || progressError) return;
+    try {
+      onProgress!({ entries, bytes });
+    } catch (error) {
+      // A throwing callback stops the copy, and its error is what the caller sees.
+      progressError = { error };
+      abortFlag[0] = 1;
+    }
+  };
+  try {
+    return await withStack(addon.copyTree(src, dst, { hardlink, threads, abortFlag, ...(onProgress ? { onProgress: reportProgress } : {}) }));
+  } catch (err) {
+    const e = err as CopyTreeError & { aborted?: boolean };
+    if (e.aborted !== true) throw err;
+    if (progressError) throw progressError.error;
+    throw copyAborted(e, signal?.reason);
+  } finally {
+    settled = true;
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function copyAborted(native: CopyTreeError | undefined, reason: unknown): AbortError & CopyTreeError {
+  const left = native?.leftBehind;
+  const where = left === undefined ? 'nothing was created' : `a partial copy was left at '${left.toString()}' (${native?.copied?.entries ?? 0} entries)`;
+  const err = new AbortError(`copyTree was aborted: ${where}`, reason === undefined ? undefined : { cause: reason }) as AbortError & CopyTreeError;
+  if (left !== undefined) err.leftBehind = left;
+  if (native?.copied) err.copied = native.copied;
+  if (native?.stack) err.stack = `${err.name}: ${err.message}\n${native.stack.split('\n').slice(1).join('\n')}`;
+  return err;
 }
