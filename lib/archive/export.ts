@@ -1,0 +1,256 @@
+// Packs a change set as a layer tar (containers/storage ExportChanges, with the
+// overlay whiteout conventions): A and C entries from the new tree, D as ".wh.NAME",
+// a directory that lost every entry of the parent as ".wh..wh..opq" right after the
+// directory, hardlinks as tar hardlinks (to the first name in this tar, or to an
+// unchanged name the parent layer already has), xattrs as SCHILY.xattr.* PAX
+// records (overlay's own dropped), owners mapped back to container ids.
+// Deterministic: the change set is sorted and headers hold nothing variable;
+// whiteouts are mode 0, root-owned, mtime 0.
+// Streaming: a Readable pulled from an async generator, so nothing is read ahead of
+// what the consumer takes beyond a small window of prepared entries.
+import { Readable } from 'node:stream';
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants, type BigIntStats } from 'node:fs';
+import type { IDMap, LongOperationOptions } from '../types.js';
+import { InvalidOptionError } from '../errors.js';
+import type { ChangeRecord, ChangeSet } from './change-set.js';
+import { contentXattrs, inodeKey, isDir, readXattrs } from './entry-compare.js';
+import { IoGate } from './io-gate.js';
+import { baseOf, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
+import { contentPadding, encodeHeader, endOfArchive, type TarEntryHeader, type TarType } from './tar-header.js';
+
+export interface ExportOptions extends LongOperationOptions {
+  /** Host → container id translation for owners (the driver's maps); identity when empty. */
+  uidMaps?: readonly IDMap[];
+  gidMaps?: readonly IDMap[];
+}
+
+const whiteoutPrefix = '.wh.';
+const opaqueWhiteout = '.wh..wh..opq';
+/** Entries prepared ahead of the one being written (metadata, small contents). */
+const lookahead = 32;
+/** Files up to this size are read whole while preparing; larger ones stream in chunks. */
+const smallFile = 64 * 1024;
+const chunkSize = 256 * 1024;
+/** Headers and small contents are gathered into chunks of about this size. */
+const batchSize = 64 * 1024;
+
+const S_IFMT = 0o170000n;
+const typeOfMode: Record<string, TarType | undefined> = {
+  [String(0o100000n)]: 'file',
+  [String(0o040000n)]: 'directory',
+  [String(0o120000n)]: 'symlink',
+  [String(0o020000n)]: 'char',
+  [String(0o060000n)]: 'block',
+  [String(0o010000n)]: 'fifo',
+};
+
+/** Maps a host id to the container id the tar records. */
+export function toContainerId(hostId: number, maps: readonly IDMap[] | undefined, what: string, path: string): number {
+  if (!maps || maps.length === 0) return hostId;
+  for (const m of maps) {
+    if (hostId >= m.hostId && hostId < m.hostId + m.size) return m.containerId + (hostId - m.hostId);
+  }
+  throw new InvalidOptionError(`${what} ${hostId} of ${JSON.stringify(rawBytes(path).toString())} has no container id in the driver's ${what} maps`);
+}
+
+interface Prepared {
+  header: TarEntryHeader;
+  /** Whole content of a small file. */
+  content?: Buffer;
+  /** Open handle of a large file, read while writing. */
+  handle?: FileHandle;
+}
+
+/** The tar of a change set as a byte stream. */
+export function exportChanges(set: ChangeSet, opts: ExportOptions = {}): Readable {
+  return Readable.from(packChanges(set, opts), { objectMode: false, highWaterMark: 256 * 1024 });
+}
+
+async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator<Buffer> {
+  const gate = new IoGate(lookahead, opts.signal);
+  const records = set.changes.filter((c) => !(c.kind === 'D' && set.opaqueDirs.has(parentOf(c.path))));
+  const pending: Array<Promise<PreparedEntry | undefined>> = [];
+  let next = 0;
+  const fill = () => {
+    while (pending.length < lookahead && next < records.length) {
+      const p = prepare(records[next++]!, set, gate, opts);
+      p.catch(() => undefined); // awaited in order below; avoid unhandled rejections meanwhile
+      pending.push(p);
+    }
+  };
+  const seen = new Map<string, Buffer>();
+  let batch: Buffer[] = [];
+  let batched = 0;
+  let entries = 0;
+  let bytes = 0;
+  let lastReport = 0;
+  const push = (b: Buffer) => {
+    batch.push(b);
+    batched += b.length;
+  };
+  const flush = (): Buffer => {
+    const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+    batch = [];
+    batched = 0;
+    return out;
+  };
+
+  try {
+    fill();
+    while (pending.length > 0) {
+      const prepared = await pending.shift()!;
+      fill();
+      gate.checkAborted();
+      if (prepared === undefined) continue;
+      const { header } = prepared;
+      // Hardlinks: the first name of an inode in this tar carries the data, later ones link to it.
+      if (header.type !== 'directory' && prepared.linkKey !== undefined) {
+        const first = seen.get(prepared.linkKey) ?? unchangedTarget(set, prepared.linkKey);
+        if (first !== undefined) {
+          await prepared.handle?.close();
+          push(encodeHeader({ ...header, type: 'link', size: 0, linkname: first, xattrs: header.xattrs }));
+          entries++;
+          continue;
+        }
+        seen.set(prepared.linkKey, header.name);
+      }
+      push(encodeHeader(header));
+      if (prepared.content) {
+        push(prepared.content);
+        push(contentPadding(prepared.content.length));
+      } else if (prepared.handle) {
+        if (batched > 0) yield flush();
+        yield* streamContent(prepared.handle, header, gate);
+        const pad = contentPadding(header.size);
+        if (pad.length > 0) push(pad);
+      }
+      if (header.type === 'directory' && set.opaqueDirs.has(prepared.path)) push(encodeHeader(whiteoutHeader(prepared.path + '/' + opaqueWhiteout)));
+      entries++;
+      bytes += header.size;
+      if (batched >= batchSize) yield flush();
+      if (opts.onProgress && Date.now() - lastReport >= 100) {
+        lastReport = Date.now();
+        opts.onProgress({ entries, bytes });
+      }
+    }
+    push(endOfArchive);
+    yield flush();
+    opts.onProgress?.({ entries, bytes });
+  } finally {
+    // Stopped early (error, abort or destroy): close what the lookahead opened.
+    for (const p of pending) {
+      const prepared = await p.catch(() => undefined);
+      await prepared?.handle?.close().catch(() => undefined);
+    }
+  }
+}
+
+function unchangedTarget(set: ChangeSet, key: string): Buffer | undefined {
+  const path = set.unchangedLinks.get(key);
+  return path === undefined ? undefined : rawBytes(path.slice(1));
+}
+
+async function* streamContent(handle: FileHandle, header: TarEntryHeader, gate: IoGate): AsyncGenerator<Buffer> {
+  try {
+    let left = header.size;
+    let pos = 0;
+    while (left > 0) {
+      gate.checkAborted();
+      const buf = Buffer.allocUnsafe(Math.min(chunkSize, left));
+      const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) throw new Error(`${rawBytes('/' + header.name.toString('latin1')).toString()} shrank while being exported`);
+      pos += bytesRead;
+      left -= bytesRead;
+      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+function whiteoutHeader(rawPath: string): TarEntryHeader {
+  return { name: rawBytes(rawPath.slice(1)), type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtimeSec: 0n, mtimeNsec: 0 };
+}
+
+interface PreparedEntry extends Prepared {
+  path: string;
+  /** Inode key of a non-directory with more than one name. */
+  linkKey?: string;
+}
+
+async function prepare(change: ChangeRecord, set: ChangeSet, gate: IoGate, opts: ExportOptions): Promise<PreparedEntry | undefined> {
+  if (change.kind === 'D') {
+    return { path: change.path, header: whiteoutHeader(parentOf(change.path) + '/' + whiteoutPrefix + baseOf(change.path)) };
+  }
+  const full = set.newRoot + change.path;
+  let st = change.stat!;
+  const type = typeOfMode[String(st.mode & S_IFMT)];
+  // Sockets are not layer content (containers/storage skips them too).
+  if (type === undefined) return undefined;
+  let handle: FileHandle | undefined;
+  let content: Buffer | undefined;
+  if (type === 'file') {
+    handle = await gate.run(() => open(rawBytes(full), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW));
+    try {
+      st = await gate.run(() => handle!.stat({ bigint: true }));
+      if (st.size <= BigInt(smallFile)) {
+        content = await gate.run(() => readWhole(handle!, Number(st.size), full));
+        await handle.close();
+        handle = undefined;
+      }
+    } catch (err) {
+      await handle?.close().catch(() => undefined);
+      throw err;
+    }
+  }
+  try {
+    const [xattrs, linkname] = await Promise.all([
+      gate.run(() => readXattrs(full)),
+      type === 'symlink' ? gate.run(() => readlinkRaw(full)) : undefined,
+    ]);
+    const name = rawBytes(change.path.slice(1) + (type === 'directory' ? '/' : ''));
+    const header = headerOf(name, type, st, change.path, opts);
+    const kept = contentXattrs(xattrs);
+    if (kept.length > 0) header.xattrs = kept;
+    if (linkname) header.linkname = linkname;
+    const entry: PreparedEntry = { path: change.path, header };
+    if (content) entry.content = content;
+    if (handle) entry.handle = handle;
+    if (!isDir(st) && st.nlink > 1n) entry.linkKey = inodeKey(st);
+    return entry;
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function readWhole(handle: FileHandle, size: number, path: string): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(size);
+  let pos = 0;
+  while (pos < size) {
+    const { bytesRead } = await handle.read(buf, pos, size - pos, pos);
+    if (bytesRead === 0) throw new Error(`${rawBytes(path).toString()} shrank while being exported`);
+    pos += bytesRead;
+  }
+  return buf;
+}
+
+function headerOf(name: Buffer, type: TarType, st: BigIntStats, path: string, opts: ExportOptions): TarEntryHeader {
+  const header: TarEntryHeader = {
+    name,
+    type,
+    mode: Number(st.mode & 0o7777n),
+    uid: toContainerId(Number(st.uid), opts.uidMaps, 'uid', path),
+    gid: toContainerId(Number(st.gid), opts.gidMaps, 'gid', path),
+    size: type === 'file' ? Number(st.size) : 0,
+    mtimeSec: st.mtimeNs / 1_000_000_000n,
+    mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+  };
+  if (type === 'char' || type === 'block') {
+    const rdev = st.rdev;
+    header.devmajor = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+    header.devminor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+  }
+  return header;
+}
