@@ -340,3 +340,38 @@ function copyAborted(native: CopyTreeError | undefined, reason: unknown): AbortE
   if (native?.stack) err.stack = `${err.name}: ${err.message}\n${native.stack.split('\n').slice(1).join('\n')}`;
   return err;
 }
+
+function metaArgs(meta: EntryMeta): MetaArgs {
+  const ids = meta.uid !== undefined && meta.gid !== undefined;
+  if (ids) {
+    checkInt(meta.uid, 'meta.uid');
+    checkInt(meta.gid, 'meta.gid');
+  }
+  if (meta.mode !== undefined) checkInt(meta.mode, 'meta.mode');
+  const m = meta.mtime;
+  const a = meta.atime ?? m;
+  for (const t of [a, m]) {
+    if (t !== undefined && (!Number.isInteger(t.sec) || !Number.isInteger(t.nsec) || t.nsec < 0 || t.nsec > 999_999_999)) {
+      throw invalidArg('meta times', 'must be { sec: integer, nsec: 0..999999999 }');
+    }
+  }
+  const times = a !== undefined && m !== undefined;
+  return [ids ? meta.uid! : -1, ids ? meta.gid! : -1, meta.mode ?? -1, a?.sec ?? 0, times ? a.nsec : -1, m?.sec ?? 0, times ? m.nsec : -1];
+}
+
+/**
+ * Creates a new regular file (EEXIST if anything is at `path`; a final symlink is not
+ * followed), writes `data`, then sets owner, mode and times (nanoseconds), all in one
+ * thread-pool trip: a layer apply's small file in one call.
+ */
+export function writeNewFile(path: PathLike, data: Buffer, meta: EntryMeta = {}): Promise<void> {
+  checkPath(path, 'path');
+  if (!Buffer.isBuffer(data)) throw invalidArg('data', 'must be a Buffer');
+  return withStack(addon.writeNewFile(path, data, ...metaArgs(meta)));
+}
+
+/** lchown, chmod (only when meta.mode is given: never for symlinks, chmod follows them) and utimensat(AT_SYMLINK_NOFOLLOW), in one trip. */
+export function setMeta(path: PathLike, meta: EntryMeta): Promise<void> {
+  checkPath(path, 'path');
+  return withStack(addon.setMeta(path, ...metaArgs(meta)));
+}

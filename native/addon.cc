@@ -47,6 +47,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resolveInRoot", Napi::Function::New(env, ResolveInRoot, "resolveInRoot"));
   exports.Set("rename2", Napi::Function::New(env, Rename2, "rename2"));
   exports.Set("copyTree", Napi::Function::New(env, CopyTree, "copyTree"));
+  exports.Set("writeNewFile", Napi::Function::New(env, WriteNewFile, "writeNewFile"));
+  exports.Set("setMeta", Napi::Function::New(env, SetMeta, "setMeta"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -13,4 +13,6 @@ Napi::Value RemoveXattr(const Napi::CallbackInfo& info);  // xattr.cc
 Napi::Value ResolveInRoot(const Napi::CallbackInfo& info);  // resolve.cc
 Napi::Value Rename2(const Napi::CallbackInfo& info);      // rename.cc
 Napi::Value CopyTree(const Napi::CallbackInfo& info);     // copy_tree.cc
+Napi::Value WriteNewFile(const Napi::CallbackInfo& info);  // apply_entry.cc
+Napi::Value SetMeta(const Napi::CallbackInfo& info);      // apply_entry.cc
 }  // namespace ogd
