@@ -1,0 +1,216 @@
+// `npm run bench`: every benchmark part in one go. Each part (bench/copy.ts,
+// bench/driver.ts, bench/archive.ts) exports `run()`, measures its cases against
+// peers and prints its own progress; this file runs the parts that exist, one after
+// the other, keeps each part's result as it came, pulls the comparisons out of it,
+// and writes:
+//   bench/results/latest.json   machine-readable, with the machine and the time
+//   bench/results/latest.md     the comparisons as readable tables (also printed)
+//   bench/chart.svg             the copy and import comparisons as a bar chart
+// Usage: npm run bench [-- PART...]   e.g. `npm run bench -- copy` runs the copy part only.
+//
+// What a part should ideally return: Comparison-like objects, e.g.
+//   [{ case: 'hardlink copy, 100k files', unit: 'ms',
+//      results: [{ tool: 'ogd copy --hardlink', median: 420 }, { tool: 'cp -al', median: 1300 }] }]
+// Other shapes are searched for { name|tool|…, median|medianMs|… } records, so a part's
+// own JSON layout still shows up in the tables.
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { cpus, release, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderChart, formatValue } from './chart.js';
+import type { ChartGroup } from './chart.js';
+
+export interface Measurement {
+  tool: string;
+  median: number;
+}
+
+export interface Comparison {
+  part: string;
+  case: string;
+  unit: string;
+  results: Measurement[];
+}
+
+interface PartOutcome {
+  part: string;
+  ok: boolean;
+  seconds: number;
+  result?: unknown;
+  error?: string;
+}
+
+export const PARTS = ['copy', 'driver', 'archive'] as const;
+
+const benchDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
+
+const LABEL_KEYS = ['tool', 'contender', 'name', 'command', 'label', 'impl', 'peer', 'variant'];
+const CASE_KEYS = ['case', 'scenario', 'title', 'name', 'tree', 'label', 'id'];
+const RESULT_LIST_KEYS = ['results', 'contenders', 'tools', 'runs', 'measurements', 'rows'];
+// Median-ish number keys, with the unit their name implies.
+const MEDIAN_KEYS: Array<[RegExp, string]> = [
+  [/^median(_?ms)?$/i, 'ms'],
+  [/^(ms|millis|milliseconds|medianMillis)$/i, 'ms'],
+  [/^median_?(us|µs|micros)$/i, 'µs'],
+  [/^(us|µs|micros)$/i, 'µs'],
+  [/^median_?(s|sec|seconds)$/i, 's'],
+  [/^(s|sec|seconds)$/i, 's'],
+];
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function firstString(o: Record<string, unknown>, keys: string[]): string | undefined {
+  for (const k of keys) if (typeof o[k] === 'string' && o[k] !== '') return o[k];
+  return undefined;
+}
+
+function medianOf(o: Record<string, unknown>, fallbackUnit?: string): { value: number; unit: string } | undefined {
+  for (const [pattern, unit] of MEDIAN_KEYS) {
+    for (const [k, v] of Object.entries(o)) {
+      if (pattern.test(k) && typeof v === 'number' && Number.isFinite(v)) return { value: v, unit: typeof o['unit'] === 'string' ? o['unit'] : (fallbackUnit ?? unit) };
+    }
+  }
+  return undefined;
+}
+
+function asMeasurements(items: unknown[], unit?: string): { unit: string; results: Measurement[] } | undefined {
+  const results: Measurement[] = [];
+  let found: string | undefined;
+  for (const item of items) {
+    if (!isRecord(item)) return undefined;
+    const tool = firstString(item, LABEL_KEYS);
+    const median = medianOf(item, unit);
+    if (tool === undefined || median === undefined) return undefined;
+    results.push({ tool, median: median.value });
+    found ??= median.unit;
+  }
+  return results.length > 0 ? { unit: found!, results } : undefined;
+}
+
+/** Finds every comparison inside a part's result, whatever its layout. */
+export function extractComparisons(part: string, value: unknown, path: string[] = []): Comparison[] {
+  const here = path.join(' / ') || part;
+  if (Array.isArray(value)) {
+    const direct = asMeasurements(value);
+    if (direct) return [{ part, case: here, ...direct }];
+    return value.flatMap((item, i) => extractComparisons(part, item, [...path, isRecord(item) ? (firstString(item, CASE_KEYS) ?? String(i)) : String(i)]));
+  }
+  if (!isRecord(value)) return [];
+  const unit = typeof value['unit'] === 'string' ? value['unit'] : undefined;
+  for (const key of RESULT_LIST_KEYS) {
+    const list = value[key];
+    if (Array.isArray(list)) {
+      const m = asMeasurements(list, unit);
+      if (m) return [{ part, case: firstString(value, CASE_KEYS) ?? here, ...m }];
+    }
+  }
+  return Object.entries(value).flatMap(([k, v]) => (typeof v === 'object' && v !== null ? extractComparisons(part, v, [...path, k]) : []));
+}
+
+function table(c: Comparison): string[] {
+  const best = Math.min(...c.results.map((r) => r.median));
+  const ours = c.results.find((r) => /\bogd\b|overlay-graphdriver/i.test(r.tool));
+  const rows = c.results.map((r) => [
+    r.tool,
+    formatValue(r.median, c.unit),
+    ours && r !== ours ? `${(ours.median / r.median).toFixed(2)}` : r.median === best ? 'fastest' : '',
+  ]);
+  const header = ['tool', 'median', ours ? 'ogd ÷ this' : ''];
+  return [`#### ${c.part}: ${c.case}`, '', `| ${header.join(' | ')} |`, '|---|---:|---:|', ...rows.map((r) => `| ${r.join(' | ')} |`), ''];
+}
+
+function chartGroups(comparisons: Comparison[]): ChartGroup[] {
+  const wanted = comparisons.filter(
+    (c) => c.part === 'copy' || (c.part === 'archive' && /import|apply|extract|tar -x/i.test(`${c.case} ${c.results.map((r) => r.tool).join(' ')}`)),
+  );
+  return wanted.map((c) => ({
+    title: `${c.part}: ${c.case}`,
+    unit: c.unit,
+    bars: c.results.map((r) => ({ label: r.tool, value: r.median, ours: /\bogd\b|overlay-graphdriver/i.test(r.tool) })),
+  }));
+}
+
+async function loadPart(part: string): Promise<((opts?: unknown) => Promise<unknown>) | undefined> {
+  try {
+    const mod = (await import(`./${part}.js`)) as { run?: (opts?: unknown) => Promise<unknown> };
+    if (typeof mod.run !== 'function') throw new Error(`bench/${part}.ts does not export run()`);
+    return mod.run;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(`${part}.js`)) return undefined;
+    throw err;
+  }
+}
+
+async function writeAtomically(path: string, text: string): Promise<void> {
+  await writeFile(`${path}.tmp`, text);
+  await rename(`${path}.tmp`, path);
+}
+
+export async function main(args: string[]): Promise<number> {
+  const unknown = args.filter((a) => !(PARTS as readonly string[]).includes(a));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown part ${unknown.join(', ')} (parts: ${PARTS.join(', ')})\n`);
+    return 2;
+  }
+  const selected = args.length > 0 ? args : [...PARTS];
+  const outcomes: PartOutcome[] = [];
+  for (const part of selected) {
+    const run = await loadPart(part);
+    if (run === undefined) {
+      process.stdout.write(`\n== ${part}: not present (bench/${part}.ts), skipped\n`);
+      continue;
+    }
+    process.stdout.write(`\n== ${part}\n`);
+    const t0 = performance.now();
+    try {
+      const result = await run();
+      outcomes.push({ part, ok: true, seconds: (performance.now() - t0) / 1000, result });
+    } catch (err) {
+      // One broken part must not cost the others' results.
+      const message = err instanceof Error ? err.message : String(err);
+      process.stderr.write(`bench ${part} failed: ${message}\n`);
+      outcomes.push({ part, ok: false, seconds: (performance.now() - t0) / 1000, error: message });
+    }
+  }
+
+  const comparisons = outcomes.flatMap((o) => (o.ok ? extractComparisons(o.part, o.result) : []));
+  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version };
+  const when = new Date().toISOString();
+  const markdown = [
+    `### Benchmark results (${when})`,
+    '',
+    `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGB} GB RAM, Linux ${machine.kernel}, Node ${machine.node}. Medians; "ogd ÷ this" below 1 means ogd is faster.`,
+    '',
+    ...comparisons.flatMap(table),
+    ...outcomes.filter((o) => !o.ok).map((o) => `- part **${o.part}** failed: ${o.error}`),
+  ].join('\n');
+  process.stdout.write(`\n${markdown}\n`);
+
+  const resultsDir = join(benchDir, 'results');
+  await mkdir(resultsDir, { recursive: true });
+  const json = JSON.stringify({ when, machine, parts: outcomes, comparisons }, null, 2) + '\n';
+  await writeAtomically(join(resultsDir, 'latest.json'), json);
+  await writeAtomically(join(resultsDir, `${when.replace(/[:.]/g, '-')}.json`), json);
+  await writeAtomically(join(resultsDir, 'latest.md'), markdown + '\n');
+  const groups = chartGroups(comparisons);
+  if (groups.length > 0) {
+    const svg = renderChart('overlay-graphdriver vs peers', `median time, shorter is faster; ${machine.cpus} CPUs, Linux ${machine.kernel}, ${when.slice(0, 10)}`, groups);
+    await writeAtomically(join(benchDir, 'chart.svg'), svg);
+  }
+  process.stdout.write(`\nwrote bench/results/latest.json, bench/results/latest.md${groups.length > 0 ? ', bench/chart.svg' : ''}\n`);
+  return outcomes.some((o) => !o.ok) ? 1 : 0;
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
