@@ -1,0 +1,256 @@
+// copyTree on real files: both modes against the manifest oracle on a tree holding
+// everything a layer can hold, its refusals and their codes, abort and progress, and
+// that the event loop stays responsive while 100k entries are copied.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { lstat, mkdir, readdir, rm, stat, writeFile, link, symlink } from 'node:fs/promises';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { copyTree, mount, type CopyStats, type CopyTreeError } from '../lib/native.js';
+import { AbortError } from '../lib/errors.js';
+import { makeFixtureTree, removeDeepTrees } from './helpers/fixture-tree.js';
+import { compareManifests, manifest, type Manifest } from './helpers/tree.js';
+import { isRoot, mountPoints, tempDir } from './helpers/sandbox.js';
+
+const run = promisify(execFile);
+
+// What the copy should report, counted from the source's manifest (not from the engine).
+function expectedCounts(m: Manifest): Omit<CopyStats, 'hardlinks' | 'bytes'> {
+  const by = (t: string): number => [...m.values()].filter((e) => e.type === t).length;
+  return {
+    entries: m.size,
+    directories: by('dir'),
+    files: by('file'),
+    symlinks: by('symlink'),
+    devices: by('char') + by('block'),
+    fifos: by('fifo'),
+    sockets: by('socket'),
+  };
+}
+
+function without<T extends object>(o: T, ...keys: string[]): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k))) as Partial<T>;
+}
+
+test('hardlink mode: every entry matches, every regular file is the source inode', async (t) => {
+  const dir = await tempDir(t);
+  try {
+    const src = join(dir, 'src');
+    await mkdir(src);
+    const fixture = await makeFixtureTree(src);
+    assert.ok(fixture.deepestPath > 4096, `the fixture reaches deeper than PATH_MAX (${fixture.deepestPath} bytes)`);
+    const before = await manifest(src);
+    const dst = join(dir, 'dst');
+    const stats = await copyTree(src, dst, { mode: 'hardlink', threads: 2 });
+    const [a, b] = [await manifest(src), await manifest(dst)];
+    assert.deepEqual(compareManifests(before, a), [], 'the source is unchanged');
+    assert.deepEqual(compareManifests(a, b), []);
+    // atime is not compared by default; entries that no one reads keep theirs exactly.
+    for (const [path, e] of a) {
+      if (e.type === 'symlink' || e.type === 'fifo' || e.type === 'socket' || e.type === 'char') assert.equal(b.get(path)!.atime, e.atime, path);
+    }
+    for (const [path, e] of a) {
+      if (e.type === 'file') assert.equal(b.get(path)!.ino, e.ino, `${path} is a hardlink of its source`);
+      else assert.notEqual(b.get(path)!.ino, e.ino, `${path} (${e.type}) is a new inode`);
+    }
+    const kinds = new Set([...a.values()].map((e) => e.type));
+    assert.deepEqual([...kinds].sort(), (isRoot ? ['block', 'char', 'dir', 'fifo', 'file', 'socket', 'symlink'] : ['dir', 'fifo', 'file', 'socket', 'symlink']));
+    const files = [...a.values()].filter((e) => e.type === 'file').length;
+    assert.deepEqual(without(stats, 'hardlinks', 'bytes'), expectedCounts(a));
+    assert.equal(stats.hardlinks, files);
+    assert.equal(stats.bytes, 0, 'linked files copy no bytes');
+  } finally {
+    await removeDeepTrees(join(dir, 'src'), join(dir, 'dst'));
+  }
+});
+
+test('content mode: every entry matches, hardlink groups and holes are kept', async (t) => {
+  const dir = await tempDir(t);
+  try {
+    const src = join(dir, 'src');
+    await mkdir(src);
+    const fixture = await makeFixtureTree(src);
+    const dst = join(dir, 'dst');
+    await mkdir(dst); // an existing empty directory is fine, and takes the source root's metadata
+    const stats = await copyTree(src, dst, { mode: 'content', threads: 3 });
+    const [a, b] = [await manifest(src), await manifest(dst)];
+    assert.deepEqual(compareManifests(a, b), []);
+    for (const [path, e] of a) assert.notEqual(b.get(path)!.ino, e.ino, `${path} is a new inode`);
+    const groups = fixture.hardlinkGroup.map((p) => p.toString('hex'));
+    assert.equal(new Set(groups.slice(0, 3).map((p) => b.get(p)!.ino)).size, 1, 'the shallow group shares one inode');
+    assert.equal(new Set(groups.slice(3).map((p) => b.get(p)!.ino)).size, 1, 'the group reaching below PATH_MAX shares one inode');
+    const sparse = Buffer.from(fixture.sparseFile).toString('hex');
+    const [sa, sb] = [a.get(sparse)!, b.get(sparse)!];
+    assert.equal(sb.size, 8 * 1024 * 1024);
+    assert.ok(sb.blocks! <= sa.blocks!, `the copy's holes stay holes (${sb.blocks} <= ${sa.blocks} blocks)`);
+    assert.ok(sb.blocks! < 1024, 'far less than 8 MiB is allocated');
+    assert.deepEqual(without(stats, 'hardlinks', 'bytes'), expectedCounts(a));
+    // Links beyond the first of each group inside the tree are made as links.
+    assert.equal(stats.hardlinks, 2 + (groups.length > 3 ? 2 : 0));
+    const fileBytes = [...a.values()].filter((e) => e.type === 'file').reduce((n, e) => n + (e.nlink > 1 ? 0 : e.size!), 0);
+    assert.ok(stats.bytes >= fileBytes, `bytes counts the content copied (${stats.bytes} >= ${fileBytes})`);
+  } finally {
+    await removeDeepTrees(join(dir, 'src'), join(dir, 'dst'));
+  }
+});
+
+test('a file at the link limit gets its own copy in hardlink mode (EMLINK)', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'src');
+  const crowd = join(dir, 'crowd');
+  await mkdir(src);
+  await mkdir(crowd);
+  await writeFile(join(src, 'full'), 'linked to the limit\n');
+  await writeFile(join(src, 'plain'), 'plain\n');
+  // Fill the inode's links outside the source tree until the filesystem refuses.
+  const { stdout } = await run('python3', [
+    '-c',
+    `import os,sys
+n=0
+try:
+    while n < 70000:
+        os.link(sys.argv[1], os.path.join(sys.argv[2], str(n))); n+=1
+except OSError as e:
+    print(e.errno, n)
+    sys.exit(0)
+print(0, n)`,
+    join(src, 'full'),
+    crowd,
+  ]);
+  const [errno] = stdout.trim().split(' ').map(Number);
+  if (errno !== 31) {
+    t.skip(`this filesystem has no link limit below 70000 (got errno ${errno})`);
+    return;
+  }
+  const dst = join(dir, 'dst');
+  const stats = await copyTree(src, dst, { mode: 'hardlink' });
+  const [full, copy, plain, plainCopy] = await Promise.all([stat(join(src, 'full')), stat(join(dst, 'full')), stat(join(src, 'plain')), stat(join(dst, 'plain'))]);
+  assert.notEqual(copy.ino, full.ino, 'the full file was copied');
+  assert.equal(copy.nlink, 1);
+  assert.equal(plainCopy.ino, plain.ino, 'the others are still linked');
+  assert.deepEqual(compareManifests(await manifest(src), await manifest(dst), { hardlinkGroups: false }), []);
+  assert.equal(stats.hardlinks, 1);
+  assert.equal(stats.bytes, full.size);
+  await rm(crowd, { recursive: true });
+});
+
+test('refusals: missing source, non-empty or non-directory destination, destination inside the source', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'src');
+  await mkdir(join(src, 'sub'), { recursive: true });
+  await writeFile(join(src, 'sub', 'f'), 'x');
+  await assert.rejects(copyTree(join(dir, 'missing'), join(dir, 'a')), { code: 'ENOENT', syscall: 'open', path: join(dir, 'missing') });
+  await writeFile(join(dir, 'file'), 'x');
+  await assert.rejects(copyTree(join(dir, 'file'), join(dir, 'b')), { code: 'ENOTDIR' });
+  await mkdir(join(dir, 'full'));
+  await writeFile(join(dir, 'full', 'x'), 'x');
+  await assert.rejects(copyTree(src, join(dir, 'full')), { code: 'ENOTEMPTY', syscall: 'copyTree', path: src, dest: join(dir, 'full') });
+  await assert.rejects(copyTree(src, join(dir, 'file')), { code: 'EEXIST', syscall: 'copyTree' });
+  await symlink(join(dir, 'empty-target'), join(dir, 'link'));
+  await mkdir(join(dir, 'empty-target'));
+  await assert.rejects(copyTree(src, join(dir, 'link')), { code: 'EEXIST', syscall: 'copyTree' }, 'a symlink destination is not followed');
+  for (const inside of [join(src, 'copy'), join(src, 'sub', 'copy'), join(src, 'sub', '..', 'sub', 'copy')]) {
+    await assert.rejects(copyTree(src, inside, { mode: 'hardlink' }), { code: 'EINVAL', syscall: 'copyTree' }, inside);
+  }
+  await mkdir(join(dir, 'empty-src'));
+  await assert.rejects(copyTree(join(dir, 'empty-src'), join(dir, 'empty-src')), { code: 'EINVAL' }, 'onto itself');
+  await assert.rejects(copyTree(src, join(dir, 'no', 'parent')), { code: 'ENOENT', syscall: 'mkdir' });
+  assert.throws(() => copyTree(src, join(dir, 'c'), { mode: 'fast' as 'content' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  // Nothing was made by any refusal.
+  assert.deepEqual((await readdir(src)).sort(), ['sub']);
+  assert.deepEqual((await readdir(dir)).sort(), ['empty-src', 'empty-target', 'file', 'full', 'link', 'src']);
+});
+
+// A tree of `dirs` x `perDir` empty files, made by python (faster than 100k awaits).
+async function makeWideTree(root: string, dirs: number, perDir: number): Promise<void> {
+  await run('python3', ['-c', `import os,sys
+r,d,f=sys.argv[1],int(sys.argv[2]),int(sys.argv[3])
+for i in range(d):
+    p=os.path.join(r,'d%04d'%i); os.makedirs(p)
+    for j in range(f): os.close(os.open(os.path.join(p,'f%03d'%j),os.O_CREAT|os.O_WRONLY,0o644))`, root, String(dirs), String(perDir)]);
+}
+
+// tmpfs when we can mount, so 100k entries are made and removed quickly.
+async function scratch(t: import('node:test').TestContext): Promise<string> {
+  const dir = await tempDir(t);
+  if (!isRoot) return dir;
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  await mount('tmpfs', mnt, 'tmpfs', 0, 'size=512m,nr_inodes=400k');
+  return mnt;
+}
+
+test('an AbortSignal stops the copy promptly and says what was left behind', async (t) => {
+  const before = await mountPoints();
+  const root = await scratch(t);
+  const src = join(root, 'src');
+  await makeWideTree(src, 400, 100);
+  const pre = new AbortController();
+  pre.abort();
+  const early = await copyTree(src, join(root, 'never'), { signal: pre.signal }).then(() => assert.fail('resolved'), (e: unknown) => e);
+  assert.ok(early instanceof AbortError);
+  assert.equal(early.code, 'ABORT_ERR');
+  assert.equal((early as CopyTreeError).leftBehind, undefined);
+  await assert.rejects(lstat(join(root, 'never')), { code: 'ENOENT' }, 'an aborted signal creates nothing');
+
+  const ac = new AbortController();
+  const dst = join(root, 'dst');
+  let abortedAt = 0;
+  const copying = copyTree(src, dst, {
+    mode: 'hardlink',
+    signal: ac.signal,
+    onProgress: (p) => {
+      if (p.entries > 0 && abortedAt === 0) {
+        abortedAt = performance.now();
+        ac.abort(new Error('enough'));
+      }
+    },
+  });
+  const err = await copying.then(() => assert.fail('the copy finished before the first progress report'), (e: unknown) => e);
+  const latency = performance.now() - abortedAt;
+  assert.ok(err instanceof AbortError, String(err));
+  const e = err as AbortError & CopyTreeError;
+  assert.equal(e.code, 'ABORT_ERR');
+  assert.equal(e.leftBehind, dst);
+  assert.match(e.message, new RegExp(`partial copy was left at '${dst}'`));
+  assert.equal((e.cause as Error).message, 'enough');
+  assert.ok(e.copied!.entries > 0 && e.copied!.entries < 40_401, `stopped part way (${e.copied!.entries} entries)`);
+  assert.ok(latency < 200, `stopped within ${latency.toFixed(1)} ms of the abort`);
+  assert.equal((await lstat(dst)).isDirectory(), true, 'the partial copy is there, as reported');
+  await rm(root, { recursive: true, force: true }).catch(() => undefined);
+  t.after(async () => assert.deepEqual(await mountPoints(), before, 'no mount left behind'));
+});
+
+test('100k entries: the event loop never waits 20 ms, progress comes at most every 100 ms', async (t) => {
+  const root = await scratch(t);
+  const src = join(root, 'src');
+  await makeWideTree(src, 1000, 100);
+  const ticks: number[] = [];
+  const delay = monitorEventLoopDelay({ resolution: 5 });
+  delay.enable();
+  const stats = await copyTree(src, join(root, 'dst'), { mode: 'hardlink', onProgress: () => ticks.push(performance.now()) });
+  delay.disable();
+  assert.equal(stats.entries, 1 + 1000 + 100_000);
+  const maxMs = delay.max / 1e6;
+  assert.ok(maxMs < 20, `worst event-loop delay ${maxMs.toFixed(1)} ms`);
+  for (let i = 1; i < ticks.length; i++) assert.ok(ticks[i]! - ticks[i - 1]! >= 90, `progress ${i} came ${(ticks[i]! - ticks[i - 1]!).toFixed(0)} ms after the previous one`);
+});
+
+test('hardlinks inside the copy survive threads racing for the same inode', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'src');
+  // 40 directories each holding a link to the same 20 inodes.
+  await mkdir(join(src, 'origin'), { recursive: true });
+  for (let i = 0; i < 20; i++) await writeFile(join(src, 'origin', `f${i}`), `inode ${i}\n`);
+  for (let d = 0; d < 40; d++) {
+    await mkdir(join(src, `d${d}`));
+    for (let i = 0; i < 20; i++) await link(join(src, 'origin', `f${i}`), join(src, `d${d}`, `f${i}`));
+  }
+  const dst = join(dir, 'dst');
+  const stats = await copyTree(src, dst, { threads: 4 });
+  assert.deepEqual(compareManifests(await manifest(src), await manifest(dst)), []);
+  assert.equal(stats.files, 41 * 20);
+  assert.equal(stats.hardlinks, 40 * 20);
+});
