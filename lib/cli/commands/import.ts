@@ -4,6 +4,7 @@
 // after success, so the store is left exactly as it was.
 import { open } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
+import { addAbortSignal } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { LayerExistsError } from '../../index.js';
 import type { Driver } from '../../index.js';
@@ -22,7 +23,7 @@ interface LayerInput {
   close(): Promise<void>;
 }
 
-async function openInput(command: Command, file: string | undefined): Promise<LayerInput> {
+async function openInput(command: Command, file: string | undefined, signal: AbortSignal): Promise<LayerInput> {
   const read = { bytes: 0 };
   const counted = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
@@ -34,7 +35,8 @@ async function openInput(command: Command, file: string | undefined): Promise<La
     if (process.stdin.isTTY === true) throw new UsageError('no layer given: name a FILE, or pipe a tar into stdin', command);
     const st = fstatSync(0); // startup-time check of what stdin is; cheap and never blocks
     return {
-      chunks: counted(process.stdin as AsyncIterable<Buffer>),
+      // Ctrl-C must also stop a read that waits on a quiet pipe.
+      chunks: counted(addAbortSignal(signal, process.stdin) as AsyncIterable<Buffer>),
       totalBytes: st.isFile() ? st.size : undefined,
       read,
       close: async () => void process.stdin.destroy(),
@@ -42,7 +44,7 @@ async function openInput(command: Command, file: string | undefined): Promise<La
   }
   const handle = await open(file, 'r');
   const st = await handle.stat();
-  const stream = handle.createReadStream({ highWaterMark: 1 << 20 });
+  const stream = addAbortSignal(signal, handle.createReadStream({ highWaterMark: 1 << 20 }));
   return {
     chunks: counted(stream as AsyncIterable<Buffer>),
     totalBytes: st.isFile() ? st.size : undefined,
@@ -73,7 +75,7 @@ async function applyFromInput(
   before: () => Promise<void>,
   onFailure: () => Promise<void>,
 ): Promise<Applied> {
-  const input = await openInput(command, file);
+  const input = await openInput(command, file, ctx.signal);
   const bar = ctx.progress(command.name);
   const started = process.hrtime.bigint();
   let tar: Readable | undefined;
