@@ -21,15 +21,15 @@ export interface ChangeSet {
   readonly newRoot: string;
   /** Directories all of whose entries in the parent were deleted: exported as one opaque whiteout. */
   readonly opaqueDirs: ReadonlySet<string>;
-  /** Inode → smallest unchanged path of the new tree holding it, for hardlinks into the parent's files. */
-  readonly unchangedLinks: ReadonlyMap<string, string>;
+  /** Inode → the unchanged names of the new tree holding it (only inodes with several names). */
+  readonly unchangedNames: ReadonlyMap<string, readonly string[]>;
 }
 
 /** Gathers changes from concurrent walkers, then sorts them once. */
 export class ChangeCollector {
   private readonly records: ChangeRecord[] = [];
   private readonly opaque = new Set<string>();
-  private readonly links = new Map<string, string>();
+  private readonly links = new Map<string, string[]>();
   private visited = 0;
   private lastReport = 0;
 
@@ -51,7 +51,8 @@ export class ChangeCollector {
     if (stat.nlink < 2n) return;
     const key = inodeKey(stat);
     const known = this.links.get(key);
-    if (known === undefined || comparePaths(path, known) < 0) this.links.set(key, path);
+    if (known === undefined) this.links.set(key, [path]);
+    else known.push(path);
   }
 
   /** Counts a visited entry and reports progress at most every 100 ms. */
@@ -69,7 +70,7 @@ export class ChangeCollector {
 
   finish(): ChangeSet {
     this.records.sort((a, b) => comparePaths(a.path, b.path));
-    return { changes: this.records, newRoot: this.newRoot, opaqueDirs: this.opaque, unchangedLinks: this.links };
+    return { changes: this.records, newRoot: this.newRoot, opaqueDirs: this.opaque, unchangedNames: this.links };
   }
 }
 

@@ -4,7 +4,8 @@
 // them; Go's tolerance for a zero nanosecond field was for tars that do not), and a
 // regular file with a new inode but the same size and mtime is compared by content,
 // so a rewrite within the same clock tick is not missed. A symlink's target is
-// compared too. An inode shared with the parent (hardlink copy) never gets here.
+// compared too. An inode shared with the parent (hardlink copy) never gets here;
+// a new inode with another link count is a change of its hardlink group.
 import { open } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
@@ -109,6 +110,10 @@ export async function entryDiffers(gate: IoGate, oldPath: string, oldSt: BigIntS
   if (statDifferent(oldSt, newSt)) return { changed: true };
   const [oldX, newX] = await Promise.all([gate.run(() => readXattrs(oldPath)), gate.run(() => readXattrs(newPath))]);
   if (!sameXattrs(contentXattrs(oldX), contentXattrs(newX))) return { changed: true, newXattrs: newX };
+  // A new inode with another link count: the name left or joined a hardlink group,
+  // which only an entry of its own in the tar carries. (The counts, not the inodes:
+  // through an overlay mount a file shows another device than in its lower dir.)
+  if (!isDir(newSt) && oldSt.nlink !== newSt.nlink) return { changed: true, newXattrs: newX };
   if (isSymlink(newSt)) {
     const [ta, tb] = await Promise.all([gate.run(() => readlinkRaw(oldPath)), gate.run(() => readlinkRaw(newPath))]);
     return { changed: !ta.equals(tb), newXattrs: newX };

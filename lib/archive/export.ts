@@ -1,8 +1,8 @@
 // Packs a change set as a layer tar (containers/storage ExportChanges, with the
 // overlay whiteout conventions): A and C entries from the new tree, D as ".wh.NAME",
 // a directory that lost every entry of the parent as ".wh..wh..opq" right after the
-// directory, hardlinks as tar hardlinks (to the first name in this tar, or to an
-// unchanged name the parent layer already has), xattrs as SCHILY.xattr.* PAX
+// directory, hardlinks as tar hardlinks to the first name of the inode in this tar
+// (a group with a changed name is exported whole), xattrs as SCHILY.xattr.* PAX
 // records (overlay's own dropped), owners mapped back to container ids.
 // Deterministic: the change set is sorted and headers hold nothing variable;
 // whiteouts are mode 0, root-owned, mtime 0.
@@ -16,7 +16,7 @@ import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
 import { contentXattrs, inodeKey, isDir, readXattrs } from './entry-compare.js';
 import { IoGate } from './io-gate.js';
-import { baseOf, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
+import { baseOf, comparePaths, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
 import { contentPadding, encodeHeader, endOfArchive, type TarEntryHeader, type TarType } from './tar-header.js';
 
 export interface ExportOptions extends LongOperationOptions {
@@ -69,7 +69,7 @@ export function exportChanges(set: ChangeSet, opts: ExportOptions = {}): Readabl
 
 async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator<Buffer> {
   const gate = new IoGate(lookahead, opts.signal);
-  const records = set.changes.filter((c) => !(c.kind === 'D' && set.opaqueDirs.has(parentOf(c.path))));
+  const records = withWholeLinkGroups(set).filter((c) => !(c.kind === 'D' && set.opaqueDirs.has(parentOf(c.path))));
   const pending: Array<Promise<PreparedEntry | undefined>> = [];
   let next = 0;
   const fill = () => {
@@ -106,7 +106,7 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
       const { header } = prepared;
       // Hardlinks: the first name of an inode in this tar carries the data, later ones link to it.
       if (header.type !== 'directory' && prepared.linkKey !== undefined) {
-        const first = seen.get(prepared.linkKey) ?? unchangedTarget(set, prepared.linkKey);
+        const first = seen.get(prepared.linkKey);
         if (first !== undefined) {
           await prepared.handle?.close();
           push(encodeHeader({ ...header, type: 'link', size: 0, linkname: first, xattrs: header.xattrs }));
@@ -146,9 +146,26 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
   }
 }
 
-function unchangedTarget(set: ChangeSet, key: string): Buffer | undefined {
-  const path = set.unchangedLinks.get(key);
-  return path === undefined ? undefined : rawBytes(path.slice(1));
+/**
+ * The changes plus the unchanged names of every inode that also has a changed name:
+ * a hardlink group that gained or kept a name in this layer travels whole, its first
+ * name carrying the data, so the tar never links to a file of the parent (which an
+ * applier would have to copy first, splitting the group).
+ */
+function withWholeLinkGroups(set: ChangeSet): ChangeRecord[] {
+  if (set.unchangedNames.size === 0) return [...set.changes];
+  const extra: ChangeRecord[] = [];
+  const pulled = new Set<string>();
+  for (const c of set.changes) {
+    if (c.stat === undefined || isDir(c.stat) || c.stat.nlink < 2n) continue;
+    const key = inodeKey(c.stat);
+    const names = set.unchangedNames.get(key);
+    if (names === undefined || pulled.has(key)) continue;
+    pulled.add(key);
+    for (const path of names) extra.push({ path, kind: 'C', stat: c.stat });
+  }
+  if (extra.length === 0) return [...set.changes];
+  return [...set.changes, ...extra].sort((a, b) => comparePaths(a.path, b.path));
 }
 
 async function* streamContent(handle: FileHandle, header: TarEntryHeader, gate: IoGate): AsyncGenerator<Buffer> {
