@@ -63,7 +63,7 @@ export class ProgressBar {
       if (rate > 0 && fraction < 1) parts.push(`ETA ${formatDuration((totalBytes - done) / rate)}`);
     }
     const line = bar + parts.join(' · ');
-    const width = stream.columns ?? 80;
+    const width = stream.columns || 80; // a pty may report 0 columns
     stream.write('\r\x1b[2K' + line.slice(0, width - 1));
     this.#drawn = true;
   }
