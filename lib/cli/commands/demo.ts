@@ -98,7 +98,7 @@ export const demo: Command = {
       const ms = performance.now() - t0;
       const text = describe(value);
       steps.push({ step: text, ms: Math.round(ms * 10) / 10 });
-      ctx.say(`  ${String(steps.length).padStart(2)}. ${text.padEnd(78)} ${formatDuration(ms / 1000).padStart(8)}`);
+      ctx.say(`  ${String(steps.length).padStart(2)}. ${formatDuration(ms / 1000).padStart(8)}  ${text}`);
       return value;
     };
 
