@@ -6,13 +6,12 @@
 //   bench/results/latest.json   machine-readable, with the machine and the time
 //   bench/results/latest.md     the comparisons as readable tables (also printed)
 //   bench/chart.svg             the copy and import comparisons as a bar chart
-// Usage: npm run bench [-- PART...]   e.g. `npm run bench -- copy` runs the copy part only.
+// Usage: npm run bench [-- [--runs N] PART...]   e.g. `npm run bench -- copy` runs the copy part only.
 //
-// What a part should ideally return: Comparison-like objects, e.g.
-//   [{ case: 'hardlink copy, 100k files', unit: 'ms',
-//      results: [{ tool: 'ogd copy --hardlink', median: 420 }, { tool: 'cp -al', median: 1300 }] }]
-// Other shapes are searched for { name|tool|…, median|medianMs|… } records, so a part's
-// own JSON layout still shows up in the tables.
+// What a part returns: bench/lib.ts's ResultRow[] (rows of { comparison, contender,
+// medianMs, … }), one table per comparison. Other shapes are searched for
+// { name|tool|contender, median|medianMs|… } records, so a part's own JSON layout
+// still shows up in the tables.
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -45,6 +44,7 @@ export const PARTS = ['copy', 'driver', 'archive'] as const;
 const benchDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
 
 const LABEL_KEYS = ['tool', 'contender', 'name', 'command', 'label', 'impl', 'peer', 'variant'];
+const GROUP_KEYS = ['comparison', 'case', 'scenario', 'group'];
 const CASE_KEYS = ['case', 'scenario', 'title', 'name', 'tree', 'label', 'id'];
 const RESULT_LIST_KEYS = ['results', 'contenders', 'tools', 'runs', 'measurements', 'rows'];
 // Median-ish number keys, with the unit their name implies.
@@ -93,6 +93,21 @@ function asMeasurements(items: unknown[], unit?: string): { unit: string; result
 export function extractComparisons(part: string, value: unknown, path: string[] = []): Comparison[] {
   const here = path.join(' / ') || part;
   if (Array.isArray(value)) {
+    // Flat rows tagged with their comparison (bench/lib.ts ResultRow): one table per tag.
+    const groupKey = GROUP_KEYS.find((k) => value.length > 0 && value.every((item) => isRecord(item) && typeof item[k] === 'string'));
+    if (groupKey !== undefined) {
+      const groups = new Map<string, unknown[]>();
+      for (const item of value as Array<Record<string, unknown>>) {
+        const name = item[groupKey] as string;
+        groups.set(name, [...(groups.get(name) ?? []), item]);
+      }
+      const found: Comparison[] = [];
+      for (const [name, items] of groups) {
+        const m = asMeasurements(items);
+        if (m) found.push({ part, case: name, ...m });
+      }
+      if (found.length > 0) return found;
+    }
     const direct = asMeasurements(value);
     if (direct) return [{ part, case: here, ...direct }];
     return value.flatMap((item, i) => extractComparisons(part, item, [...path, isRecord(item) ? (firstString(item, CASE_KEYS) ?? String(i)) : String(i)]));
@@ -148,7 +163,15 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   await rename(`${path}.tmp`, path);
 }
 
-export async function main(args: string[]): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
+  // `--runs N` is handed to every part (fewer runs for a quick look; parts default to 5).
+  const runsAt = argv.indexOf('--runs');
+  const runs = runsAt >= 0 ? Number(argv[runsAt + 1]) : undefined;
+  if (runs !== undefined && !(Number.isInteger(runs) && runs > 0)) {
+    process.stderr.write('bench: --runs needs a positive integer\n');
+    return 2;
+  }
+  const args = runsAt >= 0 ? argv.filter((_, i) => i !== runsAt && i !== runsAt + 1) : argv;
   const unknown = args.filter((a) => !(PARTS as readonly string[]).includes(a));
   if (unknown.length > 0) {
     process.stderr.write(`bench: unknown part ${unknown.join(', ')} (parts: ${PARTS.join(', ')})\n`);
@@ -165,7 +188,7 @@ export async function main(args: string[]): Promise<number> {
     process.stdout.write(`\n== ${part}\n`);
     const t0 = performance.now();
     try {
-      const result = await run();
+      const result = await run(runs !== undefined ? { runs } : {});
       outcomes.push({ part, ok: true, seconds: (performance.now() - t0) / 1000, result });
     } catch (err) {
       // One broken part must not cost the others' results.
