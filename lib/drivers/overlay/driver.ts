@@ -54,13 +54,10 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Dr
   const backingFs = await checkBackingFs(absolute);
   await mkdirAllAs(absolute, 0o700, owner);
   const real = await canonicalHome(absolute);
+  // Before the bind: a mount a killed process left below a home that is no longer
+  // bound would be hidden under the new bind mount, and its dir impossible to remove.
+  await removeLeftovers(real);
   await acquireHomeMount(real);
-  try {
-    await removeLeftovers(real);
-  } catch (err) {
-    await releaseHomeMount(real);
-    throw err;
-  }
   return new OverlayDriver(real, uidMaps, gidMaps, owner, backingFs);
 }
 
