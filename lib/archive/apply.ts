@@ -43,6 +43,8 @@ const SMALL_FILE = 512 * 1024;
 /** Symlink hops when a missing parent directory sits behind a dangling symlink (the kernel's limit, MAXSYMLINKS). */
 const MAX_SYMLINK_HOPS = 40;
 const PROGRESS_INTERVAL_MS = 100;
+/** Longest file name component Linux accepts. */
+const NAME_MAX = 255;
 
 /**
  * Applies the uncompressed layer tar `diff` onto `root`. Returns the bytes of
@@ -58,7 +60,7 @@ export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOpt
   try {
     await applier.run(reader);
   } catch (err) {
-    await reader.close().catch(() => undefined);
+    reader.close();
     throw err;
   }
   return applier.bytes;
@@ -102,7 +104,14 @@ class LayerApplier {
       this.checkAbort();
       const entry = await reader.next();
       if (entry === null) break;
-      await this.apply(entry, reader);
+      try {
+        await this.apply(entry, reader);
+      } catch (err) {
+        if (isSystemError(err, 'ENAMETOOLONG')) {
+          throw new InvalidArchiveError(`entry ${JSON.stringify(displayName(entry.name))}: path too long for the filesystem`, { cause: err });
+        }
+        throw err;
+      }
       this.entries++;
       this.progress(false);
     }
@@ -121,6 +130,7 @@ class LayerApplier {
   private async apply(e: TarEntry, reader: TarReader): Promise<void> {
     const comps = cleanName(e.name);
     if (comps === null) throw unsafe(e, 'its name climbs above the layer root');
+    if (comps.some((c) => c.length > NAME_MAX)) throw new InvalidArchiveError(`entry ${JSON.stringify(displayName(e.name))} has a name component over ${NAME_MAX} bytes`);
     const wh = classifyWhiteout(comps);
     switch (wh.kind) {
       case 'aufs-meta':

@@ -23,9 +23,13 @@ export function cleanName(name: string): string[] | null {
   return out;
 }
 
-/** A name for messages: the bytes as UTF-8 where they are, replacement chars where not. */
+/** Names in messages are cut here: no real path is longer (PATH_MAX), a hostile one may be megabytes. */
+const DISPLAY_MAX = 4096;
+
+/** A name for messages: the bytes as UTF-8 where they are, replacement chars where not; cut when absurdly long. */
 export function displayName(name: string): string {
-  return Buffer.from(name, 'latin1').toString('utf8');
+  const text = Buffer.from(name.length > DISPLAY_MAX ? name.slice(0, DISPLAY_MAX) : name, 'latin1').toString('utf8');
+  return name.length > DISPLAY_MAX ? `${text}… (${name.length} bytes)` : text;
 }
 
 /** The bytes of a binary-string path, for node:fs and the addon. */

@@ -79,11 +79,12 @@ export class TarReader {
   }
 
   /** Stops reading the source (abort, or an error in the apply). */
-  async close(): Promise<void> {
+  close(): void {
     this.ended = true;
     this.chunks = [];
     this.buffered = 0;
-    await this.source.return?.();
+    // Not awaited: an async generator stuck in an await (a stalled source) settles return() only when it resumes.
+    this.source.return?.()?.catch(() => undefined);
   }
 
   /** The next entry, or null at the end of the archive. */
@@ -394,10 +395,10 @@ function applyPax(entry: TarEntry, pax: Map<string, Buffer>, at: number): void {
     const text = (): string => value.toString('latin1');
     switch (key) {
       case 'path':
-        entry.name = text();
-        break;
       case 'linkpath':
-        entry.linkname = text();
+        if (value.includes(0)) throw new InvalidArchiveError(`invalid PAX header at offset ${at}: ${key} contains a NUL byte`);
+        if (key === 'path') entry.name = text();
+        else entry.linkname = text();
         break;
       case 'size':
         entry.size = paxInt(text(), key, at);
