@@ -20,9 +20,9 @@ export function validateId(id: unknown): asserts id is string {
   if (bytes.length > MAX_ID_BYTES) throw new InvalidIdError(id, `must be at most ${MAX_ID_BYTES} bytes (is ${bytes.length})`);
 }
 
-/** `undefined` and '' both mean "no parent"; anything else must be a valid id. */
+/** `undefined`, '' (and null, from JavaScript callers) mean "no parent"; anything else must be a valid id. */
 export function validateParent(parent: unknown): string | undefined {
-  if (parent === undefined || parent === '') return undefined;
+  if (parent === undefined || parent === null || parent === '') return undefined;
   validateId(parent);
   return parent;
 }
