@@ -28,7 +28,12 @@ function escape(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
+const LARGER_UNIT: Record<string, string> = { 'µs': 'ms', ms: 's' };
+
+/** "420 ms", "1.30 s", "85.2 µs": three significant digits, moving up a unit past 1000. */
 export function formatValue(value: number, unit: string): string {
+  const larger = LARGER_UNIT[unit];
+  if (larger !== undefined && value >= 1000) return formatValue(value / 1000, larger);
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
   return `${value.toFixed(digits)} ${unit}`;
 }

@@ -6,13 +6,14 @@
 //   bench/results/latest.json   machine-readable, with the machine and the time
 //   bench/results/latest.md     the comparisons as readable tables (also printed)
 //   bench/chart.svg             the copy and import comparisons as a bar chart
+//   README.md                   its benchmark section, after a complete run of every part
 // Usage: npm run bench [-- [--runs N] PART...]   e.g. `npm run bench -- copy` runs the copy part only.
 //
 // What a part returns: bench/lib.ts's ResultRow[] (rows of { comparison, contender,
 // medianMs, … }), one table per comparison. Other shapes are searched for
 // { name|tool|contender, median|medianMs|… } records, so a part's own JSON layout
 // still shows up in the tables.
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,16 +125,36 @@ export function extractComparisons(part: string, value: unknown, path: string[] 
   return Object.entries(value).flatMap(([k, v]) => (typeof v === 'object' && v !== null ? extractComparisons(part, v, [...path, k]) : []));
 }
 
+const OURS = /\bogd\b|overlay-graphdriver/i;
+
+/** Our contender in a comparison: the one named ogd, else the first (bench/lib.ts puts ours first). */
+function oursIn(c: Comparison): Measurement {
+  return c.results.find((r) => OURS.test(r.tool)) ?? c.results[0]!;
+}
+
 function table(c: Comparison): string[] {
-  const best = Math.min(...c.results.map((r) => r.median));
-  const ours = c.results.find((r) => /\bogd\b|overlay-graphdriver/i.test(r.tool));
-  const rows = c.results.map((r) => [
-    r.tool,
-    formatValue(r.median, c.unit),
-    ours && r !== ours ? `${(ours.median / r.median).toFixed(2)}` : r.median === best ? 'fastest' : '',
-  ]);
-  const header = ['tool', 'median', ours ? 'ogd ÷ this' : ''];
-  return [`#### ${c.part}: ${c.case}`, '', `| ${header.join(' | ')} |`, '|---|---:|---:|', ...rows.map((r) => `| ${r.join(' | ')} |`), ''];
+  const ours = oursIn(c);
+  const rows = c.results.map((r) => [r.tool, formatValue(r.median, c.unit), r === ours ? '—' : (ours.median / r.median).toFixed(2)]);
+  return [`#### ${c.part}: ${c.case}`, '', '| contender | median | ogd ÷ this |', '|---|---:|---:|', ...rows.map((r) => `| ${r.join(' | ')} |`), ''];
+}
+
+/** One line per comparison, for the README: ours, then each peer with the ratio. */
+function summaryTable(comparisons: Comparison[]): string[] {
+  const rows = comparisons.map((c) => {
+    const ours = oursIn(c);
+    const peers = c.results.filter((r) => r !== ours).map((r) => `${r.tool}: ${formatValue(r.median, c.unit)} (${(ours.median / r.median).toFixed(2)})`);
+    return `| ${c.part}: ${c.case} | ${ours.tool}: ${formatValue(ours.median, c.unit)} | ${peers.join(' · ')} |`;
+  });
+  return ['| comparison | ogd (median) | peers: median (ogd ÷ peer; below 1 = ogd faster) |', '|---|---|---|', ...rows];
+}
+
+/** " — ogd 2.1× faster than cp -al": ours against the first peer (bench/lib.ts orders the main peer second). */
+function versus(c: Comparison): string {
+  const ours = oursIn(c);
+  const peer = c.results.find((r) => r !== ours);
+  if (peer === undefined || ours.median <= 0) return '';
+  const ratio = peer.median / ours.median;
+  return ratio >= 1 ? ` — ogd ${ratio.toFixed(2)}× faster than ${peer.tool}` : ` — ogd ${(1 / ratio).toFixed(2)}× slower than ${peer.tool}`;
 }
 
 function chartGroups(comparisons: Comparison[]): ChartGroup[] {
@@ -141,9 +162,9 @@ function chartGroups(comparisons: Comparison[]): ChartGroup[] {
     (c) => c.part === 'copy' || (c.part === 'archive' && /import|apply|extract|tar -x/i.test(`${c.case} ${c.results.map((r) => r.tool).join(' ')}`)),
   );
   return wanted.map((c) => ({
-    title: `${c.part}: ${c.case}`,
+    title: `${c.case}${versus(c)}`,
     unit: c.unit,
-    bars: c.results.map((r) => ({ label: r.tool, value: r.median, ours: /\bogd\b|overlay-graphdriver/i.test(r.tool) })),
+    bars: c.results.map((r) => ({ label: r.tool, value: r.median, ours: r === oursIn(c) })),
   }));
 }
 
@@ -161,6 +182,26 @@ async function loadPart(part: string): Promise<((opts?: unknown) => Promise<unkn
 async function writeAtomically(path: string, text: string): Promise<void> {
   await writeFile(`${path}.tmp`, text);
   await rename(`${path}.tmp`, path);
+}
+
+const README_START = /<!-- bench:start[^>]*-->/;
+const README_END = '<!-- bench:end -->';
+
+async function updateReadme(summary: string[], machine: { cpus: number; cpuModel: string; kernel: string; node: string }, when: string, chart: boolean): Promise<void> {
+  const readme = join(benchDir, '..', 'README.md');
+  const text = await readFile(readme, 'utf8');
+  const start = README_START.exec(text);
+  const end = text.indexOf(README_END);
+  if (start === null || end < start.index) return;
+  const body = [
+    '',
+    `Measured ${when.slice(0, 10)} on ${machine.cpus} × ${machine.cpuModel}, Linux ${machine.kernel}, Node ${machine.node}; median of several fresh processes each (\`npm run bench\`).`,
+    '',
+    ...summary,
+    '',
+    ...(chart ? ['![copy and import: ogd against its peers](bench/chart.svg)', ''] : []),
+  ].join('\n');
+  await writeAtomically(readme, text.slice(0, start.index + start[0].length) + body + text.slice(end));
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -222,7 +263,10 @@ export async function main(argv: string[]): Promise<number> {
     const svg = renderChart('overlay-graphdriver vs peers', `median time, shorter is faster; ${machine.cpus} CPUs, Linux ${machine.kernel}, ${when.slice(0, 10)}`, groups);
     await writeAtomically(join(benchDir, 'chart.svg'), svg);
   }
-  process.stdout.write(`\nwrote bench/results/latest.json, bench/results/latest.md${groups.length > 0 ? ', bench/chart.svg' : ''}\n`);
+  // A complete, clean run also refreshes the README's benchmark section.
+  const complete = selected.length === PARTS.length && outcomes.length === PARTS.length && outcomes.every((o) => o.ok);
+  if (complete) await updateReadme(summaryTable(comparisons), machine, when, groups.length > 0);
+  process.stdout.write(`\nwrote bench/results/latest.json, bench/results/latest.md${groups.length > 0 ? ', bench/chart.svg' : ''}${complete ? ', README.md' : ''}\n`);
   return outcomes.some((o) => !o.ok) ? 1 : 0;
 }
 
