@@ -21,7 +21,7 @@
 // Directory times are set at the end, after their children; a pre-existing
 // directory that the tar does not mention keeps its times (and all its metadata).
 import { constants as fsc } from 'node:fs';
-import { copyFile, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rmdir, symlink, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readlink, realpath, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { AbortError, InvalidArchiveError, UnsafeLayerError, isSystemError } from '../errors.js';
 import { toHost } from '../idmap.js';
@@ -394,7 +394,7 @@ class LayerApplier {
   private async copyUp(path: string, st: BigIntStats): Promise<void> {
     const slash = path.lastIndexOf('/');
     const tmp = `${path.slice(0, slash)}/.ogd-copyup-${process.pid}-${this.entries}`;
-    if (st.isFile()) await copyFile(bytes(path), bytes(tmp), fsc.COPYFILE_EXCL);
+    if (st.isFile()) await copyContent(path, tmp);
     else if (st.isSymbolicLink()) await symlink(await readlink(bytes(path), { encoding: 'buffer' }), bytes(tmp));
     else {
       // glibc's dev_t layout (gnu_dev_major/minor).
@@ -458,6 +458,26 @@ function nsTime(ns: bigint): TarTime {
   const nsec = ns % 1_000_000_000n;
   if (nsec < 0n) return { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) };
   return { sec: Number(sec), nsec: Number(nsec) };
+}
+
+/** Copies a file's bytes to a new file, reading with O_NOATIME so the (shared) source keeps even its atime. */
+async function copyContent(from: string, to: string): Promise<void> {
+  const src = await open(bytes(from), fsc.O_RDONLY | fsc.O_NOATIME);
+  try {
+    const dst = await open(bytes(to), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (;;) {
+        const { bytesRead } = await src.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        for (let off = 0; off < bytesRead; ) off += (await dst.write(buf, off, bytesRead - off)).bytesWritten;
+      }
+    } finally {
+      await dst.close();
+    }
+  } finally {
+    await src.close();
+  }
 }
 
 async function lstatOrNull(path: string): Promise<BigIntStats | null> {
