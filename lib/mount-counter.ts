@@ -57,14 +57,15 @@ export class MountCounter {
   }
 
   /**
-   * Drops a reference to `path`, calling `unmount()` when it was the last one. Dropping
-   * a reference that is not held does nothing. When the unmount fails the reference is
-   * kept (the path is still mounted) and the error is thrown.
+   * Drops a reference to `path`, calling `unmount()` when it was the last one, and
+   * returns the references left. Dropping a reference that is not held does nothing
+   * and returns undefined. When the unmount fails the reference is kept (the path is
+   * still mounted) and the error is thrown.
    */
-  release(path: string, unmount: () => Promise<void>): Promise<number> {
+  release(path: string, unmount: () => Promise<void>): Promise<number | undefined> {
     return this.#lock.run(path, async () => {
       const count = await this.#sync(path);
-      if (count === 0) return 0;
+      if (count === 0) return undefined;
       if (count === 1) await unmount();
       this.#set(path, count - 1);
       return count - 1;

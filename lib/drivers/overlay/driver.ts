@@ -197,8 +197,12 @@ export class OverlayDriver implements Driver, OverlayInternals {
     if (p.root !== undefined) return p.root;
     const merged = p.merged!;
     await mounts.acquire(merged, async () => {
-      if (!(await lstatOrUndefined(p.lowerRoot!))?.isDirectory()) throw new LayerNotFoundError(p.lowerId!);
-      await mountOverlay(this.home, { lower: p.lowerRoot!, upper: p.upper!, work: p.work! }, merged, opts.mountLabel);
+      try {
+        await mountOverlay(this.home, { lower: p.lowerRoot!, upper: p.upper!, work: p.work! }, merged, opts.mountLabel);
+      } catch (err) {
+        if (isSystemError(err, 'ENOENT') && !(await lstatOrUndefined(p.lowerRoot!))?.isDirectory()) throw new LayerNotFoundError(p.lowerId!, { cause: err });
+        throw err;
+      }
       try {
         // Overlay inside a user namespace needs work/work owned by its root to move a directory from lower to upper.
         await chown(join(p.work!, 'work'), this.#owner.uid, this.#owner.gid);
@@ -212,16 +216,19 @@ export class OverlayDriver implements Driver, OverlayInternals {
   }
 
   async put(id: string): Promise<void> {
-    const p = await this.layerPaths(id);
-    if (p.root !== undefined) return;
-    await this.#release(p.merged!);
+    validateId(id);
+    // No layout read first: an image has no mount, so nothing is released for it.
+    const dirs = layerDirs(this.home, id);
+    const released = await this.#release(dirs.merged);
+    if (!released && !(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
   }
 
-  async #release(merged: string): Promise<void> {
-    await mounts.release(merged, () => native.unmount(merged, 0));
+  async #release(merged: string): Promise<boolean> {
+    const left = await mounts.release(merged, () => native.unmount(merged, 0));
     const held = this.#held.get(merged) ?? 0;
     if (held > 1) this.#held.set(merged, held - 1);
     else this.#held.delete(merged);
+    return left !== undefined;
   }
 
   async cleanup(): Promise<void> {

@@ -13,12 +13,17 @@ import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
 
 let overlaySupport: Promise<void> | undefined;
 
-/** Loads the overlay module if it can (its absence is not an error) and requires "nodev\toverlay" in /proc/filesystems. Once per process. */
+const overlayListed = async (): Promise<boolean> => (await readFile('/proc/filesystems', 'utf8')).split('\n').includes('nodev\toverlay');
+
+/**
+ * Requires "nodev\toverlay" in /proc/filesystems, trying `modprobe overlay` first when
+ * it is not there (a missing modprobe or module is not an error). Once per process.
+ */
 export function supportsOverlay(): Promise<void> {
   overlaySupport ??= (async () => {
+    if (await overlayListed()) return;
     await new Promise<void>((resolve) => execFile('modprobe', ['overlay'], { timeout: 10_000 }, () => resolve()));
-    const filesystems = await readFile('/proc/filesystems', 'utf8');
-    if (!filesystems.split('\n').includes('nodev\toverlay')) {
+    if (!(await overlayListed())) {
       overlaySupport = undefined; // a later modprobe may still succeed
       throw new NotSupportedError("'overlay' is not a filesystem this kernel supports (not in /proc/filesystems, and modprobe overlay did not load it)");
     }

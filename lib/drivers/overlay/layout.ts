@@ -74,16 +74,14 @@ export async function readLowerId(dirs: LayerDirs): Promise<string> {
 export async function readLayerPaths(home: string, id: string): Promise<LayerPaths> {
   validateId(id);
   const dirs = layerDirs(home, id);
-  const st = await lstatOrUndefined(dirs.dir);
-  if (st === undefined || !st.isDirectory()) throw new LayerNotFoundError(id);
-  if ((await lstatOrUndefined(dirs.root))?.isDirectory()) return { dir: dirs.dir, root: dirs.root };
-  let lowerId: string;
-  try {
-    lowerId = await readLowerId(dirs);
-  } catch (err) {
-    if (isSystemError(err, 'ENOENT')) throw new LayerNotFoundError(id, { cause: new Error(`layer ${JSON.stringify(id)} has neither root/ nor lower-id (half-made?)`) });
-    throw err;
+  // Both looked up at once: get() is on the hot path of every container start.
+  const [root, lowerIdBytes] = await Promise.all([lstatOrUndefined(dirs.root), readFile(dirs.lowerIdFile).catch(missingAsUndefined)]);
+  if (root?.isDirectory()) return { dir: dirs.dir, root: dirs.root };
+  if (lowerIdBytes === undefined) {
+    if (!(await layerExists(home, id))) throw new LayerNotFoundError(id);
+    throw new LayerNotFoundError(id, { cause: new Error(`layer ${JSON.stringify(id)} has neither root/ nor lower-id (half-made?)`) });
   }
+  const lowerId = parseStoredId(lowerIdBytes);
   return {
     dir: dirs.dir,
     upper: dirs.upper,
@@ -92,4 +90,9 @@ export async function readLayerPaths(home: string, id: string): Promise<LayerPat
     lowerId,
     lowerRoot: layerDirs(home, lowerId).root,
   };
+}
+
+function missingAsUndefined(err: unknown): undefined {
+  if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return undefined;
+  throw err;
 }
