@@ -1,0 +1,127 @@
+// Layer import and export against the peers, on a real rootfs tar (Debian minbase,
+// ~180 MB) and on a tar of 100k small files:
+//   import: `ogd import` vs GNU `tar -x` vs `containers-storage import-layer`
+//           (its own temp store, overlay driver); every run into an empty store/dir.
+//   export: `ogd diff` vs `containers-storage diff` of the same imported base layer,
+//           written to /dev/null.
+// Every timed run is a fresh process (bench/lib.ts), contenders interleaved A B A B,
+// medians of `runs` runs. Fairness: each tool reads the same cached tar; tar -x does
+// the least work (no layer store, no metadata, no staging), containers-storage the
+// most like ours. Peers missing from PATH are left out, with a line saying so.
+//   node dist/bench/archive.js [--runs N]
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { compare, defaultRuns, ensureSyntheticTree, formatTable, type Contender, type ResultRow } from './lib.js';
+
+const sh = promisify(execFile);
+const cache = process.env.OGD_ROOTFS_CACHE ?? '/var/cache/ogd';
+// On the rootfs cache's filesystem, which overlayfs can use as upper layer.
+const scratch = join(cache, 'bench-archive');
+const inputs = join(cache, 'bench-archive-inputs');
+const cli = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
+
+export interface ArchiveBenchOptions {
+  runs?: number;
+  log?: (line: string) => void;
+}
+
+function onPath(tool: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, tool)));
+}
+
+/** Unmounts (lazily) whatever is mounted under `dir`, deepest first, then removes it. */
+async function wipe(dir: string): Promise<void> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const mounts = info
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(dir + '/')))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await sh('umount', ['-l', m]).catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** The input tars, made once with GNU tar and kept: numeric owners, xattrs, sorted names. */
+async function ensureInputs(log: (l: string) => void): Promise<Array<{ name: string; tar: string }>> {
+  await mkdir(inputs, { recursive: true });
+  const out: Array<{ name: string; tar: string }> = [];
+  const make = async (name: string, tree: string, file: string) => {
+    const tar = join(inputs, file);
+    if (!existsSync(tar)) {
+      log(`making ${tar} from ${tree}`);
+      await sh('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '--sort=name', '-C', tree, '-cf', `${tar}.partial`, '.']);
+      await sh('mv', [`${tar}.partial`, tar]);
+    }
+    const { size } = await stat(tar);
+    out.push({ name: `${name} (${Math.round(size / 1e6)} MB tar)`, tar });
+  };
+  const minbase = join(cache, 'debian-minbase');
+  if (existsSync(join(minbase, 'etc', 'debian_version'))) await make('debian minbase', minbase, 'debian-minbase.tar');
+  else log(`no ${minbase}: the rootfs case is not measured`);
+  await make('100k small files', await ensureSyntheticTree(join(cache, 'bench-synthetic-100k'), { files: 100_000 }), 'synthetic-100k.tar');
+  return out;
+}
+
+export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const runs = opts.runs ?? defaultRuns;
+  if (process.getuid?.() !== 0) throw new Error('the archive benchmark mounts and chowns: run it as root');
+  if (!existsSync(cli)) throw new Error(`no ${cli}: build first (npm run build)`);
+  const haveCs = onPath('containers-storage');
+  if (!haveCs) log('containers-storage is not installed: its import and diff are not measured');
+  const rows: ResultRow[] = [];
+  await wipe(scratch);
+  await mkdir(scratch, { recursive: true });
+  try {
+    for (const input of await ensureInputs(log)) {
+      // --- import into an empty store (or dir) every run
+      const home = join(scratch, 'ogd-home');
+      const tarDir = join(scratch, 'tar-x');
+      const csGraph = join(scratch, 'cs-graph');
+      const csRun = join(scratch, 'cs-run');
+      const csArgs = ['--graph', csGraph, '--run', csRun, '--storage-driver', 'overlay'];
+      const importers: Contender[] = [
+        { name: 'ogd import', command: process.execPath, args: [cli, '--home', home, 'import', 'layer', input.tar] },
+        { name: 'tar -x (GNU)', command: 'tar', args: ['-x', '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir] },
+      ];
+      if (haveCs) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
+      rows.push(
+        ...(await compare(
+          {
+            name: `import · ${input.name}`,
+            contenders: importers,
+            runs,
+            prepare: async () => {
+              await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
+              await mkdir(tarDir);
+            },
+          },
+          log,
+        )),
+      );
+
+      // --- export the same base layer, once imported by each store
+      await sh(process.execPath, [cli, '--home', home, 'import', 'layer', input.tar]);
+      const exporters: Contender[] = [{ name: 'ogd diff', command: process.execPath, args: [cli, '--home', home, 'diff', 'layer', '-o', '/dev/null'] }];
+      if (haveCs) {
+        await sh('containers-storage', [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer']);
+        exporters.push({ name: 'containers-storage diff', command: 'containers-storage', args: [...csArgs, 'diff', '-u', '-f', '/dev/null', 'layer'] });
+      }
+      rows.push(...(await compare({ name: `export · ${input.name}`, contenders: exporters, runs }, log)));
+      await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
+    }
+  } finally {
+    await wipe(scratch);
+  }
+  log(formatTable(rows));
+  return rows;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const at = process.argv.indexOf('--runs');
+  await run(at >= 0 ? { runs: Number(process.argv[at + 1]) } : {});
+}
