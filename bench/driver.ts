@@ -8,7 +8,7 @@
 //   node dist/bench/driver.js [--runs N]
 // The same file is also the worker that the timed processes run (--worker …).
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +61,10 @@ export async function run(opts: DriverBenchOptions = {}): Promise<Array<ResultRo
     }
     return rows;
   } finally {
-    await sh('umount', ['-R', '-l', join(scratch, 'home')]).catch(() => undefined);
+    // Whatever a failed run left mounted below scratch, deepest first, then the files.
+    const info = await readFile('/proc/self/mountinfo', 'utf8');
+    const below = info.split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(scratch + '/'));
+    for (const m of below.sort((a, b) => b.length - a.length)) await sh('umount', ['-l', m]).catch(() => undefined);
     await sh('rm', ['-rf', scratch]);
   }
 }

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { lstat, mkdir, readFile, readdir, rename, stat, truncate, unlink, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Stats } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createDriver } from '../lib/index.js';
 import * as native from '../lib/native.js';
@@ -188,6 +189,13 @@ test('overlay: an idmapped store (0 → 100000, 65536) owns what it creates as 1
   assert.equal((await lstat(join(s.home, 'img'))).mode & 0o7777, 0o700);
   assert.equal((await lstat(join(s.home, 'img/root'))).mode & 0o7777, 0o755);
   await d.put('ctr');
+  // Applied files get the maps too: container 0 → 100000, 1000 → 101000.
+  await d.create('applied');
+  await d.applyDiff('applied', undefined, await tarStream([{ name: 'root-file', uid: 0, gid: 0 }, { name: 'user-file', uid: 1000, gid: 1000 }]));
+  for (const [name, host] of [['root-file', 100000], ['user-file', 101000]] as const) {
+    const st: Stats = await lstat(join(s.home, 'applied/root', name));
+    assert.deepEqual([st.uid, st.gid], [host, host], name);
+  }
   await s.done();
 
   const dir = await tempDir(t, TEMP_PREFIX);
