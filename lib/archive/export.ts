@@ -9,8 +9,7 @@
 // Streaming: a Readable pulled from an async generator, so nothing is read ahead of
 // what the consumer takes beyond a small window of prepared entries.
 import { Readable } from 'node:stream';
-import { open, type FileHandle } from 'node:fs/promises';
-import { constants as fsConstants, type BigIntStats } from 'node:fs';
+import { close as closeCb, constants as fsConstants, open as openCb, read as readCb, type BigIntStats } from 'node:fs';
 import type { IDMap, LongOperationOptions } from '../types.js';
 import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
@@ -34,6 +33,28 @@ const smallFile = 64 * 1024;
 const chunkSize = 256 * 1024;
 /** Headers and small contents are gathered into chunks of about this size. */
 const batchSize = 64 * 1024;
+
+/**
+ * A plain fd with the few FileHandle methods used here: fs.promises' FileHandle
+ * costs a tracked object per file, which shows on layers of many small files.
+ */
+class FileHandle {
+  constructor(private readonly fd: number) {}
+
+  static open(path: Buffer): Promise<FileHandle> {
+    return new Promise((resolve, reject) =>
+      openCb(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW, (err, fd) => (err ? reject(err) : resolve(new FileHandle(fd)))),
+    );
+  }
+
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    return new Promise((resolve, reject) => readCb(this.fd, buf, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))));
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => closeCb(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+}
 
 const S_IFMT = 0o170000n;
 const typeOfMode: Record<string, TarType | undefined> = {
@@ -201,16 +222,16 @@ async function prepare(change: ChangeRecord, set: ChangeSet, gate: IoGate, opts:
     return { path: change.path, header: whiteoutHeader(parentOf(change.path) + '/' + whiteoutPrefix + baseOf(change.path)) };
   }
   const full = set.newRoot + change.path;
-  let st = change.stat!;
+  const st = change.stat!;
   const type = typeOfMode[String(st.mode & S_IFMT)];
   // Sockets are not layer content (containers/storage skips them too).
   if (type === undefined) return undefined;
   let handle: FileHandle | undefined;
   let content: Buffer | undefined;
   if (type === 'file') {
-    handle = await gate.run(() => open(rawBytes(full), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW));
+    // The size is the walk's: a file that grows meanwhile is cut there, one that shrinks fails the export.
+    handle = await gate.run(() => FileHandle.open(rawBytes(full)));
     try {
-      st = await gate.run(() => handle!.stat({ bigint: true }));
       if (st.size <= BigInt(smallFile)) {
         content = await gate.run(() => readWhole(handle!, Number(st.size), full));
         await handle.close();
