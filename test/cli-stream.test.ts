@@ -1,12 +1,13 @@
 // Long imports through the ogd binary: a 200 MB layer piped through stdin without
 // buffering it, and Ctrl-C in the middle of an import leaving the store exactly as it
 // was (same `ls`, same files under the home).
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { access, readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -92,17 +93,20 @@ async function tree(dir: string): Promise<string[]> {
   return entries.map((e) => `${join(e.parentPath, e.name).slice(dir.length)}${e.isDirectory() ? '/' : ''}`).sort();
 }
 
-let mountsBefore: string[] = [];
-before(async () => {
-  mountsBefore = await mountPoints();
-});
+// Only this process's temp dirs are checked: other test runs may mount things meanwhile.
+const PREFIX = join(tmpdir(), `ogd-cli-stream-${process.pid}-`);
+/** What the CLI mounted under `dir` must be gone once the test ran `ogd cleanup`/`unmount`. */
+async function assertNoMountsUnder(dir: string): Promise<void> {
+  assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(dir + '/')), [], `no mount left under ${dir}`);
+}
+
 after(async () => {
-  assert.deepEqual(await mountPoints(), mountsBefore, 'the tests leave the mount table as they found it');
+  assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(PREFIX)), [], 'the tests leave the mount table as they found it');
 });
 
 test('a 200 MB layer piped through stdin is imported whole, without buffering it', async (t) => {
   if (skipUnlessRoot(t)) return;
-  const dir = await tempDir(t, 'ogd-cli-stream-');
+  const dir = await tempDir(t, `ogd-cli-stream-${process.pid}-`);
   const home = join(dir, 'store');
   const child = start(['--home', home, '--json', 'import', 'big', '-']);
   let peakRss = 0;
@@ -128,11 +132,12 @@ test('a 200 MB layer piped through stdin is imported whole, without buffering it
   for (let i = 0; i < 4; i++) assert.equal((await stat(join(root.metadata['RootDir']!, 'big', `file-${i}`))).size, 50 * MB);
   assert.ok(peakRss < 150 * MB, `peak RSS ${Math.round(peakRss / MB)} MB stays far below the layer's 200 MB`);
   assert.equal((await run(['--home', home, 'cleanup'])).code, 0);
+  await assertNoMountsUnder(dir);
 });
 
 test('Ctrl-C during an import aborts it and leaves the store as it was', async (t) => {
   if (skipUnlessRoot(t)) return;
-  const dir = await tempDir(t, 'ogd-cli-stream-');
+  const dir = await tempDir(t, `ogd-cli-stream-${process.pid}-`);
   const home = join(dir, 'store');
   const base = start(['--home', home, 'import', 'base', '-']);
   await writeTar(base.stdin, 2, 1000);
@@ -160,4 +165,5 @@ test('Ctrl-C during an import aborts it and leaves the store as it was', async (
   assert.equal((await run(['--home', home, '--json', 'ls'])).stdout, lsBefore, 'ls is unchanged');
   assert.deepEqual(await tree(home), treeBefore, 'the home holds exactly the files it held before');
   assert.equal((await run(['--home', home, 'cleanup'])).code, 0);
+  await assertNoMountsUnder(dir);
 });

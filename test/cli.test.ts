@@ -1,11 +1,12 @@
 // The ogd binary as a user runs it: a child process per command, against a real store
 // on a real overlay mount. Checks exit codes, --json output, the one-line errors, and
 // that what the CLI reports matches what GNU tar and the kernel's mount table say.
-import { test, after, before } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
 import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
@@ -85,12 +86,15 @@ interface Listed {
   mounted: boolean;
 }
 
-let mountsBefore: string[] = [];
-before(async () => {
-  mountsBefore = await mountPoints();
-});
+// Only this process's temp dirs are checked: other test runs may mount things meanwhile.
+const PREFIX = join(tmpdir(), `ogd-cli-${process.pid}-`);
+/** What the CLI mounted under `dir` must be gone once the test ran `ogd cleanup`/`unmount`. */
+async function assertNoMountsUnder(dir: string): Promise<void> {
+  assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(dir + '/')), [], `no mount left under ${dir}`);
+}
+
 after(async () => {
-  assert.deepEqual(await mountPoints(), mountsBefore, 'the CLI tests leave the mount table as they found it');
+  assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(PREFIX)), [], 'the CLI tests leave the mount table as they found it');
 });
 
 test('usage errors exit 2 with the usage line; --help exits 0 and documents every command', async () => {
@@ -109,7 +113,7 @@ test('usage errors exit 2 with the usage line; --help exits 0 and documents ever
 
 test('the layer lifecycle through the CLI: import (tar, gzip from stdin, zstd), create, mount, write, changes, diff, unmount, remove', async (t) => {
   if (skipUnlessRoot(t)) return;
-  const dir = await tempDir(t, 'ogd-cli-');
+  const dir = await tempDir(t, `ogd-cli-${process.pid}-`);
   const home = join(dir, 'store');
   const g = ['--home', home];
   const base = await gnuTar(join(dir, 'base'), { 'etc/os-release': 'VERSION=1\n', 'bin/tool': 'tool v1\n', 'doc/README': 'read me\n' });
@@ -188,7 +192,7 @@ test('the layer lifecycle through the CLI: import (tar, gzip from stdin, zstd), 
 
 test('mount references outlive the process: two ogd mounts need two unmounts', async (t) => {
   if (skipUnlessRoot(t)) return;
-  const dir = await tempDir(t, 'ogd-cli-');
+  const dir = await tempDir(t, `ogd-cli-${process.pid}-`);
   const g = ['--home', join(dir, 'store')];
   await ok([...g, 'import', 'base', '-'], { input: await tarOf([{ name: 'f', body: 'x' }]) });
   await ok([...g, 'create', 'c', '--parent', 'base', '--rw']);
@@ -200,11 +204,12 @@ test('mount references outlive the process: two ogd mounts need two unmounts', a
   assert.ok(!(await mountPoints()).includes(path));
   assert.match(await ok([...g, 'unmount', 'c']), /was not mounted/);
   await ok([...g, 'cleanup']);
+  await assertNoMountsUnder(dir);
 });
 
 test('failures exit 1 with one line naming the command, the reason and the code', async (t) => {
   if (skipUnlessRoot(t)) return;
-  const dir = await tempDir(t, 'ogd-cli-');
+  const dir = await tempDir(t, `ogd-cli-${process.pid}-`);
   const home = join(dir, 'store');
   const g = ['--home', home];
   await fails([...g, 'mount', 'missing'], 1, /^ogd mount: layer "missing" does not exist \[ERR_OGD_LAYER_NOT_FOUND\]\n$/);
@@ -224,10 +229,11 @@ test('failures exit 1 with one line naming the command, the reason and the code'
   assert.match(debug.stderr, /^\s+at /m, 'OGD_DEBUG=1 shows the stack');
   await fails([...g, 'import', 'xz', '-'], 1, /xz-compressed.*\[ERR_OGD_INVALID_ARCHIVE\]/, { input: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1, 2]) });
   await ok([...g, 'cleanup']);
+  await assertNoMountsUnder(dir);
 });
 
 test('ogd copy copies a tree and reports what it copied', async (t) => {
-  const dir = await tempDir(t, 'ogd-cli-');
+  const dir = await tempDir(t, `ogd-cli-${process.pid}-`);
   const src = join(dir, 'src');
   for (let i = 0; i < 20; i++) {
     await mkdir(join(src, `d${i % 4}`), { recursive: true });
@@ -246,7 +252,7 @@ test('ogd copy copies a tree and reports what it copied', async (t) => {
 
 test('ogd demo runs twice from nothing and leaves nothing behind', async (t) => {
   if (skipUnlessRoot(t)) return;
-  const tmp = await tempDir(t, 'ogd-cli-demo-');
+  const tmp = await tempDir(t, `ogd-cli-${process.pid}-demo-`);
   for (let run = 0; run < 2; run++) {
     const r = await ogd(['demo'], { env: { TMPDIR: tmp } });
     assert.equal(r.code, 0, r.stderr);
@@ -257,4 +263,30 @@ test('ogd demo runs twice from nothing and leaves nothing behind', async (t) => 
   }
   const json = await okJson<{ steps: Array<{ step: string; ms: number }> }>(['demo'], { env: { TMPDIR: tmp } });
   assert.ok(json.steps.length >= 10 && json.steps.every((s) => typeof s.ms === 'number'));
+});
+
+test('progress bars draw on a terminal and never when stderr is piped', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  let haveScript = true;
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+  } catch {
+    haveScript = false;
+  }
+  const dir = await tempDir(t, `ogd-cli-${process.pid}-`);
+  const layer = join(dir, 'layer.tar');
+  const body = 'x'.repeat(2 << 20);
+  await writeFile(layer, await tarOf(Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, body }))));
+  const piped = await ogd(['--home', join(dir, 'a'), 'import', 'a', layer]);
+  assert.equal(piped.code, 0, piped.stderr);
+  assert.equal(piped.stderr, '', 'nothing on a piped stderr');
+  await ok(['--home', join(dir, 'a'), 'cleanup']);
+  if (!haveScript) return t.skip('needs script(1) from util-linux for a pseudo-terminal');
+  // script(1) gives the command a pseudo-terminal, as an interactive shell would.
+  const command = [process.execPath, main, '--home', join(dir, 'b'), 'import', 'b', layer].map((a) => `'${a}'`).join(' ');
+  const tty = execFileSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', env: { ...process.env, COLUMNS: '120' } });
+  assert.match(tty, /\[#*\.*\] \d+% import · \d+ entries · [\d.]+ [kMG]?B · [\d.]+ [kMG]?B\/s/, 'a bar with entries, bytes and rate');
+  assert.match(tty, /\r\x1b\[2Kimported b \(/, 'the bar is erased before the result line');
+  await ok(['--home', join(dir, 'b'), 'cleanup']);
+  await assertNoMountsUnder(dir);
 });
