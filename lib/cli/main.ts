@@ -113,7 +113,8 @@ function commandHelp(c: Command): string {
 function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const code = (err as { code?: unknown }).code;
-  const message = err.message.replace(/\s*\n[\s\S]*$/, '');
+  let message = err.message.replace(/\s*\n[\s\S]*$/, '');
+  if (code === 'EPERM' && (err as { syscall?: unknown }).syscall === 'mount') message += ' (mounting layers needs root, or CAP_SYS_ADMIN)';
   return typeof code === 'string' && !message.includes(code) ? `${message} [${code}]` : message;
 }
 
