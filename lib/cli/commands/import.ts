@@ -65,24 +65,25 @@ interface Applied {
   seconds: number;
 }
 
-async function applyFromInput(
-  ctx: CliContext,
-  command: Command,
-  driver: Driver,
-  id: string,
-  parent: string | undefined,
-  file: string | undefined,
-  before: () => Promise<void>,
-  onFailure: () => Promise<void>,
-): Promise<Applied> {
-  const input = await openInput(command, file, ctx.signal);
+interface ApplyRequest {
+  driver: Driver;
+  id: string;
+  parent: string | undefined;
+  file: string | undefined;
+  /** Create the layer once the input looks like a layer, and remove it again if applying fails. */
+  create: boolean;
+}
+
+async function applyFromInput(ctx: CliContext, command: Command, req: ApplyRequest): Promise<Applied> {
+  const { driver, id, parent } = req;
+  const input = await openInput(command, req.file, ctx.signal);
   const bar = ctx.progress(command.name);
   const started = process.hrtime.bigint();
   let tar: Readable | undefined;
   try {
     const opened = await openLayer(input.chunks);
     tar = opened.tar;
-    await before();
+    if (req.create) await driver.create(id, parent);
     let bytes: number;
     try {
       bytes = await driver.applyDiff(id, parent, tar, {
@@ -90,7 +91,8 @@ async function applyFromInput(
         onProgress: (p) => bar.update({ ...p, doneBytes: input.read.bytes, ...(input.totalBytes ? { totalBytes: input.totalBytes } : {}) }),
       });
     } catch (err) {
-      await onFailure();
+      // applyDiff itself is all or nothing; the layer we created for it must go too.
+      if (req.create) await driver.remove(id).catch(() => {});
       throw err;
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -122,20 +124,7 @@ export const importLayer: Command = {
     // Importing into a layer made empty by `ogd create` fills it; a filled one is refused.
     if (existed && (record === undefined || record.size !== undefined)) throw new LayerExistsError(id!);
     const parent = existed ? await ctx.parentOf(id!, stringOption(values, 'parent')) : stringOption(values, 'parent') || undefined;
-    const applied = await applyFromInput(
-      ctx,
-      this,
-      driver,
-      id!,
-      parent,
-      file,
-      async () => {
-        if (!existed) await driver.create(id!, parent);
-      },
-      async () => {
-        if (!existed) await driver.remove(id!).catch(() => {});
-      },
-    );
+    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: !existed });
     await ctx.index.update((layers) => {
       layers[id!] = { ...(layers[id!] ?? { kind: 'image', created: new Date().toISOString() }), ...(parent ? { parent } : {}), size: applied.bytes };
     });
@@ -153,7 +142,7 @@ export const applyDiff: Command = {
   async run(ctx, [id, file], values: OptionValues) {
     const driver = await ctx.driver();
     const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
-    const applied = await applyFromInput(ctx, this, driver, id!, parent, file, async () => {}, async () => {});
+    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: false });
     await ctx.index.update((layers) => {
       const record = layers[id!];
       if (record !== undefined) record.size = (record.size ?? 0) + applied.bytes;
