@@ -1,12 +1,21 @@
 // `ogd diff`, `ogd changes`, `ogd diff-size`: what a layer changed against its parent
 // (remembered by the index unless --parent says otherwise).
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command } from '../command.js';
 import { formatBytes, formatDuration } from '../progress.js';
+
+async function isRegularOrMissing(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+}
 
 export const diff: Command = {
   name: 'diff',
@@ -33,11 +42,13 @@ export const diff: Command = {
         done(null, chunk);
       },
     });
-    // Written next to FILE and renamed at the end: an interrupted diff leaves no half tar.
-    const tmp = output === undefined ? undefined : `${output}.ogd-${process.pid}.tmp`;
+    // A regular FILE is written next to itself and renamed at the end, so an interrupted
+    // diff leaves no half tar; anything else (/dev/null, a fifo) is written in place.
+    const staged = output !== undefined && (await isRegularOrMissing(output));
+    const tmp = staged ? `${output}.ogd-${process.pid}.tmp` : undefined;
     try {
-      const sink = tmp === undefined ? process.stdout : createWriteStream(tmp, { mode: 0o644 });
-      await pipeline(tar, counter, sink, { signal: ctx.signal, end: tmp !== undefined });
+      const sink = output === undefined ? process.stdout : createWriteStream(tmp ?? output, { mode: 0o644 });
+      await pipeline(tar, counter, sink, { signal: ctx.signal, end: output !== undefined });
       if (tmp !== undefined) await rename(tmp, output!);
     } catch (err) {
       if (tmp !== undefined) await rm(tmp, { force: true });
