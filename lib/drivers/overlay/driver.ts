@@ -50,8 +50,11 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Dr
   const owner = rootPair(uidMaps, gidMaps);
   const absolute = resolve(home);
 
-  await supportsOverlay();
-  const backingFs = await checkBackingFs(absolute);
+  // Checked side by side, reported in the seed's order: no overlay before a wrong filesystem.
+  const [overlay, fs] = await Promise.allSettled([supportsOverlay(), checkBackingFs(absolute)]);
+  if (overlay.status === 'rejected') throw overlay.reason;
+  if (fs.status === 'rejected') throw fs.reason;
+  const backingFs = fs.value;
   await mkdirAllAs(absolute, 0o700, owner);
   const real = await canonicalHome(absolute);
   // Before the bind: a mount a killed process left below a home that is no longer
