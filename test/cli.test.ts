@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -169,6 +169,11 @@ test('the layer lifecycle through the CLI: import (tar, gzip from stdin, zstd), 
   const names = execFileSync('tar', ['-tf', out], { encoding: 'utf8' }).split('\n');
   assert.ok(names.some((n) => /(^|\/)added$/.test(n)), `the diff holds /added: ${names.join(' ')}`);
   assert.ok(names.some((n) => /(^|\/)etc\/app\.conf$/.test(n)), 'the diff holds /etc/app.conf');
+  // -o onto a device writes through it, never replaces it (a null device of our own, not /dev/null).
+  const devNull = join(dir, 'null');
+  execFileSync('mknod', ['-m', '666', devNull, 'c', '1', '3']);
+  await ok([...g, 'diff', 'web', '-o', devNull]);
+  assert.ok((await lstat(devNull)).isCharacterDevice(), '-o DEVICE leaves the device in place');
   const piped = await ogd([...g, 'diff', 'web']);
   assert.equal(piped.code, 0);
   assert.equal(Buffer.byteLength(piped.stdout, 'latin1') > 0, true);
