@@ -346,3 +346,21 @@ test('a layer made by GNU tar from a real tree (ustar and posix formats) gives t
     assert.deepEqual(diffs, [], format);
   }
 });
+
+test('files created concurrently keep stream order: a later entry over an earlier one, a file over a directory being filled', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const root = await tempDir(t);
+  await mkdir(join(root, 'p'));
+  for (let i = 0; i < 30; i++) await writeFile(join(root, 'p', `lower${i}`), 'lower');
+  const b = new TarBuilder().dir('p/');
+  for (let i = 0; i < 20; i++) b.file(`p/f${i}`, `f${i}`);
+  b.file('p', 'p is a file now');
+  for (let i = 0; i < 5; i++) b.file('dup', `version ${i}`);
+  b.dir('q/');
+  for (let i = 0; i < 20; i++) b.file(`q/f${i}`, 'first').file(`q/f${i}`, 'second');
+  await apply(root, b.end(), {}, 512);
+  assert.equal(await readFile(join(root, 'p'), 'utf8'), 'p is a file now');
+  assert.equal(await readFile(join(root, 'dup'), 'utf8'), 'version 4');
+  for (let i = 0; i < 20; i++) assert.equal(await readFile(join(root, `q/f${i}`), 'utf8'), 'second');
+  assert.deepEqual((await readdir(root)).sort(), ['dup', 'p', 'q']);
+});

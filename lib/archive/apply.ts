@@ -43,6 +43,8 @@ const SMALL_FILE = 512 * 1024;
 /** Symlink hops when a missing parent directory sits behind a dangling symlink (the kernel's limit, MAXSYMLINKS). */
 const MAX_SYMLINK_HOPS = 40;
 const PROGRESS_INTERVAL_MS = 100;
+/** Small files created concurrently (libuv's pool has 4 threads; more only queues). */
+const IN_FLIGHT = 8;
 /** Longest file name component Linux accepts. */
 const NAME_MAX = 255;
 
@@ -100,20 +102,27 @@ class LayerApplier {
   }
 
   async run(reader: TarReader): Promise<void> {
-    for (;;) {
-      this.checkAbort();
-      const entry = await reader.next();
-      if (entry === null) break;
-      try {
-        await this.apply(entry, reader);
-      } catch (err) {
-        if (isSystemError(err, 'ENAMETOOLONG')) {
-          throw new InvalidArchiveError(`entry ${JSON.stringify(displayName(entry.name))}: path too long for the filesystem`, { cause: err });
+    try {
+      for (;;) {
+        this.checkAbort();
+        const entry = await reader.next();
+        if (entry === null) break;
+        try {
+          await this.apply(entry, reader);
+        } catch (err) {
+          if (isSystemError(err, 'ENAMETOOLONG')) {
+            throw new InvalidArchiveError(`entry ${JSON.stringify(displayName(entry.name))}: path too long for the filesystem`, { cause: err });
+          }
+          throw err;
         }
-        throw err;
+        this.entries++;
+        this.progress(false);
       }
-      this.entries++;
-      this.progress(false);
+      await this.drain();
+    } catch (err) {
+      // Nothing may still be writing into the root once the caller sees the failure (it discards the root).
+      await this.settle();
+      throw err;
     }
     await reader.drain();
     for (const [dir, t] of this.dirTimes) {
@@ -150,6 +159,22 @@ class LayerApplier {
       case 'none':
         break;
     }
+    if (this.failure !== undefined) throw this.failure;
+    if (e.type === 'file' && e.size <= SMALL_FILE && e.xattrs.size === 0 && comps.length > 0) {
+      const parent = comps.length === 1 ? this.root : this.dirCache.get(comps.slice(0, -1).join('/'));
+      const path = parent + '/' + comps[comps.length - 1]!;
+      if (parent !== undefined && !this.conflictsInFlight(path)) {
+        const data = await reader.readBody();
+        const meta = this.meta(e, true);
+        await this.noteChange(parent);
+        await this.launch(path, () => this.place(path, parent, () => native.writeNewFile(bytes(path), data, meta)));
+        this.unpacked.add(path);
+        this.bytes += e.size;
+        return;
+      }
+    }
+    // Everything else runs alone, in stream order, after what was launched before it.
+    await this.drain();
     if (comps.length === 0) {
       if (e.type !== 'dir') throw unsafe(e, 'it would replace the layer root');
       await this.dirMeta(this.root, e);
@@ -289,6 +314,50 @@ class LayerApplier {
       await this.noteChange(dir);
       await this.remove(path);
     }
+  }
+
+  // ---- small files in flight ----
+  //
+  // A small regular file whose parent is already resolved is created by one native
+  // call; up to IN_FLIGHT of them run at once on the thread pool while the stream is
+  // parsed. Only such files overlap, and only when no file in flight has the same
+  // real path, lies above it or below it (real paths, so a symlinked alias cannot
+  // sneak past: a replaced directory is never emptied under a file being created in
+  // it); every other entry waits for all of them.
+
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private failure: unknown;
+
+  /** True when `path` is, is below, or is above a file still in flight (at most IN_FLIGHT to scan). */
+  private conflictsInFlight(path: string): boolean {
+    for (const p of this.inFlight.keys()) {
+      if (p === path || path.startsWith(p + '/') || p.startsWith(path + '/')) return true;
+    }
+    return false;
+  }
+
+  private async launch(path: string, op: () => Promise<void>): Promise<void> {
+    while (this.inFlight.size >= IN_FLIGHT) await Promise.race(this.inFlight.values());
+    const done = op().then(
+      () => {
+        this.inFlight.delete(path);
+      },
+      (err: unknown) => {
+        this.inFlight.delete(path);
+        this.failure ??= err;
+      },
+    );
+    this.inFlight.set(path, done);
+  }
+
+  /** Waits for every file in flight; throws the first failure among them. */
+  private async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight.values());
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private async settle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled(this.inFlight.values());
   }
 
   // ---- building blocks ----
