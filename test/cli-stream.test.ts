@@ -167,3 +167,21 @@ test('Ctrl-C during an import aborts it and leaves the store as it was', async (
   assert.equal((await run(['--home', home, 'cleanup'])).code, 0);
   await assertNoMountsUnder(dir);
 });
+
+test('Ctrl-C during ogd copy stops it and removes the partial copy', async (t) => {
+  const dir = await tempDir(t, `ogd-cli-stream-${process.pid}-`);
+  const dst = join(dir, 'copy');
+  const child = start(['copy', '/usr', dst]);
+  child.stdin.end();
+  for (let i = 0; i < 200; i++) {
+    if (await access(dst).then(() => true, () => false)) break;
+    await sleep(10);
+  }
+  await sleep(200);
+  child.kill('SIGINT');
+  const { code, stderr } = await child.output;
+  if (code === 0) return t.skip('the copy of /usr finished before the interrupt arrived');
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /^ogd copy: interrupted; nothing was changed \[ABORT_ERR\]\n$/);
+  await assert.rejects(access(dst), { code: 'ENOENT' }, 'the partial copy is removed');
+});
