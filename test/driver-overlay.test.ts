@@ -382,3 +382,30 @@ test('overlay: the next createDriver removes staging leftovers of dead processes
   await d2.cleanup();
   assert.deepEqual(await mountsUnder(s.dir), []);
 });
+
+test('overlay: a lower-id read from disk is validated; a re-created layer gets its new lower', async (t) => {
+  const s = await openStore(t, factory);
+  if (!s) return;
+  const d = s.driver;
+  await d.create('one');
+  await writeFile(join(s.home, 'one/root/which'), 'one');
+  await d.create('two');
+  await writeFile(join(s.home, 'two/root/which'), 'two');
+  await d.create('ctr', 'one');
+  assert.equal(await readFile(join(await d.get('ctr'), 'which'), 'utf8'), 'one');
+  await d.put('ctr');
+  await d.remove('ctr');
+  await d.create('ctr', 'two');
+  assert.equal(await readFile(join(await d.get('ctr'), 'which'), 'utf8'), 'two', 'not a stale lower');
+  await d.put('ctr');
+
+  await d.create('evil', 'one');
+  await unlink(join(s.home, 'evil/lower-id'));
+  await writeFile(join(s.home, 'evil/lower-id'), '../../etc');
+  await assert.rejects(d.get('evil'), { code: 'ERR_OGD_INVALID_ID' });
+  await assert.rejects(d.getMetadata('evil'), { code: 'ERR_OGD_INVALID_ID' });
+  await assert.rejects(d.create('evil-child', 'evil'), { code: 'ERR_OGD_INVALID_ID' });
+  assert.equal(await d.exists('evil-child'), false);
+  assert.deepEqual(await mountsUnder(s.dir), [s.home]);
+  await s.done();
+});

@@ -70,18 +70,39 @@ export async function readLowerId(dirs: LayerDirs): Promise<string> {
   return parseStoredId(await readFile(dirs.lowerIdFile));
 }
 
+// lower-id files are written once (O_EXCL) and never rewritten, so their content is
+// remembered per file identity (inode, change time in ns, size): get() then costs one
+// lstat instead of an open/read/close. A removed and re-created layer has a new file.
+const lowerIdCache = new Map<string, { key: string; id: string }>();
+const LOWER_ID_CACHE_MAX = 4096;
+
+async function lowerIdOf(file: string): Promise<string | undefined> {
+  let st;
+  try {
+    st = await lstat(file, { bigint: true });
+  } catch (err) {
+    return missingAsUndefined(err);
+  }
+  const key = `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
+  const cached = lowerIdCache.get(file);
+  if (cached?.key === key) return cached.id;
+  const id = parseStoredId(await readFile(file));
+  if (lowerIdCache.size >= LOWER_ID_CACHE_MAX) lowerIdCache.clear();
+  lowerIdCache.set(file, { key, id });
+  return id;
+}
+
 /** Validates `id` and reads its layout: an image (root/) or a layer over an image (upper/work/merged + lower-id). */
 export async function readLayerPaths(home: string, id: string): Promise<LayerPaths> {
   validateId(id);
   const dirs = layerDirs(home, id);
   // Both looked up at once: get() is on the hot path of every container start.
-  const [root, lowerIdBytes] = await Promise.all([lstatOrUndefined(dirs.root), readFile(dirs.lowerIdFile).catch(missingAsUndefined)]);
+  const [root, lowerId] = await Promise.all([lstatOrUndefined(dirs.root), lowerIdOf(dirs.lowerIdFile)]);
   if (root?.isDirectory()) return { dir: dirs.dir, root: dirs.root };
-  if (lowerIdBytes === undefined) {
+  if (lowerId === undefined) {
     if (!(await layerExists(home, id))) throw new LayerNotFoundError(id);
     throw new LayerNotFoundError(id, { cause: new Error(`layer ${JSON.stringify(id)} has neither root/ nor lower-id (half-made?)`) });
   }
-  const lowerId = parseStoredId(lowerIdBytes);
   return {
     dir: dirs.dir,
     upper: dirs.upper,
