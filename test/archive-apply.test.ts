@@ -364,3 +364,22 @@ test('files created concurrently keep stream order: a later entry over an earlie
   for (let i = 0; i < 20; i++) assert.equal(await readFile(join(root, `q/f${i}`), 'utf8'), 'second');
   assert.deepEqual((await readdir(root)).sort(), ['dup', 'p', 'q']);
 });
+
+test('a hardlink to a shared lower file that needs no change keeps the file hardlinked with its other names', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const parent = join(dir, 'parent');
+  const child = join(dir, 'child');
+  await mkdir(parent);
+  await writeFile(join(parent, 'x'), 'x', { mode: 0o640 });
+  await chmod(join(parent, 'x'), 0o640);
+  await link(join(parent, 'x'), join(parent, 'x-link'));
+  await utimes(join(parent, 'x'), T, T);
+  await run('cp', ['-al', parent, child]);
+  const before = await manifest(parent);
+  await apply(child, new TarBuilder().hardlink('x-new', 'x', { mode: 0o640, mtime: T }).end());
+  const ino = (await lstat(join(child, 'x'))).ino;
+  assert.equal((await lstat(join(child, 'x-link'))).ino, ino);
+  assert.equal((await lstat(join(child, 'x-new'))).ino, ino);
+  assert.deepEqual(compareManifests(before, await manifest(parent)), []);
+});

@@ -277,9 +277,6 @@ class LayerApplier {
     const st = target === null ? null : await lstatOrNull(target);
     if (target === null || st === null) throw unsafe(e, `its hardlink target ${JSON.stringify(displayName(e.linkname))} does not exist`);
     if (st.isDirectory()) throw unsafe(e, 'it hardlinks a directory');
-    // The metadata below would land on the parent image's inode too: give the target its own first.
-    if (!this.unpacked.has(target) && st.nlink > 1n) await this.copyUp(target, st);
-    if (target !== path) await this.place(path, parent, () => link(bytes(target), bytes(path)));
     // Change only what differs: a chown, even to the same owner, would strip the file's capabilities.
     const want = this.meta(e, !st.isSymbolicLink());
     const change: native.EntryMeta = {};
@@ -288,8 +285,25 @@ class LayerApplier {
     if (change.uid !== undefined && (st.mode & 0o6000n) !== 0n) change.mode = want.mode; // chown clears setuid/setgid
     const mtime = nsTime(st.mtimeNs);
     if (want.mtime!.sec !== mtime.sec || want.mtime!.nsec !== mtime.nsec) Object.assign(change, { atime: want.atime, mtime: want.mtime });
+    const xattrs = await this.changedXattrs(target, e);
+    // A change would land on the parent image's inode too: give the target its own inode first.
+    // (Without a change the link shares the inode, which keeps its other names linked with it.)
+    const changes = Object.keys(change).length > 0 || xattrs.length > 0;
+    if (changes && !this.unpacked.has(target) && st.nlink > 1n) await this.copyUp(target, st);
+    if (target !== path) await this.place(path, parent, () => link(bytes(target), bytes(path)));
     if (Object.keys(change).length > 0) await native.setMeta(bytes(path), change);
-    await this.xattrs(path, e);
+    for (const [name, value] of xattrs) await native.setXattr(bytes(path), name, value);
+  }
+
+  /** The entry's xattrs (as the policy allows) that `path` does not already have with the same value. */
+  private async changedXattrs(path: string, e: TarEntry): Promise<Array<[string, Buffer]>> {
+    const out: Array<[string, Buffer]> = [];
+    for (const [name, value] of e.xattrs) {
+      if (name === '' || !xattrAllowed(name, this.opts.allowPrivilegedXattrs === true)) continue;
+      const have = await native.getXattr(bytes(path), name).catch(() => null);
+      if (have === null || !have.equals(value)) out.push([name, value]);
+    }
+    return out;
   }
 
   // ---- whiteouts ----
