@@ -115,6 +115,7 @@ function describe(err: unknown): string {
   const code = (err as { code?: unknown }).code;
   let message = err.message.replace(/\s*\n[\s\S]*$/, '');
   if (code === 'EPERM' && (err as { syscall?: unknown }).syscall === 'mount') message += ' (mounting layers needs root, or CAP_SYS_ADMIN)';
+  if (code === 'ERR_OGD_INCOMPATIBLE_FS') message += '; put the store on ext4, xfs or tmpfs with --home or OGD_HOME';
   return typeof code === 'string' && !message.includes(code) ? `${message} [${code}]` : message;
 }
 
