@@ -432,7 +432,7 @@ void Engine::CopySymlink(Worker& w, DirNode* n, const char* name, const struct s
     return Fail(Failure(errno, "symlinkat", target, DstPath(n->rel, name)));
   }
   Xattrs xattrs;
-  OpError e = ReadXattrsAt(ProcPath(n->srcFd, name), &xattrs);
+  OpError e = ReadXattrsAt(n->srcFd, name, &xattrs);
   if (!e) e = ApplyMetadataAt(n->dstFd, name, st, xattrs, n->chownChildren);
   if (e) return Fail(e, SrcPath(n->rel, name), DstPath(n->rel, name));
   Created(w, &w.counts.symlinks);
@@ -444,7 +444,7 @@ void Engine::MakeNode(Worker& w, DirNode* n, const char* name, const struct stat
     return Fail(Failure(errno, "mknodat", DstPath(n->rel, name)));
   }
   Xattrs xattrs;
-  OpError e = ReadXattrsAt(ProcPath(n->srcFd, name), &xattrs);
+  OpError e = ReadXattrsAt(n->srcFd, name, &xattrs);
   if (!e) e = ApplyMetadataAt(n->dstFd, name, st, xattrs, n->chownChildren);
   if (e) return Fail(e, SrcPath(n->rel, name), DstPath(n->rel, name));
   Created(w, type == S_IFIFO ? &w.counts.fifos : type == S_IFSOCK ? &w.counts.sockets : &w.counts.devices);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -48,6 +49,28 @@ ssize_t GetFd(const void* target, const char* name, void* buf, size_t size) {
 
 ssize_t GetPath(const void* target, const char* name, void* buf, size_t size) {
   return ::lgetxattr(static_cast<const std::string*>(target)->c_str(), name, buf, size);
+}
+
+// A path that reaches `name` inside the directory open as `dirFd` however deep that
+// directory is, for the l*xattr calls (no fd-relative form before Linux 6.13).
+std::string ProcPath(int dirFd, const char* name) { return "/proc/self/fd/" + std::to_string(dirFd) + "/" + name; }
+
+// listxattrat(2) (Linux 6.13) lists without a walk through /proc; most entries have no
+// xattrs at all, so this one call is all they cost. Older kernels: ENOSYS, once.
+#if defined(__x86_64__) || defined(__aarch64__)
+constexpr long kListXattrAt = 465;  // same number in both syscall tables
+#else
+constexpr long kListXattrAt = -1;
+#endif
+std::atomic<bool> listXattrAtWorks{kListXattrAt > 0};
+
+ssize_t ListXattrsAt(int dirFd, const char* name, char* list, size_t size) {
+  if (listXattrAtWorks.load(std::memory_order_relaxed)) {
+    long n = ::syscall(kListXattrAt, dirFd, name, AT_SYMLINK_NOFOLLOW, list, size);
+    if (n >= 0 || errno != ENOSYS) return n;
+    listXattrAtWorks.store(false, std::memory_order_relaxed);
+  }
+  return ::llistxattr(ProcPath(dirFd, name).c_str(), list, size);
 }
 
 bool Unsupported(int err) { return err == EOPNOTSUPP || err == ENOTTY || err == EXDEV || err == ENOSYS || err == EINVAL; }
@@ -109,9 +132,6 @@ void ToTimes(const struct stat& st, struct timespec times[2]) {
 
 bool OwnerDiffers(const struct stat& st) { return st.st_uid != kEuid || st.st_gid != kEgid; }
 
-std::string ProcPath(int dirFd, const char* name) {
-  return "/proc/self/fd/" + std::to_string(dirFd) + "/" + name;
-}
 
 OpError ReadXattrs(int fd, Xattrs* out) {
   char list[kXattrMax];
@@ -124,14 +144,15 @@ OpError ReadXattrs(int fd, Xattrs* out) {
   return ParseXattrList(list, size, out, GetFd, &fd);
 }
 
-OpError ReadXattrsAt(const std::string& path, Xattrs* out) {
+OpError ReadXattrsAt(int dirFd, const char* name, Xattrs* out) {
   char list[kXattrMax];
-  ssize_t size = ::llistxattr(path.c_str(), list, sizeof list);
+  ssize_t size = ListXattrsAt(dirFd, name, list, sizeof list);
   if (size < 0) {
     if (errno == EOPNOTSUPP) return {};
     return OpFail("llistxattr");
   }
   if (size == 0) return {};
+  std::string path = ProcPath(dirFd, name);
   return ParseXattrList(list, size, out, GetPath, &path);
 }
 
@@ -142,7 +163,9 @@ OpError WriteXattrs(int fd, const Xattrs& xattrs) {
   return {};
 }
 
-OpError WriteXattrsAt(const std::string& path, const Xattrs& xattrs) {
+OpError WriteXattrsAt(int dirFd, const char* name, const Xattrs& xattrs) {
+  if (xattrs.empty()) return {};
+  std::string path = ProcPath(dirFd, name);
   for (const Xattr& x : xattrs) {
     if (::lsetxattr(path.c_str(), x.name.c_str(), x.value.data(), x.value.size(), 0) != 0) return OpFail("lsetxattr");
   }
@@ -193,9 +216,7 @@ OpError ApplyMetadataAt(int dirFd, const char* name, const struct stat& st, cons
   }
   // The entry was just made by us and is not a symlink, so following it is safe.
   if (!S_ISLNK(st.st_mode) && ::fchmodat(dirFd, name, st.st_mode & 07777, 0) != 0) return OpFail("fchmodat");
-  if (!xattrs.empty()) {
-    if (OpError e = WriteXattrsAt(ProcPath(dirFd, name), xattrs)) return e;
-  }
+  if (OpError e = WriteXattrsAt(dirFd, name, xattrs)) return e;
   struct timespec times[2];
   ToTimes(st, times);
   if (::utimensat(dirFd, name, times, AT_SYMLINK_NOFOLLOW) != 0) return OpFail("utimensat");

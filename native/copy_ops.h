@@ -41,15 +41,12 @@ struct StopCheck {
   virtual ~StopCheck() = default;
 };
 
-// Reads all xattrs of an open file (fd) or of a path that is not followed (path).
+// Reads all xattrs of an open file (fd), or of `name` in the directory `dirFd`
+// without following it (for entries that cannot be opened: symlinks, devices, fifos).
 OpError ReadXattrs(int fd, Xattrs* out);
-OpError ReadXattrsAt(const std::string& path, Xattrs* out);
+OpError ReadXattrsAt(int dirFd, const char* name, Xattrs* out);
 OpError WriteXattrs(int fd, const Xattrs& xattrs);
-OpError WriteXattrsAt(const std::string& path, const Xattrs& xattrs);
-
-// A path that reaches `name` inside the directory open as `dirFd` however deep that
-// directory is (for the l*xattr calls, which have no fd-relative form before 6.13).
-std::string ProcPath(int dirFd, const char* name);
+OpError WriteXattrsAt(int dirFd, const char* name, const Xattrs& xattrs);
 
 // Copies the data of `st` (size, blocks) from srcFd to dstFd: FICLONE, else
 // copy_file_range, else read/write; holes found with SEEK_DATA/SEEK_HOLE stay holes.

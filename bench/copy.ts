@@ -1,0 +1,131 @@
+// The copy engine against its peers, whole process each run (bench/lib.ts):
+//   ogd copy --hardlink SRC DST   vs  cp -al   (and the pure-JS reference)
+//   ogd copy SRC DST              vs  cp -a    (and the pure-JS reference)
+// on a synthetic tree of 100k small files and on a real Debian rootfs.
+//   node dist/bench/copy.js [--runs N] [--json FILE] [--threads-sweep]
+import { existsSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { compare, defaultRuns, ensureSyntheticTree, formatTable, type Contender, type ResultRow } from './lib.js';
+
+const sh = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..');
+const cache = process.env.OGD_ROOTFS_CACHE ?? '/var/cache/ogd';
+// Copies land next to the trees: hardlinks need the same filesystem.
+const scratch = join(cache, 'bench-copy-dst');
+
+export interface CopyBenchOptions {
+  runs?: number;
+  /** Also time `ogd copy` at several --threads settings on the synthetic tree (how the default was chosen). */
+  threadsSweep?: boolean;
+  log?: (line: string) => void;
+}
+
+/** The trees benchmarked: the synthetic one is made on first use; the real one must exist. */
+async function trees(log: (line: string) => void): Promise<Array<{ name: string; path: string }>> {
+  const out: Array<{ name: string; path: string }> = [];
+  const synthetic = join(cache, 'bench-synthetic-100k');
+  if (!existsSync(join(synthetic, '.complete'))) log(`making ${synthetic} (once)…`);
+  out.push({ name: 'synthetic 100k', path: await ensureSyntheticTree(synthetic, { files: 100_000 }) });
+  for (const kind of ['big', 'minbase']) {
+    const dir = join(cache, `debian-${kind}`);
+    if (existsSync(join(dir, 'etc', 'debian_version'))) {
+      out.push({ name: `debian ${kind} rootfs`, path: dir });
+      break;
+    }
+  }
+  if (out.length === 1) {
+    // No rootfs: a copy of part of /usr stands in for a real tree.
+    const usr = join(cache, 'bench-usr-share');
+    if (!existsSync(join(usr, '.complete'))) {
+      log(`copying /usr/share to ${usr} (once)…`);
+      await sh('rm', ['-rf', usr]);
+      await sh('cp', ['-a', '/usr/share', usr]);
+      await writeFile(join(usr, '.complete'), '');
+    }
+    out.push({ name: '/usr/share copy', path: usr });
+  }
+  return out;
+}
+
+function ogd(src: string, dst: string, hardlink: boolean, threads?: number): Contender {
+  const cli = join(repo, 'dist', 'lib', 'cli', 'main.js');
+  const args = existsSync(cli) ? [cli, 'copy', src, dst] : [join(here, 'copy-cli.js'), src, dst];
+  if (hardlink) args.push('--hardlink');
+  if (threads !== undefined) args.push('--threads', String(threads));
+  return { name: `ogd copy${hardlink ? ' --hardlink' : ''}${threads !== undefined ? ` --threads ${threads}` : ''}`, command: process.execPath, args };
+}
+
+/** The engine without the CLI around it: a bare script calling copyTree (startup cost apart). */
+function script(src: string, dst: string, hardlink: boolean): Contender {
+  return { name: `copyTree script${hardlink ? ' --hardlink' : ''}`, command: process.execPath, args: [join(here, 'copy-cli.js'), src, dst, ...(hardlink ? ['--hardlink'] : [])] };
+}
+
+function pureJs(src: string, dst: string, hardlink: boolean, runs: number): Contender {
+  return {
+    name: `pure JS (fs.promises ${hardlink ? 'link' : 'copyFile'})`,
+    command: process.execPath,
+    args: [join(here, 'copy-js.js'), src, dst, ...(hardlink ? ['--hardlink'] : [])],
+    runs: Math.min(runs, 3),
+  };
+}
+
+/**
+ * Runs every copy comparison and returns the rows (also printed as a table).
+ *
+ * Between hardlink runs the previous copy is renamed into a trash dir, not removed:
+ * on an ext4 without a journal (this machine's), inodes freed in the last ~30 s are
+ * skipped one by one when new ones are allocated (ext4 recently_deleted()), so a run
+ * right after removing a 100k-entry tree pays for the removal, and pays more the
+ * more new inodes it makes. The trash is emptied after the hardlink phase. Content
+ * copies are removed between runs (too big to keep); every contender allocates one
+ * inode per entry there, so the effect is the same for all of them.
+ */
+export async function run(opts: CopyBenchOptions = {}): Promise<ResultRow[]> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const runs = opts.runs ?? defaultRuns;
+  await sh('rm', ['-rf', scratch]);
+  const trash = join(scratch, 'trash');
+  await mkdir(trash, { recursive: true });
+  const dst = join(scratch, 'dst');
+  let trashed = 0;
+  const moveAside = async (): Promise<void> => {
+    if (existsSync(dst)) await rename(dst, join(trash, String(trashed++)));
+  };
+  const remove = async (): Promise<void> => void (await sh('rm', ['-rf', dst]));
+  const rows: ResultRow[] = [];
+  const all = await trees(log);
+  for (const tree of all) {
+    const contenders = [ogd(tree.path, dst, true), { name: 'cp -al', command: 'cp', args: ['-al', tree.path, dst] }, script(tree.path, dst, true), pureJs(tree.path, dst, true, runs)];
+    rows.push(...(await compare({ name: `hardlink copy, ${tree.name}`, runs, prepare: moveAside, contenders }, log)));
+    if (opts.threadsSweep && tree === all[0]) {
+      const sweep = [1, 2, 3, 4, 8].map((n) => ogd(tree.path, dst, true, n));
+      rows.push(...(await compare({ name: `threads, hardlink, ${tree.name}`, runs, prepare: moveAside, contenders: sweep }, log)));
+    }
+  }
+  log('emptying the trash of hardlink copies…');
+  await sh('rm', ['-rf', trash]);
+  for (const tree of all) {
+    const contenders = [ogd(tree.path, dst, false), { name: 'cp -a', command: 'cp', args: ['-a', tree.path, dst] }, script(tree.path, dst, false), pureJs(tree.path, dst, false, runs)];
+    rows.push(...(await compare({ name: `content copy, ${tree.name}`, runs, prepare: remove, contenders }, log)));
+    if (opts.threadsSweep && tree === all[0]) {
+      const sweep = [1, 2, 3, 4, 8].map((n) => ogd(tree.path, dst, false, n));
+      rows.push(...(await compare({ name: `threads, content, ${tree.name}`, runs, prepare: remove, contenders: sweep }, log)));
+    }
+  }
+  await sh('rm', ['-rf', scratch]);
+  return rows;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const runsAt = args.indexOf('--runs');
+  const jsonAt = args.indexOf('--json');
+  const rows = await run({ runs: runsAt >= 0 ? Number(args[runsAt + 1]) : defaultRuns, threadsSweep: args.includes('--threads-sweep') });
+  process.stdout.write(formatTable(rows) + '\n');
+  if (jsonAt >= 0) await writeFile(args[jsonAt + 1]!, JSON.stringify(rows, null, 2) + '\n');
+}
