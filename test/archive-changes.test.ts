@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, rm, symlink, unlink, utimes, writeFile, lstat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import * as native from '../lib/native.js';
@@ -19,7 +19,7 @@ import { applyTar } from '../lib/archive/apply.js';
 import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
 import { manifest, compareManifests } from './helpers/tree.js';
 import { randomTree, mutateTree } from './helpers/random-layers.js';
-import { subManifest } from './helpers/changes-oracle.js';
+import { subManifest, expectedChanges, expectedSize, changeLines } from './helpers/changes-oracle.js';
 
 /** Cleans the driver up and checks that nothing under `dir` is still mounted. */
 async function closeDriver(d: { cleanup(): Promise<void> }, dir: string): Promise<void> {
@@ -177,6 +177,49 @@ test('fast path: kernel whiteouts (shared inodes) are deletions, an opaque dir i
     const names = await tarNames(await bytesOf(await d.diff('ctr', 'img')), dir);
     assert.deepEqual(names, ['.wh.a', '.wh.b', '.wh.c', 'dir/', 'dir/.wh..wh..opq', 'dir/z']);
     assert.equal(await d.diffSize('ctr', 'img'), 1);
+  } finally {
+    await closeDriver(d, dir);
+  }
+});
+
+test('image layers through the driver: changes, diffSize and diff of an image against its parent image', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const d = await createDriver('overlay', join(dir, 'home'));
+  const seeds = [31, 32, 33, 34];
+  try {
+    const got = new Map<number, { changes: string[]; size: number }>();
+    for (const seed of seeds) {
+      const a = join(dir, `A${seed}`);
+      const b = join(dir, `B${seed}`);
+      await mkdir(a);
+      await randomTree(a, seed, 16);
+      await native.copyTree(a, b, { mode: 'hardlink' });
+      await mutateTree(b, seed, 8);
+      await d.create(`a${seed}`);
+      await d.applyDiff(`a${seed}`, undefined, exportChanges(await changesDirs(a, undefined)));
+      await d.create(`b${seed}`, `a${seed}`);
+      await d.applyDiff(`b${seed}`, `a${seed}`, exportChanges(await changesDirs(b, a)));
+      const changes = (await d.changes(`b${seed}`, `a${seed}`)).map((c) => ({ ...c, path: Buffer.from(c.path).toString('latin1') }));
+      got.set(seed, { changes: changeLines(changes), size: await d.diffSize(`b${seed}`, `a${seed}`) });
+      // The driver's diff rebuilds B on a copy of the parent image.
+      const copy = join(dir, `C${seed}`);
+      await native.copyTree((await d.getMetadata(`a${seed}`)).RootDir!, copy, { mode: 'content' });
+      await applyTar(copy, await d.diff(`b${seed}`, `a${seed}`));
+    }
+    const all = await manifest(dir);
+    for (const seed of seeds) {
+      const roots = await Promise.all([`a${seed}`, `b${seed}`].map(async (id) => relative(dir, (await d.getMetadata(id)).RootDir!)));
+      const [ra, rb] = roots.map((p) => subManifest(all, p)) as [typeof all, typeof all];
+      assert.ok(ra.size > 1 && rb.size > 1, `seed ${seed}: found the layers' roots in the manifest`);
+      const cmp = { mtimeTypes: ['file', 'symlink', 'char', 'block', 'fifo'] as const, rootFields: ['mode', 'uid', 'gid', 'xattrs', 'mtime'] as const };
+      assert.deepEqual(compareManifests(rb, subManifest(all, `B${seed}`), { mtimeTypes: [...cmp.mtimeTypes], rootFields: [...cmp.rootFields] }), [], `seed ${seed}: image b is B`);
+      // The public Change.path is a string: a name that is not UTF-8 reaches it as U+FFFD, so the oracle's does too.
+      const lossy = (line: string) => `${line.slice(0, 2)}${Buffer.from(Buffer.from(Buffer.from(line.slice(2), 'hex').toString('utf8')).toString('latin1'), 'latin1').toString('hex')}`;
+      assert.deepEqual(got.get(seed)!.changes, expectedChanges(ra, rb).map(lossy).sort(), `seed ${seed}: changes`);
+      assert.equal(got.get(seed)!.size, expectedSize(ra, rb), `seed ${seed}: diffSize`);
+      assert.deepEqual(compareManifests(subManifest(all, `C${seed}`), rb, { mtimeTypes: [...cmp.mtimeTypes], rootFields: [...cmp.rootFields] }), [], `seed ${seed}: diff applied`);
+    }
   } finally {
     await closeDriver(d, dir);
   }
