@@ -89,6 +89,7 @@ test('layers made by umoci apply to the tree umoci unpacks', async (t) => {
 
   const theirs = join(dir, 'theirs');
   await run('umoci', ['unpack', '--image', `${layout}:img`, theirs]);
-  const diffs = compareManifests(await manifest(join(theirs, 'rootfs')), await manifest(ours), { rootFields: ['mtime', 'mode'] });
+  const [want, got] = await Promise.all([manifest(join(theirs, 'rootfs')), manifest(ours)]);
+  const diffs = compareManifests(want, got, { rootFields: ['mtime', 'mode'] });
   assert.deepEqual(diffs, []);
 });
