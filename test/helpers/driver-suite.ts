@@ -359,6 +359,29 @@ export function driverSuite(name: string, factory: DriverFactory): void {
     await s.done();
   });
 
+  it('overlapping create/remove calls: one create of an id wins; a child never outlives its removed parent', async (t) => {
+    const s = await openStore(t, factory);
+    if (!s) return;
+    const d = s.driver;
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => d.create('same')));
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+    for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'ERR_OGD_LAYER_EXISTS');
+    for (let round = 0; round < 10; round++) {
+      await d.create(`img${round}`);
+      const [removed, created] = await Promise.allSettled([d.remove(`img${round}`), d.create(`child${round}`, `img${round}`)]);
+      // Either the remove ran first (no parent left: the child is refused) or the child did (the image is in use).
+      if (removed.status === 'fulfilled') {
+        assert.equal(created.status, 'rejected');
+        assert.equal(await d.exists(`child${round}`), false);
+      } else {
+        assert.equal((removed.reason as { code?: string }).code, 'ERR_OGD_LAYER_IN_USE');
+        assert.equal(created.status, 'fulfilled');
+        assert.equal(await d.exists(`img${round}`), true);
+      }
+    }
+    await s.done();
+  });
+
   it('a failed or aborted applyDiff leaves the layer exactly as it was', async (t) => {
     const s = await openStore(t, factory);
     if (!s) return;

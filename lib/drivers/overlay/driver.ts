@@ -37,7 +37,8 @@ async function isOverlayMounted(path: string): Promise<boolean> {
 // One counter per process, keyed by mount path: two drivers on the same home share the
 // references of a layer's mount, as they share the mount itself.
 const mounts = new MountCounter(isOverlayMounted);
-// create/remove/applyDiff of one id (and of the parent they read) never overlap.
+// create/remove/applyDiff of one layer (and of the parent they read) never overlap;
+// keyed by the layer's dir, so drivers on the same home share the locks.
 const layerLocks = new KeyedLock();
 
 /** Creates the overlay driver on `home` (containers/storage's overlay.Init, with the checks of DESIGN.md section 2). */
@@ -112,7 +113,7 @@ export class OverlayDriver implements Driver, OverlayInternals {
     if (opts.storageOpt !== undefined && Object.keys(opts.storageOpt).length > 0) {
       throw new InvalidOptionError('--storage-opt is not supported for overlay');
     }
-    await layerLocks.runAll(parentId === undefined ? [id] : [id, parentId], async () => {
+    await layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
       const source = parentId === undefined ? undefined : await this.#parentSource(parentId);
       const dirs = layerDirs(this.home, id);
       try {
@@ -163,7 +164,7 @@ export class OverlayDriver implements Driver, OverlayInternals {
 
   async remove(id: string): Promise<void> {
     validateId(id);
-    await layerLocks.run(id, async () => {
+    await layerLocks.runAll(this.#lockKeys(id, undefined), async () => {
       const dirs = layerDirs(this.home, id);
       if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
       await mounts.withLock(dirs.merged, async (references) => {
@@ -251,7 +252,7 @@ export class OverlayDriver implements Driver, OverlayInternals {
     validateId(id);
     const parentId = validateParent(parent);
     const ctx = { home: this.home, uidMaps: this.uidMaps, gidMaps: this.gidMaps, owner: this.#owner };
-    return layerLocks.runAll(parentId === undefined ? [id] : [id, parentId], async () => {
+    return layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
       const dirs = layerDirs(this.home, id);
       if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
       return mounts.withLock(dirs.merged, async (references) => {
@@ -279,6 +280,10 @@ export class OverlayDriver implements Driver, OverlayInternals {
   diffSize(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<number> {
     validateId(id);
     return diffs.diffSize(this, id, validateParent(parent), opts);
+  }
+
+  #lockKeys(id: string, parentId: string | undefined): string[] {
+    return [id, ...(parentId === undefined ? [] : [parentId])].map((i) => layerDirs(this.home, i).dir);
   }
 
   async #mkdirAs(path: string, mode: number): Promise<void> {
