@@ -1,6 +1,7 @@
 // The bookkeeping commands: status, ls, exists, metadata, create, remove, cleanup.
 // They are thin: the driver does the work, the index remembers parents and kinds.
-import { readdir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { LayerInUseError } from '../../index.js';
 import type { Driver } from '../../index.js';
 import { parentOption, stringOption } from '../command.js';
@@ -87,11 +88,12 @@ async function listLayers(ctx: CliContext, driver: Driver): Promise<LayerListing
 
 /** Bytes of the regular files under `dir` (what a container wrote). */
 async function treeBytes(dir: string): Promise<number> {
-  const { lstat } = await import('node:fs/promises');
   let total = 0;
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
   for (const e of entries) {
-    if (e.isFile()) total += (await lstat(`${e.parentPath}/${e.name}`).catch(() => ({ size: 0 }))).size;
+    // Dirent.parentPath is Node >= 20.12; .path is its older name.
+    const parent = e.parentPath ?? (e as { path?: string }).path ?? dir;
+    if (e.isFile()) total += (await lstat(join(parent, e.name)).catch(() => ({ size: 0 }))).size;
   }
   return total;
 }
