@@ -293,7 +293,7 @@ export function driverSuite(name: string, factory: DriverFactory): void {
     await s.done();
   });
 
-  it('remove refuses a mounted layer and an image under another layer, deleting nothing', async (t) => {
+  it('remove (and applyDiff) refuse a mounted layer and an image under another layer, changing nothing', async (t) => {
     const s = await openStore(t, factory);
     if (!s) return;
     const d = s.driver;
@@ -307,6 +307,7 @@ export function driverSuite(name: string, factory: DriverFactory): void {
     assert.equal(await readFile(join(merged, 'kept'), 'utf8'), 'k');
     await d.put('ctr');
     await assert.rejects(d.remove('img'), { code: 'ERR_OGD_LAYER_IN_USE' }, 'still the lower of ctr');
+    await assert.rejects(d.applyDiff('img', undefined, await tarStream([{ name: 'late', content: 'x' }])), { code: 'ERR_OGD_LAYER_IN_USE' }, 'an image under a layer is not changed');
     assert.deepEqual(await listTree(await d.get('img')), baseTree);
     await d.remove('ctr');
     await d.remove('img');
