@@ -4,7 +4,7 @@
 // on a synthetic tree of 100k small files and on a real Debian rootfs.
 //   node dist/bench/copy.js [--runs N] [--json FILE] [--threads-sweep]
 import { existsSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, statfs, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,8 @@ const repo = join(here, '..', '..');
 const cache = process.env.OGD_ROOTFS_CACHE ?? '/var/cache/ogd';
 // Copies land next to the trees: hardlinks need the same filesystem.
 const scratch = join(cache, 'bench-copy-dst');
+// Copies are kept (see run()) while this much space stays free.
+const keepFreeBytes = 25 * 2 ** 30;
 
 export interface CopyBenchOptions {
   runs?: number;
@@ -77,13 +79,12 @@ function pureJs(src: string, dst: string, hardlink: boolean, runs: number): Cont
 /**
  * Runs every copy comparison and returns the rows (also printed as a table).
  *
- * Between hardlink runs the previous copy is renamed into a trash dir, not removed:
- * on an ext4 without a journal (this machine's), inodes freed in the last ~30 s are
- * skipped one by one when new ones are allocated (ext4 recently_deleted()), so a run
- * right after removing a 100k-entry tree pays for the removal, and pays more the
- * more new inodes it makes. The trash is emptied after the hardlink phase. Content
- * copies are removed between runs (too big to keep); every contender allocates one
- * inode per entry there, so the effect is the same for all of them.
+ * Between runs the previous copy is renamed into a trash dir, not removed, and the
+ * trash is emptied once at the end: on an ext4 without a journal (this machine's),
+ * inodes freed in the last 60 s (360 s while their table block is dirty) are skipped
+ * one by one when new ones are allocated (ext4 recently_deleted()), so a run right
+ * after removing a 100k-entry tree pays for the removal, and pays more the more new
+ * inodes it makes. When free space runs low, copies are removed instead.
  */
 export async function run(opts: CopyBenchOptions = {}): Promise<ResultRow[]> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
@@ -94,30 +95,30 @@ export async function run(opts: CopyBenchOptions = {}): Promise<ResultRow[]> {
   const dst = join(scratch, 'dst');
   let trashed = 0;
   const moveAside = async (): Promise<void> => {
-    if (existsSync(dst)) await rename(dst, join(trash, String(trashed++)));
+    if (!existsSync(dst)) return;
+    const free = await statfs(scratch);
+    if (free.bavail * free.bsize > keepFreeBytes) await rename(dst, join(trash, String(trashed++)));
+    else await sh('rm', ['-rf', dst]);
   };
-  const remove = async (): Promise<void> => void (await sh('rm', ['-rf', dst]));
   const rows: ResultRow[] = [];
   const all = await trees(log);
-  for (const tree of all) {
-    const contenders = [ogd(tree.path, dst, true), { name: 'cp -al', command: 'cp', args: ['-al', tree.path, dst] }, script(tree.path, dst, true), pureJs(tree.path, dst, true, runs)];
-    rows.push(...(await compare({ name: `hardlink copy, ${tree.name}`, runs, prepare: moveAside, contenders }, log)));
-    if (opts.threadsSweep && tree === all[0]) {
-      const sweep = [1, 2, 3, 4, 8].map((n) => ogd(tree.path, dst, true, n));
-      rows.push(...(await compare({ name: `threads, hardlink, ${tree.name}`, runs, prepare: moveAside, contenders: sweep }, log)));
+  try {
+    for (const hardlink of [true, false]) {
+      for (const tree of all) {
+        const mode = hardlink ? 'hardlink' : 'content';
+        const peer: Contender = { name: hardlink ? 'cp -al' : 'cp -a', command: 'cp', args: [hardlink ? '-al' : '-a', tree.path, dst] };
+        const contenders = [ogd(tree.path, dst, hardlink), peer, script(tree.path, dst, hardlink), pureJs(tree.path, dst, hardlink, runs)];
+        rows.push(...(await compare({ name: `${mode} copy, ${tree.name}`, runs, prepare: moveAside, contenders }, log)));
+        if (opts.threadsSweep && tree === all[0]) {
+          const sweep = [1, 2, 4, 8].map((n) => ogd(tree.path, dst, hardlink, n));
+          rows.push(...(await compare({ name: `threads, ${mode}, ${tree.name}`, runs, prepare: moveAside, contenders: sweep }, log)));
+        }
+      }
     }
+  } finally {
+    log('removing the copies…');
+    await sh('rm', ['-rf', scratch]);
   }
-  log('emptying the trash of hardlink copies…');
-  await sh('rm', ['-rf', trash]);
-  for (const tree of all) {
-    const contenders = [ogd(tree.path, dst, false), { name: 'cp -a', command: 'cp', args: ['-a', tree.path, dst] }, script(tree.path, dst, false), pureJs(tree.path, dst, false, runs)];
-    rows.push(...(await compare({ name: `content copy, ${tree.name}`, runs, prepare: remove, contenders }, log)));
-    if (opts.threadsSweep && tree === all[0]) {
-      const sweep = [1, 2, 3, 4, 8].map((n) => ogd(tree.path, dst, false, n));
-      rows.push(...(await compare({ name: `threads, content, ${tree.name}`, runs, prepare: remove, contenders: sweep }, log)));
-    }
-  }
-  await sh('rm', ['-rf', scratch]);
   return rows;
 }
 
