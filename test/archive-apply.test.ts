@@ -391,3 +391,25 @@ test('a hardlink to a shared lower file that needs no change keeps the file hard
   assert.equal((await lstat(join(child, 'x-new'))).ino, ino);
   assert.deepEqual(await stamp(join(parent, 'x')), before);
 });
+
+test('a whiteout waits for the files created before it, and over a directory of this layer hides only its lower part', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const root = await tempDir(t);
+  await mkdir(join(root, 'd'));
+  for (let i = 0; i < 50; i++) await writeFile(join(root, 'd', `lower${i}`), 'lower');
+  const b = new TarBuilder().dir('d/');
+  for (let i = 0; i < 50; i++) b.file(`d/f${i}`, 'mine');
+  b.whiteout('d').file('after', 'after');
+  await apply(root, b.end(), {}, 512);
+  // The whiteout hid the lower part of d, after the layer's own files in it were all there.
+  assert.deepEqual((await readdir(root)).sort(), ['after', 'd']);
+  assert.deepEqual((await readdir(join(root, 'd'))).sort(), Array.from({ length: 50 }, (_, i) => `f${i}`).sort());
+
+  // Without a directory entry, d stays lower content: the whiteout removes it whole, after the files written into it.
+  const root2 = await tempDir(t);
+  await mkdir(join(root2, 'e'));
+  const b2 = new TarBuilder();
+  for (let i = 0; i < 200; i++) b2.file(`e/f${i}`, 'x'.repeat(4000));
+  await apply(root2, b2.whiteout('e').end(), {}, 512);
+  assert.deepEqual(await readdir(root2), []);
+});

@@ -147,11 +147,13 @@ class LayerApplier {
       case 'invalid':
         throw unsafe(e, 'a whiteout must name a sibling entry');
       case 'opaque': {
+        await this.drain();
         const dir = await this.dir(comps.slice(0, -1), e, true);
         await this.clearLower(dir!);
         return;
       }
       case 'remove': {
+        await this.drain();
         const dir = await this.dir(comps.slice(0, -1), e, false);
         if (dir !== null) await this.whiteout(dir + '/' + wh.target, dir);
         return;
@@ -309,8 +311,13 @@ class LayerApplier {
   // ---- whiteouts ----
 
   private async whiteout(path: string, parent: string): Promise<void> {
-    // A whiteout hides lower content only, never what this layer itself put there (OCI image spec).
-    if (this.unpacked.has(path)) return;
+    // A whiteout hides lower content only, never what this layer itself put there (OCI image spec):
+    // over a directory of this layer (merged with a lower one) it hides just the lower part.
+    if (this.unpacked.has(path)) {
+      const st = await lstatOrNull(path);
+      if (st?.isDirectory()) await this.clearLower(path);
+      return;
+    }
     if ((await lstatOrNull(path)) === null) return;
     await this.noteChange(parent);
     await this.remove(path);
