@@ -29,6 +29,7 @@ const cases: HostileCase[] = [
   },
   { name: 'random bytes instead of a tar', expect: 'invalid', tar: Buffer.from(Array.from({ length: 2048 }, (_, i) => (i * 7919 + 13) % 251)) },
   { name: 'gzip data given as a tar', expect: 'invalid', tar: Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), Buffer.alloc(1020, 0x41)]) },
+  { name: 'zstd data given as a tar', expect: 'invalid', tar: Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.alloc(1020, 0x41)]) },
   { name: 'negative size (base-256)', expect: 'invalid', tar: rawHeader({ name: 'x', rawFields: { size: base256(-512n, 12) } }) },
   { name: 'size beyond 2^53 (base-256)', expect: 'invalid', tar: rawHeader({ name: 'x', rawFields: { size: base256(1n << 60n, 12) } }) },
   { name: 'huge size with the data missing', expect: 'invalid', tar: rawHeader({ name: 'x', rawFields: { size: base256(1n << 40n, 12) } }) },

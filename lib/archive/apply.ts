@@ -23,7 +23,7 @@
 import { constants as fsc } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, readlink, realpath, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import { AbortError, InvalidArchiveError, UnsafeLayerError, isSystemError } from '../errors.js';
+import { AbortError, InvalidArchiveError, InvalidOptionError, UnsafeLayerError, isSystemError } from '../errors.js';
 import { toHost } from '../idmap.js';
 import * as native from '../native.js';
 import type { ApplyDiffOptions, DiffSource, IDMap } from '../types.js';
@@ -96,7 +96,7 @@ class LayerApplier {
     this.gidMaps = opts.gidMaps ?? [];
     const uid = toHost(this.uidMaps, 0);
     const gid = toHost(this.gidMaps, 0);
-    if (uid === undefined || gid === undefined) throw new InvalidArchiveError('the id maps do not map container root');
+    if (uid === undefined || gid === undefined) throw new InvalidOptionError('the id maps do not map container root (id 0)');
     this.rootUid = uid;
     this.rootGid = gid;
   }

@@ -113,6 +113,12 @@ export class TarReader {
         if (!isZero(second)) throw new InvalidArchiveError(`invalid tar header at offset ${headerAt}: zero block inside the archive`);
         return null;
       }
+      if (headerAt === 0 && block[0] === 0x1f && block[1] === 0x8b) {
+        throw new InvalidArchiveError('the layer is gzip-compressed; an uncompressed tar is expected here');
+      }
+      if (headerAt === 0 && block.readUInt32LE(0) === 0xfd2fb528) {
+        throw new InvalidArchiveError('the layer is zstd-compressed; an uncompressed tar is expected here');
+      }
       verifyChecksum(block, headerAt);
       const flag = block[156]!;
       const size = octal(block, 124, 12, 'size', headerAt);
