@@ -100,7 +100,8 @@ export async function runHostileCase(t: TestContext, c: HostileCase): Promise<vo
   if (c.expect === 'unsafe') {
     assert.ok(error !== undefined, 'the apply should have been refused as unsafe');
     assert.equal((error as { code?: string }).code, 'ERR_OGD_UNSAFE_LAYER', String(error));
-    assert.ok(((error as { entry?: string }).entry ?? '').length >= 0);
+    const entry = (error as { entry?: unknown }).entry;
+    assert.ok(typeof entry === 'string' && entry.length > 0, 'UnsafeLayerError names the entry');
   } else if (c.expect === 'invalid') {
     assert.ok(error !== undefined, 'the apply should have been refused as an invalid archive');
     assert.equal((error as { code?: string }).code, 'ERR_OGD_INVALID_ARCHIVE', String(error));
