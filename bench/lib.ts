@@ -103,7 +103,7 @@ export function formatTable(rows: ResultRow[]): string {
     `${(r.minMs / 1000).toFixed(3)} s`,
     `${(r.maxMs / 1000).toFixed(3)} s`,
     String(r.runs),
-    r.ratioToFirst === 1 ? '1.00x' : `${r.ratioToFirst.toFixed(2)}x slower`,
+    r.ratioToFirst === 1 ? '1.00x' : r.ratioToFirst > 1 ? `${r.ratioToFirst.toFixed(2)}x slower` : `${(1 / r.ratioToFirst).toFixed(2)}x faster`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]): string => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
