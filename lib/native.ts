@@ -83,6 +83,8 @@ interface Addon {
   ): Promise<CopyStats>;
   writeNewFile(path: PathLike, data: Buffer, ...meta: MetaArgs): Promise<void>;
   setMeta(path: PathLike, ...meta: MetaArgs): Promise<void>;
+  scanTree(root: PathLike): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer }>;
+  readFiles(root: PathLike, paths: Buffer, sizes: number[]): Promise<{ data: Buffer; shrunk: number }>;
   constants: NativeConstants;
 }
 
@@ -387,4 +389,101 @@ export function writeNewFile(path: PathLike, data: Buffer, meta: EntryMeta = {})
 export function setMeta(path: PathLike, meta: EntryMeta): Promise<void> {
   checkPath(path, 'path');
   return withStack(addon.setMeta(path, ...metaArgs(meta)));
+}
+
+/**
+ * One entry found by scanTree: its lstat fields under the names (and bigint types)
+ * of fs.BigIntStats, its extended attributes and a symlink's target.
+ */
+export interface ScannedEntry {
+  /** Path relative to the root ("usr/bin/sh"), one latin1 char per byte of the name. */
+  path: string;
+  mode: bigint;
+  nlink: bigint;
+  uid: bigint;
+  gid: bigint;
+  size: bigint;
+  ino: bigint;
+  dev: bigint;
+  rdev: bigint;
+  mtimeNs: bigint;
+  /** Every extended attribute (none followed through a symlink), sorted by name. */
+  xattrs: ReadonlyArray<readonly [string, Buffer]>;
+  /** A symlink's target, raw bytes. */
+  linkTarget?: Buffer;
+}
+
+const noXattrs: ReadonlyArray<readonly [string, Buffer]> = Object.freeze([]);
+
+/**
+ * lstat, xattrs and readlink of everything under `root` (not `root` itself) in one
+ * thread-pool job, walked fd-relative (paths deeper than PATH_MAX included). Each
+ * directory's children come sorted bytewise, right after the directory: a component-
+ * wise sorted list where "/" sorts first. Fails on the first error (an entry removed
+ * while being walked, EACCES, ...) with a Node-style error.
+ */
+export async function scanTree(root: PathLike): Promise<ScannedEntry[]> {
+  checkPath(root, 'root');
+  const { records, names, extra } = await withStack(addon.scanTree(root));
+  // 11 little-endian u64 slots per entry (native/scan_tree.cc Record).
+  const u64 = new BigUint64Array(records);
+  const i64 = new BigInt64Array(records);
+  const u32 = new Uint32Array(records);
+  const count = u64.length / 11;
+  const out: ScannedEntry[] = new Array<ScannedEntry>(count);
+  for (let i = 0; i < count; i++) {
+    const s = i * 11;
+    const w = s * 2;
+    const nameOff = u32[w]!;
+    const extraOff = u32[w + 18]!;
+    const xattrCount = u32[w + 20]!;
+    const linkLen = u32[w + 21]!;
+    const entry: ScannedEntry = {
+      path: names.toString('latin1', nameOff, nameOff + u32[w + 1]!),
+      mode: BigInt(u32[w + 2]!),
+      nlink: BigInt(u32[w + 3]!),
+      uid: BigInt(u32[w + 4]!),
+      gid: BigInt(u32[w + 5]!),
+      size: u64[s + 3]!,
+      ino: u64[s + 4]!,
+      dev: u64[s + 5]!,
+      rdev: u64[s + 6]!,
+      mtimeNs: i64[s + 7]! * 1_000_000_000n + u64[s + 8]!,
+      xattrs: noXattrs,
+    };
+    let at = extraOff;
+    if (linkLen > 0 || (Number(entry.mode) & 0o170000) === 0o120000) {
+      entry.linkTarget = extra.subarray(at, at + linkLen);
+      at += linkLen;
+    }
+    if (xattrCount > 0) {
+      const xattrs: Array<readonly [string, Buffer]> = [];
+      for (let k = 0; k < xattrCount; k++) {
+        const nul = extra.indexOf(0, at);
+        const key = extra.toString('utf8', at, nul);
+        const len = extra.readUInt32LE(nul + 1);
+        xattrs.push([key, extra.subarray(nul + 5, nul + 5 + len)]);
+        at = nul + 5 + len;
+      }
+      entry.xattrs = xattrs;
+    }
+    out[i] = entry;
+  }
+  return out;
+}
+
+/**
+ * The first `sizes[i]` bytes of each file `rawPaths[i]` (relative to `root`, latin1
+ * strings one char per byte, a final symlink not followed), end to end in one
+ * Buffer, in one thread-pool job: many small files without a pool trip per
+ * open/read/close. `shrunk` is the index of a file that ended early (-1: none);
+ * reading stops there.
+ */
+export function readFiles(root: PathLike, rawPaths: readonly string[], sizes: readonly number[]): Promise<{ data: Buffer; shrunk: number }> {
+  checkPath(root, 'root');
+  if (rawPaths.length !== sizes.length) throw invalidArg('sizes', 'must have one entry per path');
+  for (const p of rawPaths) if (p.length === 0 || p.includes('\0')) throw invalidArg('rawPaths', 'must hold non-empty paths without null bytes');
+  for (const n of sizes) checkInt(n, 'sizes');
+  const joined = rawPaths.length === 0 ? Buffer.alloc(0) : Buffer.from(rawPaths.join('\0') + '\0', 'latin1');
+  return withStack(addon.readFiles(root, joined, [...sizes]));
 }

@@ -49,6 +49,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copyTree", Napi::Function::New(env, CopyTree, "copyTree"));
   exports.Set("writeNewFile", Napi::Function::New(env, WriteNewFile, "writeNewFile"));
   exports.Set("setMeta", Napi::Function::New(env, SetMeta, "setMeta"));
+  exports.Set("scanTree", Napi::Function::New(env, ScanTree, "scanTree"));
+  exports.Set("readFiles", Napi::Function::New(env, ReadFiles, "readFiles"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -15,4 +15,6 @@ Napi::Value Rename2(const Napi::CallbackInfo& info);      // rename.cc
 Napi::Value CopyTree(const Napi::CallbackInfo& info);     // copy_tree.cc
 Napi::Value WriteNewFile(const Napi::CallbackInfo& info);  // apply_entry.cc
 Napi::Value SetMeta(const Napi::CallbackInfo& info);      // apply_entry.cc
+Napi::Value ScanTree(const Napi::CallbackInfo& info);     // scan_tree.cc
+Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // scan_tree.cc
 }  // namespace ogd

@@ -1,17 +1,19 @@
 // The result of comparing a layer with its parent, shared by the two ways of
 // computing it (changes.ts walks both trees; changes-overlay.ts reads only upper/)
 // and by what consumes it (the public change list, export.ts, size.ts).
-import type { BigIntStats } from 'node:fs';
 import type { Change, ChangeKind, LongOperationOptions, Progress } from '../types.js';
 import { comparePaths, fromRaw } from './raw-path.js';
-import { inodeKey } from './entry-compare.js';
+import { inodeKey, type EntryStat } from './entry-compare.js';
+import type { ScannedEntry } from '../native.js';
 
 export interface ChangeRecord {
   /** Raw (latin1) layer path, "/etc/passwd". */
   path: string;
   kind: ChangeKind;
   /** lstat of the entry in the new tree, for A and C. */
-  stat?: BigIntStats;
+  stat?: EntryStat;
+  /** The entry's xattrs and symlink target, when the walk already read them (native scan). */
+  scanned?: ScannedEntry;
 }
 
 export interface ChangeSet {
@@ -38,7 +40,7 @@ export class ChangeCollector {
     private readonly onProgress?: LongOperationOptions['onProgress'],
   ) {}
 
-  add(path: string, kind: ChangeKind, stat?: BigIntStats): void {
+  add(path: string, kind: ChangeKind, stat?: EntryStat): void {
     this.records.push(stat ? { path, kind, stat } : { path, kind });
   }
 
@@ -47,7 +49,7 @@ export class ChangeCollector {
   }
 
   /** A non-directory the new tree has unchanged; remembered when other names may link to it. */
-  noteUnchanged(path: string, stat: BigIntStats): void {
+  noteUnchanged(path: string, stat: EntryStat): void {
     if (stat.nlink < 2n) return;
     const key = inodeKey(stat);
     const known = this.links.get(key);

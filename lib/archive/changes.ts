@@ -7,10 +7,12 @@
 // an existing inode.
 import type { BigIntStats } from 'node:fs';
 import type { LongOperationOptions } from '../types.js';
-import { ChangeCollector, type ChangeSet } from './change-set.js';
+import { ChangeCollector, type ChangeRecord, type ChangeSet } from './change-set.js';
 import { entryDiffers, isDir } from './entry-compare.js';
 import { IoGate } from './io-gate.js';
-import { lstatMaybe, lstatRaw, readNames, toRaw } from './raw-path.js';
+import { lstatMaybe, lstatRaw, readNames, rawBytes, toRaw } from './raw-path.js';
+import { scanTree } from '../native.js';
+import { AbortError } from '../errors.js';
 
 /** Parallel fs calls during a walk: enough to keep libuv's pool (4 threads) fed. */
 export const walkConcurrency = 32;
@@ -20,8 +22,25 @@ export const walkConcurrency = 32;
  * additions). Paths are normal strings; the result carries raw paths.
  */
 export async function changesDirs(newDir: string, oldDir: string | undefined, opts: LongOperationOptions = {}): Promise<ChangeSet> {
+  if (oldDir === undefined) return wholeTree(toRaw(newDir), opts);
   const walker = new DirsWalker(toRaw(newDir), oldDir === undefined ? undefined : toRaw(oldDir), opts);
   return walker.run();
+}
+
+/**
+ * No parent: every entry is an addition. One native scan reads what the export
+ * needs of each (lstat, xattrs, symlink target) in the order a change set is kept.
+ */
+async function wholeTree(newRoot: string, opts: LongOperationOptions): Promise<ChangeSet> {
+  const checkAborted = () => {
+    if (opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal.reason });
+  };
+  checkAborted();
+  const entries = await scanTree(rawBytes(newRoot));
+  checkAborted();
+  const changes: ChangeRecord[] = entries.map((e) => ({ path: '/' + e.path, kind: 'A', stat: e, scanned: e }));
+  opts.onProgress?.({ entries: changes.length, bytes: 0 });
+  return { changes, newRoot, opaqueDirs: new Set(), unchangedNames: new Map() };
 }
 
 class DirsWalker {

@@ -20,14 +20,17 @@ const S_IFREG = 0o100000n;
 const S_IFLNK = 0o120000n;
 const S_IFCHR = 0o020000n;
 
-export const isDir = (st: BigIntStats): boolean => (st.mode & S_IFMT) === S_IFDIR;
-export const isRegular = (st: BigIntStats): boolean => (st.mode & S_IFMT) === S_IFREG;
-export const isSymlink = (st: BigIntStats): boolean => (st.mode & S_IFMT) === S_IFLNK;
+/** The lstat fields the comparison and the export use: fs.BigIntStats, or a native scan's entry. */
+export type EntryStat = Pick<BigIntStats, 'mode' | 'nlink' | 'uid' | 'gid' | 'size' | 'ino' | 'dev' | 'rdev' | 'mtimeNs'>;
+
+export const isDir = (st: EntryStat): boolean => (st.mode & S_IFMT) === S_IFDIR;
+export const isRegular = (st: EntryStat): boolean => (st.mode & S_IFMT) === S_IFREG;
+export const isSymlink = (st: EntryStat): boolean => (st.mode & S_IFMT) === S_IFLNK;
 /** An overlayfs whiteout: a character device 0/0. */
-export const isWhiteout = (st: BigIntStats): boolean => (st.mode & S_IFMT) === S_IFCHR && st.rdev === 0n;
+export const isWhiteout = (st: EntryStat): boolean => (st.mode & S_IFMT) === S_IFCHR && st.rdev === 0n;
 
 /** Identity of an inode, for shared-inode and hardlink-group checks. */
-export const inodeKey = (st: BigIntStats): string => `${st.dev}:${st.ino}`;
+export const inodeKey = (st: EntryStat): string => `${st.dev}:${st.ino}`;
 
 /** Overlay's own bookkeeping (trusted.overlay.*, user.overlay.* with userxattr) is never layer content. */
 export function isOverlayXattr(name: string): boolean {
@@ -59,11 +62,11 @@ export async function readXattrs(rawPath: string): Promise<Array<[string, Buffer
 }
 
 /** The xattrs that are layer content: everything but overlay's own. */
-export function contentXattrs(all: Array<[string, Buffer]>): Array<[string, Buffer]> {
+export function contentXattrs(all: ReadonlyArray<readonly [string, Buffer]>): Array<readonly [string, Buffer]> {
   return all.filter(([name]) => !isOverlayXattr(name));
 }
 
-function sameXattrs(a: Array<[string, Buffer]>, b: Array<[string, Buffer]>): boolean {
+function sameXattrs(a: ReadonlyArray<readonly [string, Buffer]>, b: ReadonlyArray<readonly [string, Buffer]>): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
     if (a[i]![0] !== b[i]![0] || !a[i]![1].equals(b[i]![1])) return false;
@@ -71,7 +74,7 @@ function sameXattrs(a: Array<[string, Buffer]>, b: Array<[string, Buffer]>): boo
   return true;
 }
 
-function statDifferent(oldSt: BigIntStats, newSt: BigIntStats): boolean {
+function statDifferent(oldSt: EntryStat, newSt: EntryStat): boolean {
   if (oldSt.mode !== newSt.mode || oldSt.uid !== newSt.uid || oldSt.gid !== newSt.gid || oldSt.rdev !== newSt.rdev) return true;
   // A directory's size and mtime follow its entries, not a change of the directory.
   if (isDir(oldSt)) return false;

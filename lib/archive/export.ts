@@ -9,11 +9,12 @@
 // Streaming: a Readable pulled from an async generator, so nothing is read ahead of
 // what the consumer takes beyond a small window of prepared entries.
 import { Readable } from 'node:stream';
-import { close as closeCb, constants as fsConstants, open as openCb, read as readCb, type BigIntStats } from 'node:fs';
+import { close as closeCb, constants as fsConstants, open as openCb, read as readCb } from 'node:fs';
 import type { IDMap, LongOperationOptions } from '../types.js';
 import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
-import { contentXattrs, inodeKey, isDir, readXattrs } from './entry-compare.js';
+import { contentXattrs, inodeKey, isDir, readXattrs, type EntryStat } from './entry-compare.js';
+import { readFiles } from '../native.js';
 import { IoGate } from './io-gate.js';
 import { baseOf, comparePaths, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
 import { contentPadding, encodeHeader, endOfArchive, type TarEntryHeader, type TarType } from './tar-header.js';
@@ -33,6 +34,14 @@ const smallFile = 64 * 1024;
 const chunkSize = 256 * 1024;
 /** Headers and small contents are gathered into chunks of about this size. */
 const batchSize = 64 * 1024;
+/**
+ * Scanned entries (xattrs and link targets already read) are prepared in groups, the
+ * small files of a group read in one native call; one group is read ahead while
+ * the previous one is encoded, so the pool thread and the JS thread work together.
+ */
+const groupEntries = 2048;
+const groupBytes = 8 * 1024 * 1024;
+const groupsAhead = 2;
 
 /**
  * A plain fd with the few FileHandle methods used here: fs.promises' FileHandle
@@ -91,11 +100,20 @@ export function exportChanges(set: ChangeSet, opts: ExportOptions = {}): Readabl
 async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator<Buffer> {
   const gate = new IoGate(lookahead, opts.signal);
   const records = withWholeLinkGroups(set).filter((c) => !(c.kind === 'D' && set.opaqueDirs.has(parentOf(c.path))));
-  const pending: Array<Promise<PreparedEntry | undefined>> = [];
+  // Each slot is one entry (prepared on its own) or a group of scanned ones.
+  const pending: Array<Promise<Array<PreparedEntry | undefined>>> = [];
+  const claimed = new Set<string>();
   let next = 0;
   const fill = () => {
-    while (pending.length < lookahead && next < records.length) {
-      const p = prepare(records[next++]!, set, gate, opts);
+    while (next < records.length && pending.length < (records[next]!.scanned ? groupsAhead : lookahead)) {
+      let p: Promise<Array<PreparedEntry | undefined>>;
+      if (records[next]!.scanned) {
+        const start = next;
+        next = groupEnd(records, start);
+        p = prepareGroup(records.slice(start, next), set, claimed, gate, opts);
+      } else {
+        p = prepare(records[next++]!, set, gate, opts).then((e) => [e]);
+      }
       p.catch(() => undefined); // awaited in order below; avoid unhandled rejections meanwhile
       pending.push(p);
     }
@@ -117,42 +135,48 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
     return out;
   };
 
+  let current: Array<PreparedEntry | undefined> = [];
   try {
     fill();
     while (pending.length > 0) {
-      const prepared = await pending.shift()!;
+      const group = await pending.shift()!;
+      current = group;
       fill();
-      gate.checkAborted();
-      if (prepared === undefined) continue;
-      const { header } = prepared;
-      // Hardlinks: the first name of an inode in this tar carries the data, later ones link to it.
-      if (header.type !== 'directory' && prepared.linkKey !== undefined) {
-        const first = seen.get(prepared.linkKey);
-        if (first !== undefined) {
-          await prepared.handle?.close();
-          push(encodeHeader({ ...header, type: 'link', size: 0, linkname: first, xattrs: header.xattrs }));
-          entries++;
-          continue;
+      for (let g = 0; g < group.length; g++) {
+        const prepared = group[g];
+        group[g] = undefined; // the rest of the group is closed by `finally` if this one fails
+        gate.checkAborted();
+        if (prepared === undefined) continue;
+        const { header } = prepared;
+        // Hardlinks: the first name of an inode in this tar carries the data, later ones link to it.
+        if (header.type !== 'directory' && prepared.linkKey !== undefined) {
+          const first = seen.get(prepared.linkKey);
+          if (first !== undefined) {
+            await prepared.handle?.close();
+            push(encodeHeader({ ...header, type: 'link', size: 0, linkname: first, xattrs: header.xattrs }));
+            entries++;
+            continue;
+          }
+          seen.set(prepared.linkKey, header.name);
         }
-        seen.set(prepared.linkKey, header.name);
-      }
-      push(encodeHeader(header));
-      if (prepared.content) {
-        push(prepared.content);
-        push(contentPadding(prepared.content.length));
-      } else if (prepared.handle) {
-        if (batched > 0) yield flush();
-        yield* streamContent(prepared.handle, header, gate);
-        const pad = contentPadding(header.size);
-        if (pad.length > 0) push(pad);
-      }
-      if (header.type === 'directory' && set.opaqueDirs.has(prepared.path)) push(encodeHeader(whiteoutHeader(prepared.path + '/' + opaqueWhiteout)));
-      entries++;
-      bytes += header.size;
-      if (batched >= batchSize) yield flush();
-      if (opts.onProgress && Date.now() - lastReport >= 100) {
-        lastReport = Date.now();
-        opts.onProgress({ entries, bytes });
+        push(encodeHeader(header));
+        if (prepared.content) {
+          push(prepared.content);
+          push(contentPadding(prepared.content.length));
+        } else if (prepared.handle) {
+          if (batched > 0) yield flush();
+          yield* streamContent(prepared.handle, header, gate);
+          const pad = contentPadding(header.size);
+          if (pad.length > 0) push(pad);
+        }
+        if (header.type === 'directory' && set.opaqueDirs.has(prepared.path)) push(encodeHeader(whiteoutHeader(prepared.path + '/' + opaqueWhiteout)));
+        entries++;
+        bytes += header.size;
+        if (batched >= batchSize) yield flush();
+        if (opts.onProgress && Date.now() - lastReport >= 100) {
+          lastReport = Date.now();
+          opts.onProgress({ entries, bytes });
+        }
       }
     }
     push(endOfArchive);
@@ -160,9 +184,9 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
     opts.onProgress?.({ entries, bytes });
   } finally {
     // Stopped early (error, abort or destroy): close what the lookahead opened.
+    for (const prepared of current) await prepared?.handle?.close().catch(() => undefined);
     for (const p of pending) {
-      const prepared = await p.catch(() => undefined);
-      await prepared?.handle?.close().catch(() => undefined);
+      for (const prepared of (await p.catch(() => undefined)) ?? []) await prepared?.handle?.close().catch(() => undefined);
     }
   }
 }
@@ -263,6 +287,90 @@ async function prepare(change: ChangeRecord, set: ChangeSet, gate: IoGate, opts:
   }
 }
 
+/** Where the group of scanned records starting at `start` ends (exclusive). */
+function groupEnd(records: readonly ChangeRecord[], start: number): number {
+  let end = start;
+  let bytes = 0;
+  while (end < records.length && end - start < groupEntries && bytes < groupBytes) {
+    const r = records[end]!;
+    if (!r.scanned) break;
+    if (r.stat !== undefined && r.stat.size <= BigInt(smallFile) && (r.stat.mode & S_IFMT) === 0o100000n) bytes += Number(r.stat.size);
+    end++;
+  }
+  return end;
+}
+
+/**
+ * Prepares scanned records (their xattrs and link targets already read) together:
+ * the contents of the group's small files come from one native readFiles call. A
+ * file whose inode an earlier entry of this tar already carries (`claimed`) becomes
+ * a tar hardlink, so its content is not read again.
+ */
+async function prepareGroup(
+  group: readonly ChangeRecord[],
+  set: ChangeSet,
+  claimed: Set<string>,
+  gate: IoGate,
+  opts: ExportOptions,
+): Promise<Array<PreparedEntry | undefined>> {
+  const out: Array<PreparedEntry | undefined> = [];
+  const toRead: Array<{ entry: PreparedEntry; index: number }> = [];
+  const paths: string[] = [];
+  const sizes: number[] = [];
+  try {
+    for (const change of group) {
+      if (change.kind === 'D') {
+        out.push({ path: change.path, header: whiteoutHeader(parentOf(change.path) + '/' + whiteoutPrefix + baseOf(change.path)) });
+        continue;
+      }
+      const st = change.stat!;
+      const type = typeOfMode[String(st.mode & S_IFMT)];
+      if (type === undefined) {
+        out.push(undefined);
+        continue;
+      }
+      const name = rawBytes(change.path.slice(1) + (type === 'directory' ? '/' : ''));
+      const header = headerOf(name, type, st, change.path, opts);
+      const kept = contentXattrs(change.scanned!.xattrs);
+      if (kept.length > 0) header.xattrs = kept;
+      const linkname = change.scanned!.linkTarget;
+      if (linkname && linkname.length > 0) header.linkname = linkname;
+      const entry: PreparedEntry = { path: change.path, header };
+      let linked = false;
+      if (!isDir(st) && st.nlink > 1n) {
+        entry.linkKey = inodeKey(st);
+        linked = claimed.has(entry.linkKey);
+        claimed.add(entry.linkKey);
+      }
+      if (type === 'file' && !linked) {
+        if (st.size > BigInt(smallFile)) {
+          entry.handle = await gate.run(() => FileHandle.open(rawBytes(set.newRoot + change.path)));
+        } else if (st.size === 0n) {
+          entry.content = Buffer.alloc(0);
+        } else {
+          toRead.push({ entry, index: paths.length });
+          paths.push(change.path.slice(1));
+          sizes.push(Number(st.size));
+        }
+      }
+      out.push(entry);
+    }
+    if (paths.length > 0) {
+      const { data, shrunk } = await gate.run(() => readFiles(rawBytes(set.newRoot), paths, sizes));
+      if (shrunk >= 0) throw new Error(`${rawBytes(set.newRoot + '/' + paths[shrunk]!).toString()} shrank while being exported`);
+      let at = 0;
+      for (const { entry, index } of toRead) {
+        entry.content = data.subarray(at, at + sizes[index]!);
+        at += sizes[index]!;
+      }
+    }
+    return out;
+  } catch (err) {
+    for (const entry of out) await entry?.handle?.close().catch(() => undefined);
+    throw err;
+  }
+}
+
 async function readWhole(handle: FileHandle, size: number, path: string): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(size);
   let pos = 0;
@@ -274,7 +382,7 @@ async function readWhole(handle: FileHandle, size: number, path: string): Promis
   return buf;
 }
 
-function headerOf(name: Buffer, type: TarType, st: BigIntStats, path: string, opts: ExportOptions): TarEntryHeader {
+function headerOf(name: Buffer, type: TarType, st: EntryStat, path: string, opts: ExportOptions): TarEntryHeader {
   const header: TarEntryHeader = {
     name,
     type,
