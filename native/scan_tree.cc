@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -257,11 +258,13 @@ class ReadFilesWorker : public PromiseWorker {
  public:
   ReadFilesWorker(Napi::Env env, std::string root, std::vector<std::string> paths, std::vector<uint64_t> sizes)
       : PromiseWorker(env), root_(std::move(root)), paths_(std::move(paths)), sizes_(std::move(sizes)) {}
+  ~ReadFilesWorker() override { ::free(data_); }
 
   void Execute() override {
-    uint64_t total = 0;
-    for (uint64_t s : sizes_) total += s;
-    data_.resize(total);
+    for (uint64_t s : sizes_) total_ += s;
+    // Not zero-filled: every byte is read into (or the call reports `shrunk`).
+    data_ = static_cast<char*>(::malloc(total_ > 0 ? total_ : 1));
+    if (data_ == nullptr) return Fail(Failure(ENOMEM, "readFiles", root_));
     int fd = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Fail(Failure(errno, "open", root_));
     Fd rootFd(fd);
@@ -272,7 +275,7 @@ class ReadFilesWorker : public PromiseWorker {
       Fd file(f);
       uint64_t done = 0;
       while (done < sizes_[i]) {
-        ssize_t n = ::pread(file.get(), data_.data() + at + done, sizes_[i] - done, static_cast<off_t>(done));
+        ssize_t n = ::pread(file.get(), data_ + at + done, sizes_[i] - done, static_cast<off_t>(done));
         if (n < 0) {
           if (errno == EINTR) continue;
           return Fail(Failure(errno, "read", root_ + "/" + paths_[i]));
@@ -289,7 +292,15 @@ class ReadFilesWorker : public PromiseWorker {
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
-    out.Set("data", Napi::Buffer<char>::Copy(env, data_.data(), data_.size()));
+    // Handed over without a copy; V8 is told of the memory so it collects it in time.
+    char* data = data_;
+    data_ = nullptr;
+    int64_t size = static_cast<int64_t>(total_);
+    Napi::MemoryManagement::AdjustExternalMemory(env, size);
+    out.Set("data", Napi::Buffer<char>::New(env, data, total_, [size](Napi::Env e, char* p) {
+      Napi::MemoryManagement::AdjustExternalMemory(e, -size);
+      ::free(p);
+    }));
     out.Set("shrunk", Napi::Number::New(env, static_cast<double>(shrunk_)));
     return out;
   }
@@ -298,7 +309,8 @@ class ReadFilesWorker : public PromiseWorker {
   std::string root_;
   std::vector<std::string> paths_;
   std::vector<uint64_t> sizes_;
-  std::vector<char> data_;
+  char* data_ = nullptr;
+  uint64_t total_ = 0;
   int64_t shrunk_ = -1;
 };
 

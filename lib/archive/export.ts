@@ -31,7 +31,7 @@ const opaqueWhiteout = '.wh..wh..opq';
 const lookahead = 32;
 /** Files up to this size are read whole while preparing; larger ones stream in chunks. */
 const smallFile = 64 * 1024;
-const chunkSize = 256 * 1024;
+const chunkSize = 512 * 1024;
 /** Headers and small contents are gathered into chunks of about this size. */
 const batchSize = 64 * 1024;
 /**
@@ -214,19 +214,30 @@ function withWholeLinkGroups(set: ChangeSet): ChangeRecord[] {
 }
 
 async function* streamContent(handle: FileHandle, header: TarEntryHeader, gate: IoGate): AsyncGenerator<Buffer> {
+  const size = header.size;
+  const readAt = async (pos: number): Promise<Buffer> => {
+    const buf = Buffer.allocUnsafe(Math.min(chunkSize, size - pos));
+    const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
+    return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+  };
+  // One read ahead of the chunk being yielded: the pool reads while the consumer writes.
+  let ahead: Promise<Buffer> | undefined = size > 0 ? readAt(0) : undefined;
   try {
-    let left = header.size;
     let pos = 0;
-    while (left > 0) {
+    while (ahead !== undefined) {
+      const chunk = await ahead;
+      ahead = undefined;
+      if (chunk.length === 0) throw new Error(`${rawBytes('/' + header.name.toString('latin1')).toString()} shrank while being exported`);
+      pos += chunk.length;
+      if (pos < size) {
+        ahead = readAt(pos);
+        ahead.catch(() => undefined); // awaited next turn or in finally
+      }
       gate.checkAborted();
-      const buf = Buffer.allocUnsafe(Math.min(chunkSize, left));
-      const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) throw new Error(`${rawBytes('/' + header.name.toString('latin1')).toString()} shrank while being exported`);
-      pos += bytesRead;
-      left -= bytesRead;
-      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      yield chunk;
     }
   } finally {
+    if (ahead !== undefined) await ahead.catch(() => undefined);
     await handle.close();
   }
 }
