@@ -8,7 +8,7 @@
 // medians of `runs` runs. Fairness: each tool reads the same cached tar; tar -x does
 // the least work (no layer store, no metadata, no staging), containers-storage the
 // most like ours. Peers missing from PATH are left out, with a line saying so.
-//   node dist/bench/archive.js [--runs N]
+//   node dist/bench/archive.js [--runs N] [--only import|export]
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -26,6 +26,8 @@ const cli = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
 
 export interface ArchiveBenchOptions {
   runs?: number;
+  /** Measure only this half (the export half still imports each input once, untimed). */
+  only?: 'import' | 'export';
   log?: (line: string) => void;
 }
 
@@ -90,7 +92,7 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
         { name: 'tar -x (GNU)', command: 'tar', args: ['-x', '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir] },
       ];
       if (haveCs) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
-      rows.push(
+      if (opts.only !== 'export') rows.push(
         ...(await compare(
           {
             name: `import · ${input.name}`,
@@ -106,6 +108,11 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
       );
 
       // --- export the same base layer, once imported by each store
+      if (opts.only === 'import') {
+        await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
+        continue;
+      }
+      await Promise.all([wipe(home), wipe(csGraph), wipe(csRun)]);
       await sh(process.execPath, [cli, '--home', home, 'import', 'layer', input.tar]);
       const exporters: Contender[] = [{ name: 'ogd diff', command: process.execPath, args: [cli, '--home', home, 'diff', 'layer', '-o', '/dev/null'] }];
       if (haveCs) {
@@ -123,6 +130,12 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const at = process.argv.indexOf('--runs');
-  await run(at >= 0 ? { runs: Number(process.argv[at + 1]) } : {});
+  const arg = (name: string): string | undefined => {
+    const at = process.argv.indexOf(name);
+    return at >= 0 ? process.argv[at + 1] : undefined;
+  };
+  const runs = arg('--runs');
+  const only = arg('--only');
+  if (only !== undefined && only !== 'import' && only !== 'export') throw new Error('--only takes import or export');
+  await run({ ...(runs !== undefined ? { runs: Number(runs) } : {}), ...(only !== undefined ? { only } : {}) });
 }

@@ -40,7 +40,11 @@ const batchSize = 64 * 1024;
  * the previous one is encoded, so the pool thread and the JS thread work together.
  */
 const groupEntries = 2048;
-const groupBytes = 8 * 1024 * 1024;
+const groupBytes = 4 * 1024 * 1024;
+/** In a group, files up to this size are read whole too (bigger ones stream in chunks). */
+const groupFile = 4 * 1024 * 1024;
+/** Content at least this big is handed on as it is rather than copied into a batch. */
+const ownChunk = 64 * 1024;
 const groupsAhead = 2;
 
 /**
@@ -160,7 +164,12 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
           seen.set(prepared.linkKey, header.name);
         }
         push(encodeHeader(header));
-        if (prepared.content) {
+        if (prepared.content && prepared.content.length >= ownChunk) {
+          if (batched > 0) yield flush();
+          yield prepared.content;
+          const pad = contentPadding(header.size);
+          if (pad.length > 0) push(pad);
+        } else if (prepared.content) {
           push(prepared.content);
           push(contentPadding(prepared.content.length));
         } else if (prepared.handle) {
@@ -305,7 +314,7 @@ function groupEnd(records: readonly ChangeRecord[], start: number): number {
   while (end < records.length && end - start < groupEntries && bytes < groupBytes) {
     const r = records[end]!;
     if (!r.scanned) break;
-    if (r.stat !== undefined && r.stat.size <= BigInt(smallFile) && (r.stat.mode & S_IFMT) === 0o100000n) bytes += Number(r.stat.size);
+    if (r.stat !== undefined && r.stat.size <= BigInt(groupFile) && (r.stat.mode & S_IFMT) === 0o100000n) bytes += Number(r.stat.size);
     end++;
   }
   return end;
@@ -354,7 +363,7 @@ async function prepareGroup(
         claimed.add(entry.linkKey);
       }
       if (type === 'file' && !linked) {
-        if (st.size > BigInt(smallFile)) {
+        if (st.size > BigInt(groupFile)) {
           entry.handle = await gate.run(() => FileHandle.open(rawBytes(set.newRoot + change.path)));
         } else if (st.size === 0n) {
           entry.content = Buffer.alloc(0);
