@@ -17,7 +17,8 @@ import { contentXattrs, inodeKey, isDir, readXattrs, type EntryStat } from './en
 import { readFiles } from '../native.js';
 import { IoGate } from './io-gate.js';
 import { baseOf, comparePaths, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
-import { contentPadding, encodeHeader, endOfArchive, type TarEntryHeader, type TarType } from './tar-header.js';
+import { endOfArchive, paddingOf, type TarEntryHeader, type TarType } from './tar-header.js';
+import { TarBatch } from './tar-batch.js';
 
 export interface ExportOptions extends LongOperationOptions {
   /** Host → container id translation for owners (the driver's maps); identity when empty. */
@@ -123,21 +124,10 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
     }
   };
   const seen = new Map<string, Buffer>();
-  let batch: Buffer[] = [];
-  let batched = 0;
+  const batch = new TarBatch();
   let entries = 0;
   let bytes = 0;
   let lastReport = 0;
-  const push = (b: Buffer) => {
-    batch.push(b);
-    batched += b.length;
-  };
-  const flush = (): Buffer => {
-    const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
-    batch = [];
-    batched = 0;
-    return out;
-  };
 
   let current: Array<PreparedEntry | undefined> = [];
   try {
@@ -157,39 +147,37 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
           const first = seen.get(prepared.linkKey);
           if (first !== undefined) {
             await prepared.handle?.close();
-            push(encodeHeader({ ...header, type: 'link', size: 0, linkname: first, xattrs: header.xattrs }));
+            batch.header({ ...header, type: 'link', size: 0, linkname: first, xattrs: header.xattrs });
             entries++;
             continue;
           }
           seen.set(prepared.linkKey, header.name);
         }
-        push(encodeHeader(header));
+        batch.header(header);
         if (prepared.content && prepared.content.length >= ownChunk) {
-          if (batched > 0) yield flush();
+          if (batch.length > 0) yield batch.take();
           yield prepared.content;
-          const pad = contentPadding(header.size);
-          if (pad.length > 0) push(pad);
+          batch.zeros(paddingOf(header.size));
         } else if (prepared.content) {
-          push(prepared.content);
-          push(contentPadding(prepared.content.length));
+          batch.bytes(prepared.content);
+          batch.zeros(paddingOf(prepared.content.length));
         } else if (prepared.handle) {
-          if (batched > 0) yield flush();
+          if (batch.length > 0) yield batch.take();
           yield* streamContent(prepared.handle, header, gate);
-          const pad = contentPadding(header.size);
-          if (pad.length > 0) push(pad);
+          batch.zeros(paddingOf(header.size));
         }
-        if (header.type === 'directory' && set.opaqueDirs.has(prepared.path)) push(encodeHeader(whiteoutHeader(prepared.path + '/' + opaqueWhiteout)));
+        if (header.type === 'directory' && set.opaqueDirs.has(prepared.path)) batch.header(whiteoutHeader(prepared.path + '/' + opaqueWhiteout));
         entries++;
         bytes += header.size;
-        if (batched >= batchSize) yield flush();
+        if (batch.length >= batchSize) yield batch.take();
         if (opts.onProgress && Date.now() - lastReport >= 100) {
           lastReport = Date.now();
           opts.onProgress({ entries, bytes });
         }
       }
     }
-    push(endOfArchive);
-    yield flush();
+    batch.bytes(endOfArchive);
+    yield batch.take();
     opts.onProgress?.({ entries, bytes });
   } finally {
     // Stopped early (error, abort or destroy): close what the lookahead opened.

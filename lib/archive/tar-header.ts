@@ -67,16 +67,10 @@ function writeOctal(buf: Buffer, offset: number, width: number, value: number | 
   buf[offset + width - 1] = 0;
 }
 
-/** One PAX record: "LEN key=value\n", where LEN counts the whole record including itself. */
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`, 'latin1'), value, Buffer.from('\n')]);
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return Buffer.concat([Buffer.from(String(len), 'latin1'), body]);
-}
-
-function ustarBlock(h: TarEntryHeader, name: Buffer, prefix: Buffer, typeflag: number, size: number): Buffer {
-  const b = Buffer.alloc(blockSize);
+/** Writes one ustar block at `at` of `out` (the 512 bytes there are cleared first). */
+function ustarInto(out: Buffer, at: number, h: TarEntryHeader, linkname: Buffer | undefined, name: Buffer, prefix: Buffer, typeflag: number, size: number): void {
+  out.fill(0, at, at + blockSize);
+  const b = at === 0 && out.length === blockSize ? out : out.subarray(at, at + blockSize);
   name.copy(b, 0, 0, Math.min(name.length, 100));
   writeOctal(b, 100, 8, h.mode & 0o7777);
   writeOctal(b, 108, 8, h.uid > max7 ? 0 : h.uid);
@@ -86,46 +80,86 @@ function ustarBlock(h: TarEntryHeader, name: Buffer, prefix: Buffer, typeflag: n
   writeOctal(b, 136, 12, sec);
   b.fill(0x20, 148, 156);
   b[156] = typeflag;
-  if (h.linkname && h.linkname.length <= 100) h.linkname.copy(b, 157);
+  if (linkname && linkname.length <= 100) linkname.copy(b, 157);
   b.write('ustar\u000000', 257, 8, 'latin1');
   writeOctal(b, 329, 8, h.devmajor ?? 0);
   writeOctal(b, 337, 8, h.devminor ?? 0);
   prefix.copy(b, 345, 0, Math.min(prefix.length, 155));
   let sum = 0;
-  for (const c of b) sum += c;
+  for (let i = 0; i < blockSize; i++) sum += b[i]!;
   writeOctal(b, 148, 7, sum);
   b[155] = 0x20;
-  return b;
 }
 
 function padding(size: number): number {
   return (blockSize - (size % blockSize)) % blockSize;
 }
 
-/** The header block(s) of one entry: an optional PAX header with its data, then the ustar block. */
-export function encodeHeader(h: TarEntryHeader): Buffer {
-  const records: Buffer[] = [];
+/** Where `n` bytes may be written: a buffer and an offset in it. */
+export type Reserve = (n: number) => [out: Buffer, at: number];
+
+/** Bytes of one PAX record "LEN key=value\n", LEN counting the whole record including itself. */
+function recordLength(key: string, valueLength: number): number {
+  const body = key.length + valueLength + 3;
+  let len = body + 1;
+  while (String(len).length + body !== len) len = String(len).length + body;
+  return len;
+}
+
+const noBytes = Buffer.alloc(0);
+
+/**
+ * Writes the header block(s) of one entry, an optional PAX header with its data
+ * then the ustar block, into the space `reserve` gives: built in place, no Buffer
+ * per record or block.
+ */
+export function writeHeader(h: TarEntryHeader, reserve: Reserve): void {
   const split = isAscii(h.name) ? splitUstarName(h.name) : undefined;
-  if (split === undefined) records.push(paxRecord('path', h.name));
-  if (h.linkname && (h.linkname.length > 100 || !isAscii(h.linkname))) records.push(paxRecord('linkpath', h.linkname));
-  if (h.uid > max7) records.push(paxRecord('uid', Buffer.from(String(h.uid))));
-  if (h.gid > max7) records.push(paxRecord('gid', Buffer.from(String(h.gid))));
-  if (h.size > max11) records.push(paxRecord('size', Buffer.from(String(h.size))));
+  // Values given as strings are ASCII.
+  const records: Array<[string, Buffer | string]> = [];
+  if (split === undefined) records.push(['path', h.name]);
+  if (h.linkname && (h.linkname.length > 100 || !isAscii(h.linkname))) records.push(['linkpath', h.linkname]);
+  if (h.uid > max7) records.push(['uid', String(h.uid)]);
+  if (h.gid > max7) records.push(['gid', String(h.gid)]);
+  if (h.size > max11) records.push(['size', String(h.size)]);
   if (h.mtimeNsec !== 0 || h.mtimeSec < 0n || h.mtimeSec > BigInt(max11)) {
     const frac = h.mtimeNsec === 0 ? '' : '.' + String(h.mtimeNsec).padStart(9, '0');
-    records.push(paxRecord('mtime', Buffer.from(`${h.mtimeSec}${frac}`)));
+    records.push(['mtime', `${h.mtimeSec}${frac}`]);
   }
-  for (const [key, value] of h.xattrs ?? []) records.push(paxRecord(`SCHILY.xattr.${key}`, value));
+  for (const [key, value] of h.xattrs ?? []) records.push([`SCHILY.xattr.${key}`, value]);
 
-  const [prefix, name] = split ?? [Buffer.alloc(0), h.name.subarray(0, 100)];
-  const main = ustarBlock(h, name, prefix, typeflags[h.type], h.size);
-  if (records.length === 0) return main;
-
-  const data = Buffer.concat(records);
+  const [prefix, name] = split ?? [noBytes, h.name.subarray(0, 100)];
+  if (records.length === 0) {
+    const [out, at] = reserve(blockSize);
+    ustarInto(out, at, h, h.linkname, name, prefix, typeflags[h.type], h.size);
+    return;
+  }
+  const lengths = records.map(([key, value]) => recordLength(key, value.length));
+  const dataLength = lengths.reduce((a, b) => a + b, 0);
+  const [out, at] = reserve(blockSize + dataLength + padding(dataLength) + blockSize);
   // The PAX header's own name, as Go's archive/tar makes it: "<dir>/PaxHeaders.0/<base>", cut to 100 bytes.
-  const paxName = paxHeaderName(h.name);
-  const paxHeader = ustarBlock({ ...h, linkname: undefined, xattrs: undefined }, paxName, Buffer.alloc(0), 0x78 /* 'x' */, data.length);
-  return Buffer.concat([paxHeader, data, Buffer.alloc(padding(data.length)), main]);
+  ustarInto(out, at, h, undefined, paxHeaderName(h.name), noBytes, 0x78 /* 'x' */, dataLength);
+  let p = at + blockSize;
+  for (let i = 0; i < records.length; i++) {
+    const [key, value] = records[i]!;
+    p += out.write(`${lengths[i]!} ${key}=`, p, 'latin1');
+    if (typeof value === 'string') p += out.write(value, p, 'latin1');
+    else p += value.copy(out, p);
+    out[p++] = 0x0a;
+  }
+  out.fill(0, p, p + padding(dataLength));
+  p += padding(dataLength);
+  ustarInto(out, p, h, h.linkname, name, prefix, typeflags[h.type], h.size);
+}
+
+/** The header block(s) of one entry as a Buffer of their own. */
+export function encodeHeader(h: TarEntryHeader): Buffer {
+  let buf = noBytes;
+  writeHeader(h, (n) => {
+    buf = Buffer.alloc(n);
+    return [buf, 0];
+  });
+  return buf;
 }
 
 function paxHeaderName(name: Buffer): Buffer {
@@ -135,6 +169,11 @@ function paxHeaderName(name: Buffer): Buffer {
   const dir = slash >= 0 ? name.subarray(0, slash + 1) : Buffer.alloc(0);
   const base = name.subarray(slash + 1, end);
   return Buffer.concat([dir, Buffer.from('PaxHeaders.0/'), base]).subarray(0, 100);
+}
+
+/** Bytes of zeros that round content of `size` bytes up to a whole block. */
+export function paddingOf(size: number): number {
+  return padding(size);
 }
 
 /** Zero bytes that round content of `size` bytes up to a whole block. */
