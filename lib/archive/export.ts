@@ -34,7 +34,7 @@ const lookahead = 32;
 const smallFile = 64 * 1024;
 const chunkSize = 512 * 1024;
 /** Headers and small contents are gathered into chunks of about this size. */
-const batchSize = 64 * 1024;
+const batchSize = 256 * 1024;
 /**
  * Scanned entries (xattrs and link targets already read) are prepared in groups, the
  * small files of a group read in one native call; one group is read ahead while

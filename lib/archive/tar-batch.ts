@@ -3,7 +3,7 @@
 // 100k entries the per-piece Buffers and their garbage cost more than the bytes.
 import { writeHeader, type TarEntryHeader } from './tar-header.js';
 
-const slabSize = 256 * 1024;
+const slabSize = 1024 * 1024;
 
 export class TarBatch {
   private slab = Buffer.allocUnsafe(slabSize);
