@@ -8,7 +8,8 @@ import { CliContext, DRIVER_NAMES } from './context.js';
 import type { DriverName, GlobalOptions } from './context.js';
 import { UsageError } from './command.js';
 import type { Command, OptionSpec, OptionValues } from './command.js';
-import { commands } from './commands/index.js';
+import { isCommandName, loadAllCommands, loadCommand } from './commands/index.js';
+import type { CommandName } from './commands/index.js';
 
 const globalOptions: OptionSpec = {
   home: { type: 'string' },
@@ -23,14 +24,15 @@ const EXIT_USAGE = 2;
 const EXIT_INTERRUPTED = 130;
 
 async function main(argv: string[]): Promise<number> {
-  const { command, commandIndex } = findCommand(argv);
-  if (command === undefined) {
+  const { name, commandIndex } = findCommand(argv);
+  if (name === undefined) {
     const first = commandIndex >= 0 ? argv[commandIndex] : undefined;
     if (first !== undefined) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
     const { values } = parseArgs({ args: argv, options: globalOptions, strict: true });
-    process.stdout.write(mainHelp());
+    process.stdout.write(mainHelp(await loadAllCommands()));
     return values['help'] === true ? 0 : EXIT_USAGE;
   }
+  const command = await loadCommand(name);
   const args = [...argv.slice(0, commandIndex), ...argv.slice(commandIndex + 1)];
   let parsed: { values: OptionValues; positionals: string[] };
   try {
@@ -62,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
   return (await command.run(ctx, positionals, values)) ?? 0;
 }
 
-function findCommand(argv: string[]): { command: Command | undefined; commandIndex: number } {
+function findCommand(argv: string[]): { name: CommandName | undefined; commandIndex: number } {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (globalsWithValue.has(arg)) {
@@ -70,9 +72,9 @@ function findCommand(argv: string[]): { command: Command | undefined; commandInd
       continue;
     }
     if (arg.startsWith('-')) continue;
-    return { command: commands.find((c) => c.name === arg), commandIndex: i };
+    return { name: isCommandName(arg) ? arg : undefined, commandIndex: i };
   }
-  return { command: undefined, commandIndex: -1 };
+  return { name: undefined, commandIndex: -1 };
 }
 
 function globalsFrom(values: OptionValues): GlobalOptions {
@@ -85,7 +87,7 @@ function globalsFrom(values: OptionValues): GlobalOptions {
   return { home, driverName: driver as DriverName, json: values['json'] === true };
 }
 
-function mainHelp(): string {
+function mainHelp(commands: Command[]): string {
   const width = Math.max(...commands.map((c) => c.usage.length));
   return [
     'ogd — container layers on Linux overlayfs (overlay-graphdriver)',
@@ -129,7 +131,7 @@ main(argv).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const name = findCommand(argv).command?.name;
+    const name = findCommand(argv).name;
     const prefix = name === undefined ? 'ogd' : `ogd ${name}`;
     if (err instanceof UsageError) {
       process.stderr.write(`${prefix}: ${err.message}\n`);
