@@ -15,7 +15,7 @@ import * as native from '../lib/native.js';
 import { changesDirs } from '../lib/archive/changes.js';
 import { exportChanges } from '../lib/archive/export.js';
 import { applyTar } from '../lib/archive/apply.js';
-import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
+import { tempDir, skipUnlessRoot, mountPoints, removeTree } from './helpers/sandbox.js';
 import { manifest, compareManifests, type CompareOptions, type Manifest } from './helpers/tree.js';
 import { randomTree, mutateTree } from './helpers/random-layers.js';
 import { subManifest } from './helpers/changes-oracle.js';
@@ -112,7 +112,10 @@ test('containers-storage applies our diffs with whiteouts, and we apply its diff
   const dir = await tempDir(t);
   const cs = await csStore(dir);
   t.after(async () => {
+    // shutdown writes lock files again, so its dirs go after it (tempDir's own
+    // removal may already have run: after-hooks run in registration order).
     await cs('shutdown', '--force').catch(() => undefined);
+    await removeTree(dir);
   });
   const failures: string[] = [];
   const theirs = new Map<number, string>();

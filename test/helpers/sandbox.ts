@@ -35,9 +35,21 @@ export async function tempDir(t: TestContext, prefix = 'ogd-test-'): Promise<str
   const dir = await mkdtemp(join(tmpdir(), prefix));
   t.after(async () => {
     await unmountUnder(dir);
-    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    await removeTree(dir);
   });
   return dir;
+}
+
+/**
+ * rm -rf that also removes trees deeper than PATH_MAX (fs.rm walks by full path and
+ * fails there; GNU rm walks fd-relative), never crossing into another filesystem.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    execFileSync('rm', ['-rf', '--one-file-system', '--', dir], { stdio: 'ignore' });
+  } catch {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  }
 }
 
 /** Skips the test (returns true) unless running as root, with the reason. */
