@@ -101,6 +101,19 @@ test('GNU tar applies a diff without whiteouts onto a copy of the parent', async
   assert.deepEqual(compareManifests(subManifest(all, 'C'), subManifest(all, 'B'), { ...nonDirMtimes, hardlinkGroups: false }), []);
 });
 
+// Trees A<seed> and B<seed> (B = a hardlink copy of A, then changed) and our exports
+// a<seed>.tar (all of A) and b<seed>.tar (B against A), for a peer to apply.
+async function exportedPair(dir: string, seed: number): Promise<void> {
+  const a = join(dir, `A${seed}`);
+  const b = join(dir, `B${seed}`);
+  await mkdir(a);
+  await randomTree(a, seed, 20);
+  await native.copyTree(a, b, { mode: 'hardlink' });
+  await mutateTree(b, seed, 8);
+  await exportTo(join(dir, `a${seed}.tar`), a);
+  await exportTo(join(dir, `b${seed}.tar`), b, a);
+}
+
 async function csStore(dir: string) {
   const base = ['--graph', join(dir, 'cs-graph'), '--run', join(dir, 'cs-run'), '--storage-driver', 'vfs'];
   const cs = async (...args: string[]) => (await run('containers-storage', [...base, ...args], { maxBuffer: 1 << 26 })).stdout.trim();
@@ -120,14 +133,7 @@ test('containers-storage applies our diffs with whiteouts, and we apply its diff
   const failures: string[] = [];
   const theirs = new Map<number, string>();
   for (const seed of [12, 13]) {
-    const a = join(dir, `A${seed}`);
-    const b = join(dir, `B${seed}`);
-    await mkdir(a);
-    await randomTree(a, seed, 20);
-    await native.copyTree(a, b, { mode: 'hardlink' });
-    await mutateTree(b, seed, 8);
-    await exportTo(join(dir, `a${seed}.tar`), a);
-    await exportTo(join(dir, `b${seed}.tar`), b, a);
+    await exportedPair(dir, seed);
     await cs('import-layer', '-f', join(dir, `a${seed}.tar`), '--id', `la${seed}`);
     await cs('import-layer', '-f', join(dir, `b${seed}.tar`), '--id', `lb${seed}`, `la${seed}`);
     theirs.set(seed, await cs('mount', `lb${seed}`));
@@ -175,14 +181,7 @@ test('umoci unpacks an image made of our layers, and we apply the layer umoci re
   const failures: string[] = [];
   await run('umoci', ['init', '--layout', layout]);
   for (const seed of [21, 22]) {
-    const a = join(dir, `A${seed}`);
-    const b = join(dir, `B${seed}`);
-    await mkdir(a);
-    await randomTree(a, seed, 20);
-    await native.copyTree(a, b, { mode: 'hardlink' });
-    await mutateTree(b, seed, 8);
-    await exportTo(join(dir, `a${seed}.tar`), a);
-    await exportTo(join(dir, `b${seed}.tar`), b, a);
+    await exportedPair(dir, seed);
     const image = `${layout}:s${seed}`;
     await run('umoci', ['new', '--image', image]);
     await run('umoci', ['raw', 'add-layer', '--image', image, join(dir, `a${seed}.tar`)]);
