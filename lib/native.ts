@@ -84,7 +84,7 @@ interface Addon {
   writeNewFile(path: PathLike, data: Buffer, ...meta: MetaArgs): Promise<void>;
   setMeta(path: PathLike, ...meta: MetaArgs): Promise<void>;
   scanTree(root: PathLike): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer }>;
-  readFiles(root: PathLike, paths: Buffer, sizes: number[]): Promise<{ data: Buffer; shrunk: number }>;
+  readFiles(root: PathLike, paths: Buffer, sizes: number[], frames?: Buffer, frameLengths?: number[]): Promise<{ data: Buffer; shrunk: number }>;
   constants: NativeConstants;
 }
 
@@ -472,18 +472,35 @@ export async function scanTree(root: PathLike): Promise<ScannedEntry[]> {
   return out;
 }
 
+/** Tar framing for readFiles: `lengths[i]` bytes of `bytes` go before file i, the last length after the last file. */
+export interface TarFrames {
+  bytes: Buffer;
+  lengths: readonly number[];
+}
+
 /**
  * The first `sizes[i]` bytes of each file `rawPaths[i]` (relative to `root`, latin1
  * strings one char per byte, a final symlink not followed), end to end in one
  * Buffer, in one thread-pool job: many small files without a pool trip per
  * open/read/close. `shrunk` is the index of a file that ended early (-1: none);
- * reading stops there.
+ * reading stops there. With `frames`, the Buffer is a piece of tar: each file's
+ * content comes after its frame (the headers) and is padded to whole 512-byte blocks.
  */
-export function readFiles(root: PathLike, rawPaths: readonly string[], sizes: readonly number[]): Promise<{ data: Buffer; shrunk: number }> {
+export function readFiles(root: PathLike, rawPaths: readonly string[], sizes: readonly number[], frames?: TarFrames): Promise<{ data: Buffer; shrunk: number }> {
   checkPath(root, 'root');
   if (rawPaths.length !== sizes.length) throw invalidArg('sizes', 'must have one entry per path');
   for (const p of rawPaths) if (p.length === 0 || p.includes('\0')) throw invalidArg('rawPaths', 'must hold non-empty paths without null bytes');
   for (const n of sizes) checkInt(n, 'sizes');
+  if (frames !== undefined) {
+    if (frames.lengths.length !== rawPaths.length + 1) throw invalidArg('frames.lengths', 'must have one length per path plus one');
+    let sum = 0;
+    for (const n of frames.lengths) {
+      checkInt(n, 'frames.lengths');
+      sum += n;
+    }
+    if (sum !== frames.bytes.length) throw invalidArg('frames.lengths', 'must add up to the length of frames.bytes');
+  }
   const joined = rawPaths.length === 0 ? Buffer.alloc(0) : Buffer.from(rawPaths.join('\0') + '\0', 'latin1');
-  return withStack(addon.readFiles(root, joined, [...sizes]));
+  if (frames === undefined) return withStack(addon.readFiles(root, joined, [...sizes]));
+  return withStack(addon.readFiles(root, joined, [...sizes], frames.bytes, [...frames.lengths]));
 }

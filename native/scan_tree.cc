@@ -327,24 +327,58 @@ int OpenRelative(int rootFd, const std::string& rel) {
   return fd;
 }
 
+// Zero bytes that round `size` up to a whole tar block.
+uint64_t Padding(uint64_t size) { return (512 - size % 512) % 512; }
+
+// Results up to this size are malloc'd (capacity 0), bigger ones come from the pool.
+constexpr uint64_t kSmallResult = 256 * 1024;
+
+void Release(char* data, size_t capacity) {
+  if (capacity == 0) std::free(data);
+  else Pool().Give(data, capacity);
+}
+
 class ReadFilesWorker : public PromiseWorker {
  public:
-  ReadFilesWorker(Napi::Env env, std::string root, std::vector<std::string> paths, std::vector<uint64_t> sizes)
-      : PromiseWorker(env), root_(std::move(root)), paths_(std::move(paths)), sizes_(std::move(sizes)) {}
+  ReadFilesWorker(Napi::Env env, std::string root, std::vector<std::string> paths, std::vector<uint64_t> sizes,
+                  std::string frames, std::vector<uint64_t> frameLengths)
+      : PromiseWorker(env),
+        root_(std::move(root)),
+        paths_(std::move(paths)),
+        sizes_(std::move(sizes)),
+        frames_(std::move(frames)),
+        frameLengths_(std::move(frameLengths)) {}
   ~ReadFilesWorker() override {
-    if (data_ != nullptr) Pool().Give(data_, capacity_);
+    if (data_ != nullptr) Release(data_, capacity_);
   }
 
   void Execute() override {
-    for (uint64_t s : sizes_) total_ += s;
-    // Not zero-filled: every byte is read into (or the call reports `shrunk`).
-    data_ = Pool().Take(total_, capacity_);
+    const bool framed = !frameLengths_.empty();
+    for (uint64_t s : sizes_) total_ += s + (framed ? Padding(s) : 0);
+    for (uint64_t n : frameLengths_) total_ += n;
+    // Not zero-filled: every byte is read, copied or padded into (or the call reports `shrunk`).
+    // A small result (one file behind its header) is plain heap memory: a pooled block
+    // is a 2 MiB unit, and V8 counts every one it is told of towards its next collection.
+    if (total_ <= kSmallResult) {
+      data_ = static_cast<char*>(std::malloc(total_ == 0 ? 1 : total_));
+      capacity_ = 0;
+    } else {
+      data_ = Pool().Take(total_, capacity_);
+    }
     if (data_ == nullptr) return Fail(Failure(ENOMEM, "readFiles", root_));
     int fd = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Fail(Failure(errno, "open", root_));
     Fd rootFd(fd);
     uint64_t at = 0;
+    const char* frame = frames_.data();
+    auto copyFrame = [&](size_t i) {
+      if (!framed) return;
+      std::memcpy(data_ + at, frame, frameLengths_[i]);
+      frame += frameLengths_[i];
+      at += frameLengths_[i];
+    };
     for (size_t i = 0; i < paths_.size(); i++) {
+      copyFrame(i);
       int f = OpenRelative(rootFd.get(), paths_[i]);
       if (f < 0) return Fail(Failure(errno, "open", root_ + "/" + paths_[i]));
       Fd file(f);
@@ -362,7 +396,12 @@ class ReadFilesWorker : public PromiseWorker {
         done += static_cast<uint64_t>(n);
       }
       at += sizes_[i];
+      if (framed) {
+        std::memset(data_ + at, 0, Padding(sizes_[i]));
+        at += Padding(sizes_[i]);
+      }
     }
+    copyFrame(paths_.size());
   }
 
   Napi::Value Result(Napi::Env env) override {
@@ -371,11 +410,11 @@ class ReadFilesWorker : public PromiseWorker {
     char* data = data_;
     data_ = nullptr;
     size_t capacity = capacity_;
-    int64_t size = static_cast<int64_t>(capacity);
+    int64_t size = static_cast<int64_t>(capacity == 0 ? total_ : capacity);
     Napi::MemoryManagement::AdjustExternalMemory(env, size);
     out.Set("data", Napi::Buffer<char>::New(env, data, total_, [size, capacity](Napi::Env e, char* p) {
       Napi::MemoryManagement::AdjustExternalMemory(e, -size);
-      Pool().Give(p, capacity);
+      Release(p, capacity);
     }));
     out.Set("shrunk", Napi::Number::New(env, static_cast<double>(shrunk_)));
     return out;
@@ -385,6 +424,10 @@ class ReadFilesWorker : public PromiseWorker {
   std::string root_;
   std::vector<std::string> paths_;
   std::vector<uint64_t> sizes_;
+  // Tar framing (empty: none): frameLengths_[i] bytes of frames_ go before file i, the
+  // last entry after the last file; each file's content is padded to whole 512-byte blocks.
+  std::string frames_;
+  std::vector<uint64_t> frameLengths_;
   char* data_ = nullptr;
   size_t capacity_ = 0;
   uint64_t total_ = 0;
@@ -399,9 +442,12 @@ Napi::Value ScanTree(const Napi::CallbackInfo& info) {
   return w->Start();
 }
 
-// readFiles(root, paths: Buffer (relative paths, each ended by NUL), sizes: number[])
+// readFiles(root, paths: Buffer (relative paths, each ended by NUL), sizes: number[],
+//           frames?: Buffer, frameLengths?: number[])
 //   -> Promise<{data: Buffer, shrunk: number}>: the files' first `sizes[i]` bytes, end to
 // end; `shrunk` is the index of a file that ended early (-1: none), where reading stopped.
+// With frames, the result is a piece of tar: frame 0, file 0 padded to 512 bytes,
+// frame 1, ..., the last frame (headers in the frames), so export copies nothing in JS.
 Napi::Value ReadFiles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string root = PathArg(info, 0, "root");
@@ -425,7 +471,24 @@ Napi::Value ReadFiles(const Napi::CallbackInfo& info) {
     if (n < 0) throw Napi::TypeError::New(env, "\"sizes\" must not be negative");
     sizes[i] = static_cast<uint64_t>(n);
   }
-  auto* w = new ReadFilesWorker(env, std::move(root), std::move(paths), std::move(sizes));
+  std::string frames;
+  std::vector<uint64_t> frameLengths;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsBuffer() || !info[4].IsArray()) throw Napi::TypeError::New(env, "\"frames\" must be a Buffer with an array of lengths");
+    auto bytes = info[3].As<Napi::Buffer<char>>();
+    frames.assign(bytes.Data(), bytes.Length());
+    Napi::Array lengths = info[4].As<Napi::Array>();
+    if (lengths.Length() != paths.size() + 1) throw Napi::TypeError::New(env, "\"frames\" must have one length per path plus one");
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < lengths.Length(); i++) {
+      Napi::Value v = lengths.Get(i);
+      if (!v.IsNumber() || v.As<Napi::Number>().Int64Value() < 0) throw Napi::TypeError::New(env, "frame lengths must be numbers >= 0");
+      frameLengths.push_back(static_cast<uint64_t>(v.As<Napi::Number>().Int64Value()));
+      sum += frameLengths.back();
+    }
+    if (sum != frames.size()) throw Napi::TypeError::New(env, "frame lengths must add up to the frames' bytes");
+  }
+  auto* w = new ReadFilesWorker(env, std::move(root), std::move(paths), std::move(sizes), std::move(frames), std::move(frameLengths));
   return w->Start();
 }
 

@@ -136,6 +136,48 @@ test('deterministic: the same layer, and a copy of it made later, export byte-id
   assert.ok(one.length > 1024);
 });
 
+test('many entries: hardlinks across packing groups and big files; the scanned and the walked export are byte-identical', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const tree = join(dir, 'tree');
+  const empty = join(dir, 'empty');
+  await mkdir(join(tree, 'm'), { recursive: true });
+  await mkdir(empty);
+  // More entries than one packing group, a big file (streamed) before and after small ones,
+  // and inodes whose names fall in different groups.
+  const big = Buffer.alloc(5 * 1024 * 1024 + 3, 0x62);
+  big.write('start', 0);
+  await writeFile(join(tree, 'a-big'), big);
+  await writeFile(join(tree, 'b-small'), 'small');
+  const files = 2200;
+  for (let i = 0; i < files; i += 100) {
+    await Promise.all(Array.from({ length: 100 }, (_, k) => writeFile(join(tree, 'm', `f${String(i + k).padStart(5, '0')}`), `file ${i + k}\n`.repeat((i + k) % 7))));
+  }
+  await link(join(tree, 'a-big'), join(tree, 'm', 'f02100-big'));
+  await link(join(tree, 'b-small'), join(tree, 'z-small'));
+  await link(join(tree, 'm', 'f00010'), join(tree, 'z-f10'));
+
+  const scanned = await changesDirs(tree, undefined);
+  const walked = await changesDirs(tree, empty);
+  assert.ok(scanned.changes.every((c) => c.scanned !== undefined) && walked.changes.every((c) => c.scanned === undefined));
+  const one = await bytesOf(exportChanges(scanned));
+  const two = await bytesOf(exportChanges(walked));
+  assert.ok(one.equals(two), 'both packers write the same bytes');
+  const entries = await entriesOf(one);
+  const byName = new Map(entries.map((e) => [e.header.name, e]));
+  assert.equal(entries.length, files + 6);
+  assert.ok(byName.get('a-big')!.body.equals(big), 'the big file is whole');
+  for (const [name, target] of [['m/f02100-big', 'a-big'], ['z-small', 'b-small'], ['z-f10', 'm/f00010']] as const) {
+    assert.equal(byName.get(name)!.header.type, 'link', `${name} is a tar hardlink`);
+    assert.equal(byName.get(name)!.header.linkname, target);
+    assert.equal(byName.get(name)!.body.length, 0);
+  }
+  assert.equal(byName.get('m/f02199')!.body.toString(), 'file 2199\n'.repeat(2199 % 7));
+  // GNU tar reads it through to the end-of-archive blocks, hardlinks included.
+  const list = execFileSync('tar', ['-tvf', '-'], { input: one, maxBuffer: 64 << 20 }).toString();
+  assert.match(list, /z-small link to b-small/);
+});
+
 test('backpressure: a paused consumer stops the reading of file data', async (t) => {
   if (skipUnlessRoot(t)) return;
   const dir = await tempDir(t);

@@ -117,6 +117,27 @@ test('readFiles returns the files end to end, deep paths included, and reports a
     assert.equal(short.shrunk, 1);
     assert.equal(short.data.subarray(0, 8).toString(), 'fixture\n');
     assert.equal((await native.readFiles(root, [], [])).data.length, 0);
+
+    // Framed: each file behind its frame and padded to 512 bytes, the last frame after the last file.
+    const some = files.slice(0, 5);
+    const frameBytes = some.map((_, i) => Buffer.alloc(i * 7 + 1, 0x41 + i)).concat([Buffer.from('tail')]);
+    const framed = await native.readFiles(
+      root,
+      some.map((f) => f.path),
+      some.map((f) => Number(f.size)),
+      { bytes: Buffer.concat(frameBytes), lengths: frameBytes.map((b) => b.length) },
+    );
+    // The expected content is the unframed read above, already checked against the oracle.
+    const expected: Buffer[] = [];
+    let from = 0;
+    for (const [i, f] of some.entries()) {
+      const content = data.subarray(from, from + Number(f.size));
+      from += content.length;
+      expected.push(frameBytes[i]!, content, Buffer.alloc((512 - (content.length % 512)) % 512));
+    }
+    expected.push(frameBytes.at(-1)!);
+    assert.ok(framed.data.equals(Buffer.concat(expected)), 'framed bytes: frame, content, padding, ..., last frame');
+    assert.throws(() => native.readFiles(root, ['a'], [1], { bytes: Buffer.alloc(3), lengths: [1, 1] }), { code: 'ERR_INVALID_ARG_VALUE' });
   });
 });
 

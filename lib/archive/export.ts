@@ -8,13 +8,17 @@
 // whiteouts are mode 0, root-owned, mtime 0.
 // Streaming: a Readable pulled from an async generator, so nothing is read ahead of
 // what the consumer takes beyond a small window of prepared entries.
+// Speed: the tar of many small files is built by the addon's readFiles, which reads
+// each file right behind its header (encoded here) and pads it, in one buffer per
+// group of entries: one pool trip per group and no copy of content in JS.
 import { Readable } from 'node:stream';
-import { close as closeCb, constants as fsConstants, open as openCb, read as readCb } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { IDMap, LongOperationOptions } from '../types.js';
 import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
 import { contentXattrs, inodeKey, isDir, readXattrs, type EntryStat } from './entry-compare.js';
-import { readFiles } from '../native.js';
+import { readFiles, type TarFrames } from '../native.js';
 import { IoGate } from './io-gate.js';
 import { baseOf, comparePaths, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
 import { endOfArchive, paddingOf, type TarEntryHeader, type TarType } from './tar-header.js';
@@ -28,47 +32,23 @@ export interface ExportOptions extends LongOperationOptions {
 
 const whiteoutPrefix = '.wh.';
 const opaqueWhiteout = '.wh..wh..opq';
-/** Entries prepared ahead of the one being written (metadata, small contents). */
+/** Entries (walked, not scanned) prepared ahead of the one being written. */
 const lookahead = 32;
-/** Files up to this size are read whole while preparing; larger ones stream in chunks. */
-const smallFile = 64 * 1024;
+/** Files up to this size are read whole, behind their header; bigger ones stream in chunks when their turn comes. */
+const wholeFile = 4 * 1024 * 1024;
 const chunkSize = 512 * 1024;
-/** Headers and small contents are gathered into chunks of about this size. */
+/** Small pieces are gathered into chunks of about this size. */
 const batchSize = 256 * 1024;
 /**
- * Scanned entries (xattrs and link targets already read) are prepared in groups, the
- * small files of a group read in one native call; one group is read ahead while
- * the previous one is encoded, so the pool thread and the JS thread work together.
+ * Scanned entries (xattrs and link targets already read) are packed in groups, each
+ * one readFiles call; groups are read ahead while the previous one is written, so
+ * the pool thread and the JS thread work together.
  */
 const groupEntries = 2048;
 const groupBytes = 4 * 1024 * 1024;
-/** In a group, files up to this size are read whole too (bigger ones stream in chunks). */
-const groupFile = 4 * 1024 * 1024;
-/** Content at least this big is handed on as it is rather than copied into a batch. */
+/** Bytes at least this big are handed on as they are rather than copied into a batch. */
 const ownChunk = 64 * 1024;
 const groupsAhead = 2;
-
-/**
- * A plain fd with the few FileHandle methods used here: fs.promises' FileHandle
- * costs a tracked object per file, which shows on layers of many small files.
- */
-class FileHandle {
-  constructor(private readonly fd: number) {}
-
-  static open(path: Buffer): Promise<FileHandle> {
-    return new Promise((resolve, reject) =>
-      openCb(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW, (err, fd) => (err ? reject(err) : resolve(new FileHandle(fd)))),
-    );
-  }
-
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    return new Promise((resolve, reject) => readCb(this.fd, buf, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))));
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve, reject) => closeCb(this.fd, (err) => (err ? reject(err) : resolve())));
-  }
-}
 
 const S_IFMT = 0o170000n;
 const typeOfMode: Record<string, TarType | undefined> = {
@@ -89,12 +69,32 @@ export function toContainerId(hostId: number, maps: readonly IDMap[] | undefined
   throw new InvalidOptionError(`${what} ${hostId} of ${JSON.stringify(rawBytes(path).toString())} has no container id in the driver's ${what} maps`);
 }
 
-interface Prepared {
-  header: TarEntryHeader;
-  /** Whole content of a small file. */
-  content?: Buffer;
-  /** Open handle of a large file, read while writing. */
-  handle?: FileHandle;
+/** A file too big to hold whole: streamed when its turn comes (its header went before it). */
+interface BigFile {
+  /** Raw path in the new tree. */
+  path: string;
+  size: number;
+}
+
+/** Tar bytes ready to go, or a big file's content. */
+type Piece = Buffer | BigFile;
+
+/** The tar of one entry or one group of entries. */
+interface Slot {
+  pieces: Piece[];
+  entries: number;
+  bytes: number;
+}
+
+/** What packing an entry needs besides the entry. */
+interface Packer {
+  set: ChangeSet;
+  /** Inode key → the path whose entry carries the content; the inode's other names link to it. */
+  carriers: ReadonlyMap<string, string>;
+  opts: ExportOptions;
+  gate: IoGate;
+  /** Where headers are encoded; each packing takes what it wrote before it awaits anything. */
+  frames: TarBatch;
 }
 
 /** The tar of a change set as a byte stream. */
@@ -105,86 +105,59 @@ export function exportChanges(set: ChangeSet, opts: ExportOptions = {}): Readabl
 async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator<Buffer> {
   const gate = new IoGate(lookahead, opts.signal);
   const records = withWholeLinkGroups(set).filter((c) => !(c.kind === 'D' && set.opaqueDirs.has(parentOf(c.path))));
+  const packer: Packer = { set, carriers: linkCarriers(records), opts, gate, frames: new TarBatch() };
   // Each slot is one entry (prepared on its own) or a group of scanned ones.
-  const pending: Array<Promise<Array<PreparedEntry | undefined>>> = [];
-  const claimed = new Set<string>();
+  const pending: Array<Promise<Slot>> = [];
   let next = 0;
   const fill = () => {
     while (next < records.length && pending.length < (records[next]!.scanned ? groupsAhead : lookahead)) {
-      let p: Promise<Array<PreparedEntry | undefined>>;
+      let p: Promise<Slot>;
       if (records[next]!.scanned) {
         const start = next;
         next = groupEnd(records, start);
-        p = prepareGroup(records.slice(start, next), set, claimed, gate, opts);
+        p = packGroup(records.slice(start, next), packer);
       } else {
-        p = prepare(records[next++]!, set, gate, opts).then((e) => [e]);
+        p = packOne(records[next++]!, packer);
       }
       p.catch(() => undefined); // awaited in order below; avoid unhandled rejections meanwhile
       pending.push(p);
     }
   };
-  const seen = new Map<string, Buffer>();
   const batch = new TarBatch();
   let entries = 0;
   let bytes = 0;
   let lastReport = 0;
-
-  let current: Array<PreparedEntry | undefined> = [];
   try {
     fill();
     while (pending.length > 0) {
-      const group = await pending.shift()!;
-      current = group;
+      const slot = await pending.shift()!;
       fill();
-      for (let g = 0; g < group.length; g++) {
-        const prepared = group[g];
-        group[g] = undefined; // the rest of the group is closed by `finally` if this one fails
-        gate.checkAborted();
-        if (prepared === undefined) continue;
-        const { header } = prepared;
-        // Hardlinks: the first name of an inode in this tar carries the data, later ones link to it.
-        if (header.type !== 'directory' && prepared.linkKey !== undefined) {
-          const first = seen.get(prepared.linkKey);
-          if (first !== undefined) {
-            await prepared.handle?.close();
-            batch.header({ ...header, type: 'link', size: 0, linkname: first, xattrs: header.xattrs });
-            entries++;
-            continue;
-          }
-          seen.set(prepared.linkKey, header.name);
-        }
-        batch.header(header);
-        if (prepared.content && prepared.content.length >= ownChunk) {
+      gate.checkAborted();
+      for (const piece of slot.pieces) {
+        if (!Buffer.isBuffer(piece)) {
           if (batch.length > 0) yield batch.take();
-          yield prepared.content;
-          batch.zeros(paddingOf(header.size));
-        } else if (prepared.content) {
-          batch.bytes(prepared.content);
-          batch.zeros(paddingOf(prepared.content.length));
-        } else if (prepared.handle) {
+          yield* streamFile(piece, gate);
+        } else if (piece.length >= ownChunk) {
           if (batch.length > 0) yield batch.take();
-          yield* streamContent(prepared.handle, header, gate);
-          batch.zeros(paddingOf(header.size));
+          yield piece;
+        } else {
+          batch.bytes(piece);
+          if (batch.length >= batchSize) yield batch.take();
         }
-        if (header.type === 'directory' && set.opaqueDirs.has(prepared.path)) batch.header(whiteoutHeader(prepared.path + '/' + opaqueWhiteout));
-        entries++;
-        bytes += header.size;
-        if (batch.length >= batchSize) yield batch.take();
-        if (opts.onProgress && Date.now() - lastReport >= 100) {
-          lastReport = Date.now();
-          opts.onProgress({ entries, bytes });
-        }
+      }
+      entries += slot.entries;
+      bytes += slot.bytes;
+      if (opts.onProgress && Date.now() - lastReport >= 100) {
+        lastReport = Date.now();
+        opts.onProgress({ entries, bytes });
       }
     }
     batch.bytes(endOfArchive);
     yield batch.take();
     opts.onProgress?.({ entries, bytes });
   } finally {
-    // Stopped early (error, abort or destroy): close what the lookahead opened.
-    for (const prepared of current) await prepared?.handle?.close().catch(() => undefined);
-    for (const p of pending) {
-      for (const prepared of (await p.catch(() => undefined)) ?? []) await prepared?.handle?.close().catch(() => undefined);
-    }
+    // Stopped early (error, abort or destroy): let the reads in flight end before the caller releases the tree.
+    for (const p of pending) await p.catch(() => undefined);
   }
 }
 
@@ -210,23 +183,149 @@ function withWholeLinkGroups(set: ChangeSet): ChangeRecord[] {
   return [...set.changes, ...extra].sort((a, b) => comparePaths(a.path, b.path));
 }
 
-async function* streamContent(handle: FileHandle, header: TarEntryHeader, gate: IoGate): AsyncGenerator<Buffer> {
-  const size = header.size;
+/**
+ * For each inode with several names in the tar, the first name (in tar order): it
+ * carries the content, later names are tar hardlinks to it. Decided up front, so
+ * entries can be packed in any order (groups are packed ahead, concurrently).
+ */
+function linkCarriers(records: readonly ChangeRecord[]): Map<string, string> {
+  const carriers = new Map<string, string>();
+  for (const c of records) {
+    const st = c.stat;
+    if (c.kind === 'D' || st === undefined || isDir(st) || st.nlink < 2n || typeOfMode[String(st.mode & S_IFMT)] === undefined) continue;
+    const key = inodeKey(st);
+    if (!carriers.has(key)) carriers.set(key, c.path);
+  }
+  return carriers;
+}
+
+/**
+ * The header of a change (a whiteout for a deletion, a tar hardlink for a later name
+ * of an inode), or undefined for what a layer does not hold (sockets, as in
+ * containers/storage).
+ */
+function headerFor(change: ChangeRecord, p: Packer, xattrs: ReadonlyArray<readonly [string, Buffer]>, linkname: Buffer | undefined): TarEntryHeader | undefined {
+  if (change.kind === 'D') return whiteoutHeader(parentOf(change.path) + '/' + whiteoutPrefix + baseOf(change.path));
+  const st = change.stat!;
+  const type = typeOfMode[String(st.mode & S_IFMT)];
+  if (type === undefined) return undefined;
+  const name = rawBytes(change.path.slice(1) + (type === 'directory' ? '/' : ''));
+  const header = headerOf(name, type, st, change.path, p.opts);
+  const kept = contentXattrs(xattrs);
+  if (kept.length > 0) header.xattrs = kept;
+  if (linkname && linkname.length > 0) header.linkname = linkname;
+  if (type !== 'directory' && st.nlink > 1n) {
+    const carrier = p.carriers.get(inodeKey(st));
+    if (carrier !== undefined && carrier !== change.path) {
+      header.type = 'link';
+      header.size = 0;
+      header.linkname = rawBytes(carrier.slice(1));
+    }
+  }
+  return header;
+}
+
+/**
+ * Encodes the header of `change` and what follows it (the opaque whiteout of a
+ * directory) into `frames`; returns the content bytes the entry needs after its
+ * header, or -1 when the entry is not exported.
+ */
+function encodeInto(frames: TarBatch, change: ChangeRecord, p: Packer, xattrs: ReadonlyArray<readonly [string, Buffer]>, linkname: Buffer | undefined): number {
+  const header = headerFor(change, p, xattrs, linkname);
+  if (header === undefined) return -1;
+  frames.header(header);
+  if (header.type === 'directory' && p.set.opaqueDirs.has(change.path)) frames.header(whiteoutHeader(change.path + '/' + opaqueWhiteout));
+  return header.size;
+}
+
+/**
+ * Packs a group of scanned records (xattrs and link targets already read): headers
+ * are encoded here, the small files' content read right behind them by readFiles;
+ * a big file ends a readFiles run and streams on its own.
+ */
+async function packGroup(group: readonly ChangeRecord[], p: Packer): Promise<Slot> {
+  const pieces: Array<Piece | Promise<Buffer>> = [];
+  const frames = p.frames;
+  let lengths: number[] = [];
+  let paths: string[] = [];
+  let sizes: number[] = [];
+  let cut = 0;
+  const endRun = () => {
+    lengths.push(frames.length - cut);
+    const bytes = frames.take();
+    pieces.push(paths.length === 0 ? bytes : readRun(p, paths, sizes, { bytes, lengths }));
+    lengths = [];
+    paths = [];
+    sizes = [];
+    cut = 0;
+  };
+  let entries = 0;
+  let bytes = 0;
+  for (const change of group) {
+    const size = encodeInto(frames, change, p, change.scanned?.xattrs ?? [], change.scanned?.linkTarget);
+    if (size < 0) continue;
+    entries++;
+    bytes += size;
+    if (size === 0) continue;
+    if (size > wholeFile) {
+      endRun();
+      pieces.push({ path: p.set.newRoot + change.path, size });
+      frames.zeros(paddingOf(size));
+    } else {
+      lengths.push(frames.length - cut);
+      cut = frames.length;
+      paths.push(change.path.slice(1));
+      sizes.push(size);
+    }
+  }
+  endRun();
+  return { pieces: await Promise.all(pieces), entries, bytes };
+}
+
+/** One readFiles run: its files' content behind their headers, as one piece of tar. */
+async function readRun(p: Packer, paths: string[], sizes: number[], frames: TarFrames): Promise<Buffer> {
+  const { data, shrunk } = await p.gate.run(() => readFiles(rawBytes(p.set.newRoot), paths, sizes, frames));
+  if (shrunk >= 0) throw shrankError(p.set.newRoot + '/' + paths[shrunk]!);
+  return data;
+}
+
+/** Packs one walked record: its xattrs and link target are read here. */
+async function packOne(change: ChangeRecord, p: Packer): Promise<Slot> {
+  let xattrs: ReadonlyArray<readonly [string, Buffer]> = [];
+  let linkname: Buffer | undefined;
+  if (change.kind !== 'D') {
+    const full = p.set.newRoot + change.path;
+    const symlink = (change.stat!.mode & S_IFMT) === 0o120000n;
+    [xattrs, linkname] = await Promise.all([p.gate.run(() => readXattrs(full)), symlink ? p.gate.run(() => readlinkRaw(full)) : undefined]);
+  }
+  const size = encodeInto(p.frames, change, p, xattrs, linkname);
+  if (size < 0) return { pieces: [], entries: 0, bytes: 0 };
+  const slot: Slot = { pieces: [], entries: 1, bytes: size };
+  const header = p.frames.take();
+  if (size === 0) slot.pieces.push(header);
+  else if (size > wholeFile) slot.pieces.push(header, { path: p.set.newRoot + change.path, size }, Buffer.alloc(paddingOf(size)));
+  else slot.pieces.push(await readRun(p, [change.path.slice(1)], [size], { bytes: header, lengths: [header.length, 0] }));
+  return slot;
+}
+
+/** A big file's content in chunks, one read ahead of the chunk being yielded. */
+async function* streamFile(file: BigFile, gate: IoGate): AsyncGenerator<Buffer> {
+  // The size is the walk's: a file that grows meanwhile is cut there, one that shrinks fails the export.
+  const handle = await gate.run(() => open(rawBytes(file.path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW));
   const readAt = async (pos: number): Promise<Buffer> => {
-    const buf = Buffer.allocUnsafe(Math.min(chunkSize, size - pos));
+    const buf = Buffer.allocUnsafe(Math.min(chunkSize, file.size - pos));
     const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
     return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
   };
-  // One read ahead of the chunk being yielded: the pool reads while the consumer writes.
-  let ahead: Promise<Buffer> | undefined = size > 0 ? readAt(0) : undefined;
+  let ahead: Promise<Buffer> | undefined = readAt(0);
   try {
     let pos = 0;
     while (ahead !== undefined) {
       const chunk = await ahead;
       ahead = undefined;
-      if (chunk.length === 0) throw new Error(`${rawBytes('/' + header.name.toString('latin1')).toString()} shrank while being exported`);
+      if (chunk.length === 0) throw shrankError(file.path);
       pos += chunk.length;
-      if (pos < size) {
+      if (pos < file.size) {
         ahead = readAt(pos);
         ahead.catch(() => undefined); // awaited next turn or in finally
       }
@@ -239,60 +338,12 @@ async function* streamContent(handle: FileHandle, header: TarEntryHeader, gate: 
   }
 }
 
+function shrankError(rawPath: string): Error {
+  return new Error(`${rawBytes(rawPath).toString()} shrank while being exported`);
+}
+
 function whiteoutHeader(rawPath: string): TarEntryHeader {
   return { name: rawBytes(rawPath.slice(1)), type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtimeSec: 0n, mtimeNsec: 0 };
-}
-
-interface PreparedEntry extends Prepared {
-  path: string;
-  /** Inode key of a non-directory with more than one name. */
-  linkKey?: string;
-}
-
-async function prepare(change: ChangeRecord, set: ChangeSet, gate: IoGate, opts: ExportOptions): Promise<PreparedEntry | undefined> {
-  if (change.kind === 'D') {
-    return { path: change.path, header: whiteoutHeader(parentOf(change.path) + '/' + whiteoutPrefix + baseOf(change.path)) };
-  }
-  const full = set.newRoot + change.path;
-  const st = change.stat!;
-  const type = typeOfMode[String(st.mode & S_IFMT)];
-  // Sockets are not layer content (containers/storage skips them too).
-  if (type === undefined) return undefined;
-  let handle: FileHandle | undefined;
-  let content: Buffer | undefined;
-  if (type === 'file') {
-    // The size is the walk's: a file that grows meanwhile is cut there, one that shrinks fails the export.
-    handle = await gate.run(() => FileHandle.open(rawBytes(full)));
-    try {
-      if (st.size <= BigInt(smallFile)) {
-        content = await gate.run(() => readWhole(handle!, Number(st.size), full));
-        await handle.close();
-        handle = undefined;
-      }
-    } catch (err) {
-      await handle?.close().catch(() => undefined);
-      throw err;
-    }
-  }
-  try {
-    const [xattrs, linkname] = await Promise.all([
-      gate.run(() => readXattrs(full)),
-      type === 'symlink' ? gate.run(() => readlinkRaw(full)) : undefined,
-    ]);
-    const name = rawBytes(change.path.slice(1) + (type === 'directory' ? '/' : ''));
-    const header = headerOf(name, type, st, change.path, opts);
-    const kept = contentXattrs(xattrs);
-    if (kept.length > 0) header.xattrs = kept;
-    if (linkname) header.linkname = linkname;
-    const entry: PreparedEntry = { path: change.path, header };
-    if (content) entry.content = content;
-    if (handle) entry.handle = handle;
-    if (!isDir(st) && st.nlink > 1n) entry.linkKey = inodeKey(st);
-    return entry;
-  } catch (err) {
-    await handle?.close().catch(() => undefined);
-    throw err;
-  }
 }
 
 /** Where the group of scanned records starting at `start` ends (exclusive). */
@@ -302,92 +353,10 @@ function groupEnd(records: readonly ChangeRecord[], start: number): number {
   while (end < records.length && end - start < groupEntries && bytes < groupBytes) {
     const r = records[end]!;
     if (!r.scanned) break;
-    if (r.stat !== undefined && r.stat.size <= BigInt(groupFile) && (r.stat.mode & S_IFMT) === 0o100000n) bytes += Number(r.stat.size);
+    if (r.stat !== undefined && r.stat.size <= BigInt(wholeFile) && (r.stat.mode & S_IFMT) === 0o100000n) bytes += Number(r.stat.size);
     end++;
   }
   return end;
-}
-
-/**
- * Prepares scanned records (their xattrs and link targets already read) together:
- * the contents of the group's small files come from one native readFiles call. A
- * file whose inode an earlier entry of this tar already carries (`claimed`) becomes
- * a tar hardlink, so its content is not read again.
- */
-async function prepareGroup(
-  group: readonly ChangeRecord[],
-  set: ChangeSet,
-  claimed: Set<string>,
-  gate: IoGate,
-  opts: ExportOptions,
-): Promise<Array<PreparedEntry | undefined>> {
-  const out: Array<PreparedEntry | undefined> = [];
-  const toRead: Array<{ entry: PreparedEntry; index: number }> = [];
-  const paths: string[] = [];
-  const sizes: number[] = [];
-  try {
-    for (const change of group) {
-      if (change.kind === 'D') {
-        out.push({ path: change.path, header: whiteoutHeader(parentOf(change.path) + '/' + whiteoutPrefix + baseOf(change.path)) });
-        continue;
-      }
-      const st = change.stat!;
-      const type = typeOfMode[String(st.mode & S_IFMT)];
-      if (type === undefined) {
-        out.push(undefined);
-        continue;
-      }
-      const name = rawBytes(change.path.slice(1) + (type === 'directory' ? '/' : ''));
-      const header = headerOf(name, type, st, change.path, opts);
-      const kept = contentXattrs(change.scanned!.xattrs);
-      if (kept.length > 0) header.xattrs = kept;
-      const linkname = change.scanned!.linkTarget;
-      if (linkname && linkname.length > 0) header.linkname = linkname;
-      const entry: PreparedEntry = { path: change.path, header };
-      let linked = false;
-      if (!isDir(st) && st.nlink > 1n) {
-        entry.linkKey = inodeKey(st);
-        linked = claimed.has(entry.linkKey);
-        claimed.add(entry.linkKey);
-      }
-      if (type === 'file' && !linked) {
-        if (st.size > BigInt(groupFile)) {
-          entry.handle = await gate.run(() => FileHandle.open(rawBytes(set.newRoot + change.path)));
-        } else if (st.size === 0n) {
-          entry.content = Buffer.alloc(0);
-        } else {
-          toRead.push({ entry, index: paths.length });
-          paths.push(change.path.slice(1));
-          sizes.push(Number(st.size));
-        }
-      }
-      out.push(entry);
-    }
-    if (paths.length > 0) {
-      const { data, shrunk } = await gate.run(() => readFiles(rawBytes(set.newRoot), paths, sizes));
-      if (shrunk >= 0) throw new Error(`${rawBytes(set.newRoot + '/' + paths[shrunk]!).toString()} shrank while being exported`);
-      let at = 0;
-      for (const { entry, index } of toRead) {
-        entry.content = data.subarray(at, at + sizes[index]!);
-        at += sizes[index]!;
-      }
-    }
-    return out;
-  } catch (err) {
-    for (const entry of out) await entry?.handle?.close().catch(() => undefined);
-    throw err;
-  }
-}
-
-async function readWhole(handle: FileHandle, size: number, path: string): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(size);
-  let pos = 0;
-  while (pos < size) {
-    const { bytesRead } = await handle.read(buf, pos, size - pos, pos);
-    if (bytesRead === 0) throw new Error(`${rawBytes(path).toString()} shrank while being exported`);
-    pos += bytesRead;
-  }
-  return buf;
 }
 
 function headerOf(name: Buffer, type: TarType, st: EntryStat, path: string, opts: ExportOptions): TarEntryHeader {
