@@ -84,7 +84,7 @@ interface Addon {
   writeNewFile(path: PathLike, data: Buffer, ...meta: MetaArgs): Promise<void>;
   setMeta(path: PathLike, ...meta: MetaArgs): Promise<void>;
   scanTree(root: PathLike): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer }>;
-  readFiles(root: PathLike, paths: Buffer, sizes: number[], frames?: Buffer, frameLengths?: number[]): Promise<{ data: Buffer; shrunk: number }>;
+  readFiles(root: PathLike, paths: Buffer, sizes: number[], frames?: Buffer, frameLengths?: number[], fd?: number): Promise<{ data: Buffer; shrunk: number; written?: number }>;
   constants: NativeConstants;
 }
 
@@ -487,6 +487,26 @@ export interface TarFrames {
  * content comes after its frame (the headers) and is padded to whole 512-byte blocks.
  */
 export function readFiles(root: PathLike, rawPaths: readonly string[], sizes: readonly number[], frames?: TarFrames): Promise<{ data: Buffer; shrunk: number }> {
+  const joined = readFilesArgs(root, rawPaths, sizes, frames);
+  if (frames === undefined) return withStack(addon.readFiles(root, joined, [...sizes]));
+  return withStack(addon.readFiles(root, joined, [...sizes], frames.bytes, [...frames.lengths]));
+}
+
+/**
+ * readFiles' tar piece written to the file descriptor `fd` (a regular file, a pipe,
+ * a socket or a character device; blocking or not) instead of returned: small files
+ * go through one reused native buffer, big ones move inside the kernel (sendfile),
+ * so no content passes through JS. `written` counts the bytes written, `shrunk` is
+ * as in readFiles (what was written before it stays written).
+ */
+export function sendFiles(root: PathLike, rawPaths: readonly string[], sizes: readonly number[], frames: TarFrames, fd: number): Promise<{ written: number; shrunk: number }> {
+  const joined = readFilesArgs(root, rawPaths, sizes, frames);
+  checkInt(fd, 'fd');
+  return withStack(addon.readFiles(root, joined, [...sizes], frames.bytes, [...frames.lengths], fd)).then(({ shrunk, written }) => ({ written: written ?? 0, shrunk }));
+}
+
+/** Checks readFiles' and sendFiles' arguments; the paths NUL-joined for the addon. */
+function readFilesArgs(root: PathLike, rawPaths: readonly string[], sizes: readonly number[], frames: TarFrames | undefined): Buffer {
   checkPath(root, 'root');
   if (rawPaths.length !== sizes.length) throw invalidArg('sizes', 'must have one entry per path');
   for (const p of rawPaths) if (p.length === 0 || p.includes('\0')) throw invalidArg('rawPaths', 'must hold non-empty paths without null bytes');
@@ -500,7 +520,5 @@ export function readFiles(root: PathLike, rawPaths: readonly string[], sizes: re
     }
     if (sum !== frames.bytes.length) throw invalidArg('frames.lengths', 'must add up to the length of frames.bytes');
   }
-  const joined = rawPaths.length === 0 ? Buffer.alloc(0) : Buffer.from(rawPaths.join('\0') + '\0', 'latin1');
-  if (frames === undefined) return withStack(addon.readFiles(root, joined, [...sizes]));
-  return withStack(addon.readFiles(root, joined, [...sizes], frames.bytes, [...frames.lengths]));
+  return rawPaths.length === 0 ? Buffer.alloc(0) : Buffer.from(rawPaths.join('\0') + '\0', 'latin1');
 }

@@ -77,6 +77,13 @@ export interface Driver {
   applyDiff(id: string, parent: string | undefined, diff: DiffSource, opts?: ApplyDiffOptions): Promise<number>;
   /** An uncompressed, deterministic tar of the changes of `id` against `parent`. */
   diff(id: string, parent?: string, opts?: LongOperationOptions): Promise<Readable>;
+  /**
+   * The same tar as diff(), written to the open file descriptor `fd` (a file, pipe,
+   * socket or character device, blocking or not; the caller closes it). Faster than
+   * piping diff(): file content goes from the layer to `fd` inside the kernel
+   * (sendfile). Resolves to the bytes written; on failure what was written stays.
+   */
+  writeDiff(id: string, parent: string | undefined, fd: number, opts?: LongOperationOptions): Promise<number>;
   changes(id: string, parent?: string, opts?: LongOperationOptions): Promise<Change[]>;
   diffSize(id: string, parent?: string, opts?: LongOperationOptions): Promise<number>;
 }

@@ -16,5 +16,5 @@ Napi::Value CopyTree(const Napi::CallbackInfo& info);     // copy_tree.cc
 Napi::Value WriteNewFile(const Napi::CallbackInfo& info);  // apply_entry.cc
 Napi::Value SetMeta(const Napi::CallbackInfo& info);      // apply_entry.cc
 Napi::Value ScanTree(const Napi::CallbackInfo& info);     // scan_tree.cc
-Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // scan_tree.cc
+Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // read_files.cc
 }  // namespace ogd

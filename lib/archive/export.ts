@@ -18,7 +18,7 @@ import type { IDMap, LongOperationOptions } from '../types.js';
 import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
 import { contentXattrs, inodeKey, isDir, readXattrs, type EntryStat } from './entry-compare.js';
-import { readFiles, type TarFrames } from '../native.js';
+import { readFiles, sendFiles, type TarFrames } from '../native.js';
 import { IoGate } from './io-gate.js';
 import { baseOf, comparePaths, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
 import { endOfArchive, paddingOf, type TarEntryHeader, type TarType } from './tar-header.js';
@@ -69,15 +69,24 @@ export function toContainerId(hostId: number, maps: readonly IDMap[] | undefined
   throw new InvalidOptionError(`${what} ${hostId} of ${JSON.stringify(rawBytes(path).toString())} has no container id in the driver's ${what} maps`);
 }
 
-/** A file too big to hold whole: streamed when its turn comes (its header went before it). */
+/** Files read right behind their headers (readFiles' arguments): one piece of tar. */
+interface Run {
+  paths: string[];
+  sizes: number[];
+  frames: TarFrames;
+  /** The run's bytes, when read ahead (stream output). */
+  read?: Promise<Buffer>;
+}
+
+/** A file too big to hold whole, after its header: its content and padding, streamed when its turn comes. */
 interface BigFile {
-  /** Raw path in the new tree. */
+  /** Raw path relative to the new tree. */
   path: string;
   size: number;
 }
 
-/** Tar bytes ready to go, or a big file's content. */
-type Piece = Buffer | BigFile;
+/** A part of the tar: bytes ready to go, files read behind their headers, or a big file. */
+type Piece = Buffer | Run | BigFile;
 
 /** The tar of one entry or one group of entries. */
 interface Slot {
@@ -95,6 +104,8 @@ interface Packer {
   gate: IoGate;
   /** Where headers are encoded; each packing takes what it wrote before it awaits anything. */
   frames: TarBatch;
+  /** Read runs ahead, as they are packed (stream output); else the writer runs them in turn. */
+  readAhead: boolean;
 }
 
 /** The tar of a change set as a byte stream. */
@@ -102,11 +113,88 @@ export function exportChanges(set: ChangeSet, opts: ExportOptions = {}): Readabl
   return Readable.from(packChanges(set, opts), { objectMode: false, highWaterMark: 256 * 1024 });
 }
 
+/**
+ * The tar of a change set written to the file descriptor `fd` (a file, pipe, socket
+ * or character device; the caller keeps it open): the same bytes as exportChanges,
+ * but file content goes from the tree to `fd` natively (sendfile) without passing
+ * through JS. Resolves to the bytes written; on failure what was written stays.
+ */
+export async function writeChanges(set: ChangeSet, fd: number, opts: ExportOptions = {}): Promise<number> {
+  const gate = new IoGate(lookahead, opts.signal);
+  const root = rawBytes(set.newRoot);
+  const pending = new TarBatch();
+  let written = 0;
+  // What was gathered in `pending` goes out in front of the run's first frame: one write.
+  const send = async (run: Run) => {
+    const head = pending.take();
+    const frames = head.length === 0 ? run.frames : { bytes: Buffer.concat([head, run.frames.bytes]), lengths: [head.length + run.frames.lengths[0]!, ...run.frames.lengths.slice(1)] };
+    const { written: n, shrunk } = await gate.run(() => sendFiles(root, run.paths, run.sizes, frames, fd));
+    written += n;
+    if (shrunk >= 0) throw shrankError(set.newRoot + '/' + run.paths[shrunk]!);
+  };
+  const noFiles = (): Run => ({ paths: [], sizes: [], frames: { bytes: Buffer.alloc(0), lengths: [0] } });
+  const sendSlot = async (slot: Slot) => {
+    for (const piece of slot.pieces) {
+      if (Buffer.isBuffer(piece)) {
+        pending.bytes(piece);
+        if (pending.length >= batchSize) await send(noFiles());
+      } else if ('paths' in piece) {
+        await send(piece);
+      } else {
+        await send({ paths: [piece.path], sizes: [piece.size], frames: { bytes: Buffer.alloc(0), lengths: [0, 0] } });
+      }
+    }
+  };
+  // A slot is written while the next ones are packed: taking the next slot from
+  // packSlots encodes headers ahead, so JS and the pool thread work at once.
+  let sending: Promise<void> = Promise.resolve();
+  try {
+    for await (const slot of packSlots(set, opts, gate, false)) {
+      await sending;
+      sending = sendSlot(slot);
+      sending.catch(() => undefined); // awaited next turn or below
+    }
+  } finally {
+    await sending.catch(() => undefined);
+  }
+  await sending;
+  pending.bytes(endOfArchive);
+  await send(noFiles());
+  return written;
+}
+
 async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator<Buffer> {
   const gate = new IoGate(lookahead, opts.signal);
+  const batch = new TarBatch();
+  // Small bytes are gathered into chunks of about batchSize, big ones go on as they are.
+  function* out(bytes: Buffer): Generator<Buffer> {
+    if (bytes.length < ownChunk) {
+      batch.bytes(bytes);
+      if (batch.length >= batchSize) yield batch.take();
+      return;
+    }
+    if (batch.length > 0) yield batch.take();
+    yield bytes;
+  }
+  for await (const slot of packSlots(set, opts, gate, true)) {
+    for (const piece of slot.pieces) {
+      if (Buffer.isBuffer(piece)) yield* out(piece);
+      else if ('paths' in piece) yield* out(await (piece.read ?? readRun(set, gate, piece)));
+      else for await (const chunk of streamFile(set, piece, gate)) yield* out(chunk);
+    }
+  }
+  batch.bytes(endOfArchive);
+  yield batch.take();
+}
+
+/**
+ * The change set packed as slots, in tar order: one per walked entry or per group of
+ * scanned ones, packed a few slots ahead of the one the consumer is writing, so the
+ * pool threads and the JS thread work together. Reports progress as slots are taken.
+ */
+async function* packSlots(set: ChangeSet, opts: ExportOptions, gate: IoGate, readAhead: boolean): AsyncGenerator<Slot> {
   const records = withWholeLinkGroups(set).filter((c) => !(c.kind === 'D' && set.opaqueDirs.has(parentOf(c.path))));
-  const packer: Packer = { set, carriers: linkCarriers(records), opts, gate, frames: new TarBatch() };
-  // Each slot is one entry (prepared on its own) or a group of scanned ones.
+  const packer: Packer = { set, carriers: linkCarriers(records), opts, gate, frames: new TarBatch(), readAhead };
   const pending: Array<Promise<Slot>> = [];
   let next = 0;
   const fill = () => {
@@ -123,7 +211,6 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
       pending.push(p);
     }
   };
-  const batch = new TarBatch();
   let entries = 0;
   let bytes = 0;
   let lastReport = 0;
@@ -133,18 +220,7 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
       const slot = await pending.shift()!;
       fill();
       gate.checkAborted();
-      for (const piece of slot.pieces) {
-        if (!Buffer.isBuffer(piece)) {
-          if (batch.length > 0) yield batch.take();
-          yield* streamFile(piece, gate);
-        } else if (piece.length >= ownChunk) {
-          if (batch.length > 0) yield batch.take();
-          yield piece;
-        } else {
-          batch.bytes(piece);
-          if (batch.length >= batchSize) yield batch.take();
-        }
-      }
+      yield slot;
       entries += slot.entries;
       bytes += slot.bytes;
       if (opts.onProgress && Date.now() - lastReport >= 100) {
@@ -152,12 +228,14 @@ async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator
         opts.onProgress({ entries, bytes });
       }
     }
-    batch.bytes(endOfArchive);
-    yield batch.take();
     opts.onProgress?.({ entries, bytes });
   } finally {
     // Stopped early (error, abort or destroy): let the reads in flight end before the caller releases the tree.
-    for (const p of pending) await p.catch(() => undefined);
+    for (const p of pending) {
+      for (const piece of (await p.catch(() => undefined))?.pieces ?? []) {
+        if (!Buffer.isBuffer(piece) && 'paths' in piece) await piece.read?.catch(() => undefined);
+      }
+    }
   }
 }
 
@@ -240,11 +318,11 @@ function encodeInto(frames: TarBatch, change: ChangeRecord, p: Packer, xattrs: R
 
 /**
  * Packs a group of scanned records (xattrs and link targets already read): headers
- * are encoded here, the small files' content read right behind them by readFiles;
- * a big file ends a readFiles run and streams on its own.
+ * are encoded here, the small files' content goes right behind them in a run; a
+ * big file ends a run and streams on its own.
  */
 async function packGroup(group: readonly ChangeRecord[], p: Packer): Promise<Slot> {
-  const pieces: Array<Piece | Promise<Buffer>> = [];
+  const pieces: Piece[] = [];
   const frames = p.frames;
   let lengths: number[] = [];
   let paths: string[] = [];
@@ -253,7 +331,7 @@ async function packGroup(group: readonly ChangeRecord[], p: Packer): Promise<Slo
   const endRun = () => {
     lengths.push(frames.length - cut);
     const bytes = frames.take();
-    pieces.push(paths.length === 0 ? bytes : readRun(p, paths, sizes, { bytes, lengths }));
+    pieces.push(paths.length === 0 ? bytes : startRun(p, { paths, sizes, frames: { bytes, lengths } }));
     lengths = [];
     paths = [];
     sizes = [];
@@ -269,8 +347,7 @@ async function packGroup(group: readonly ChangeRecord[], p: Packer): Promise<Slo
     if (size === 0) continue;
     if (size > wholeFile) {
       endRun();
-      pieces.push({ path: p.set.newRoot + change.path, size });
-      frames.zeros(paddingOf(size));
+      pieces.push({ path: change.path.slice(1), size });
     } else {
       lengths.push(frames.length - cut);
       cut = frames.length;
@@ -279,13 +356,23 @@ async function packGroup(group: readonly ChangeRecord[], p: Packer): Promise<Slo
     }
   }
   endRun();
-  return { pieces: await Promise.all(pieces), entries, bytes };
+  await Promise.all(pieces.map((piece) => (Buffer.isBuffer(piece) || !('paths' in piece) ? undefined : piece.read)));
+  return { pieces, entries, bytes };
 }
 
-/** One readFiles run: its files' content behind their headers, as one piece of tar. */
-async function readRun(p: Packer, paths: string[], sizes: number[], frames: TarFrames): Promise<Buffer> {
-  const { data, shrunk } = await p.gate.run(() => readFiles(rawBytes(p.set.newRoot), paths, sizes, frames));
-  if (shrunk >= 0) throw shrankError(p.set.newRoot + '/' + paths[shrunk]!);
+/** A run, its reading started when the packer reads ahead. */
+function startRun(p: Packer, run: Run): Run {
+  if (p.readAhead) {
+    run.read = readRun(p.set, p.gate, run);
+    run.read.catch(() => undefined); // awaited by the consumer, or in packSlots' finally
+  }
+  return run;
+}
+
+/** A run's bytes: its files' content behind their headers, as one piece of tar. */
+async function readRun(set: ChangeSet, gate: IoGate, run: Run): Promise<Buffer> {
+  const { data, shrunk } = await gate.run(() => readFiles(rawBytes(set.newRoot), run.paths, run.sizes, run.frames));
+  if (shrunk >= 0) throw shrankError(set.newRoot + '/' + run.paths[shrunk]!);
   return data;
 }
 
@@ -300,18 +387,23 @@ async function packOne(change: ChangeRecord, p: Packer): Promise<Slot> {
   }
   const size = encodeInto(p.frames, change, p, xattrs, linkname);
   if (size < 0) return { pieces: [], entries: 0, bytes: 0 };
-  const slot: Slot = { pieces: [], entries: 1, bytes: size };
   const header = p.frames.take();
+  const slot: Slot = { pieces: [], entries: 1, bytes: size };
   if (size === 0) slot.pieces.push(header);
-  else if (size > wholeFile) slot.pieces.push(header, { path: p.set.newRoot + change.path, size }, Buffer.alloc(paddingOf(size)));
-  else slot.pieces.push(await readRun(p, [change.path.slice(1)], [size], { bytes: header, lengths: [header.length, 0] }));
+  else if (size > wholeFile) slot.pieces.push(header, { path: change.path.slice(1), size });
+  else {
+    const run = startRun(p, { paths: [change.path.slice(1)], sizes: [size], frames: { bytes: header, lengths: [header.length, 0] } });
+    await run.read;
+    slot.pieces.push(run);
+  }
   return slot;
 }
 
-/** A big file's content in chunks, one read ahead of the chunk being yielded. */
-async function* streamFile(file: BigFile, gate: IoGate): AsyncGenerator<Buffer> {
+/** A big file's content and padding in chunks, one read ahead of the chunk being yielded. */
+async function* streamFile(set: ChangeSet, file: BigFile, gate: IoGate): AsyncGenerator<Buffer> {
+  const path = set.newRoot + '/' + file.path;
   // The size is the walk's: a file that grows meanwhile is cut there, one that shrinks fails the export.
-  const handle = await gate.run(() => open(rawBytes(file.path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW));
+  const handle = await gate.run(() => open(rawBytes(path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW));
   const readAt = async (pos: number): Promise<Buffer> => {
     const buf = Buffer.allocUnsafe(Math.min(chunkSize, file.size - pos));
     const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
@@ -323,7 +415,7 @@ async function* streamFile(file: BigFile, gate: IoGate): AsyncGenerator<Buffer> 
     while (ahead !== undefined) {
       const chunk = await ahead;
       ahead = undefined;
-      if (chunk.length === 0) throw shrankError(file.path);
+      if (chunk.length === 0) throw shrankError(path);
       pos += chunk.length;
       if (pos < file.size) {
         ahead = readAt(pos);
@@ -336,6 +428,7 @@ async function* streamFile(file: BigFile, gate: IoGate): AsyncGenerator<Buffer> 
     if (ahead !== undefined) await ahead.catch(() => undefined);
     await handle.close();
   }
+  if (paddingOf(file.size) > 0) yield Buffer.alloc(paddingOf(file.size));
 }
 
 function shrankError(rawPath: string): Error {

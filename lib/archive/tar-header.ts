@@ -42,6 +42,7 @@ export const blockSize = 512;
 // Largest values the ustar numeric fields hold (octal digits + NUL).
 const max7 = 0o7777777;
 const max11 = 0o77777777777;
+const maxMtime = BigInt(max11);
 
 function isAscii(b: Buffer): boolean {
   for (const c of b) if (c >= 0x80 || c === 0) return false;
@@ -61,41 +62,48 @@ function splitUstarName(name: Buffer): [Buffer, Buffer] | undefined {
   return undefined;
 }
 
-function writeOctal(buf: Buffer, offset: number, width: number, value: number | bigint): void {
-  const s = value.toString(8).padStart(width - 1, '0');
-  buf.write(s, offset, width - 1, 'latin1');
+/** `value` as zero-padded octal digits and a NUL in the `width` bytes at `offset` (value ≤ 8^(width-1) - 1). */
+function writeOctal(buf: Buffer, offset: number, width: number, value: number): void {
+  let v = value;
   buf[offset + width - 1] = 0;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    const digit = v % 8;
+    buf[i] = 0x30 + digit;
+    v = (v - digit) / 8;
+  }
 }
 
-/** Writes one ustar block at `at` of `out` (the 512 bytes there are cleared first). */
+const ustarMagic = Buffer.from('ustar\u000000', 'latin1');
+
+/**
+ * Writes one ustar block at `at` of `out`. The 512 bytes there must be zero
+ * (every Reserve hands out zeroed space), so only the fields are written.
+ */
 function ustarInto(out: Buffer, at: number, h: TarEntryHeader, linkname: Buffer | undefined, name: Buffer, prefix: Buffer, typeflag: number, size: number): void {
-  out.fill(0, at, at + blockSize);
-  const b = at === 0 && out.length === blockSize ? out : out.subarray(at, at + blockSize);
-  name.copy(b, 0, 0, Math.min(name.length, 100));
-  writeOctal(b, 100, 8, h.mode & 0o7777);
-  writeOctal(b, 108, 8, h.uid > max7 ? 0 : h.uid);
-  writeOctal(b, 116, 8, h.gid > max7 ? 0 : h.gid);
-  writeOctal(b, 124, 12, size > max11 ? 0 : size);
-  const sec = h.mtimeSec < 0n || h.mtimeSec > BigInt(max11) ? 0n : h.mtimeSec;
-  writeOctal(b, 136, 12, sec);
-  b.fill(0x20, 148, 156);
-  b[156] = typeflag;
-  if (linkname && linkname.length <= 100) linkname.copy(b, 157);
-  b.write('ustar\u000000', 257, 8, 'latin1');
-  writeOctal(b, 329, 8, h.devmajor ?? 0);
-  writeOctal(b, 337, 8, h.devminor ?? 0);
-  prefix.copy(b, 345, 0, Math.min(prefix.length, 155));
+  name.copy(out, at, 0, Math.min(name.length, 100));
+  writeOctal(out, at + 100, 8, h.mode & 0o7777);
+  writeOctal(out, at + 108, 8, h.uid > max7 ? 0 : h.uid);
+  writeOctal(out, at + 116, 8, h.gid > max7 ? 0 : h.gid);
+  writeOctal(out, at + 124, 12, size > max11 ? 0 : size);
+  writeOctal(out, at + 136, 12, h.mtimeSec < 0n || h.mtimeSec > maxMtime ? 0 : Number(h.mtimeSec));
+  out.fill(0x20, at + 148, at + 156);
+  out[at + 156] = typeflag;
+  if (linkname && linkname.length <= 100) linkname.copy(out, at + 157);
+  ustarMagic.copy(out, at + 257);
+  writeOctal(out, at + 329, 8, h.devmajor ?? 0);
+  writeOctal(out, at + 337, 8, h.devminor ?? 0);
+  if (prefix.length > 0) prefix.copy(out, at + 345, 0, Math.min(prefix.length, 155));
   let sum = 0;
-  for (let i = 0; i < blockSize; i++) sum += b[i]!;
-  writeOctal(b, 148, 7, sum);
-  b[155] = 0x20;
+  for (let i = at, end = at + blockSize; i < end; i++) sum += out[i]!;
+  writeOctal(out, at + 148, 7, sum);
+  out[at + 155] = 0x20;
 }
 
 function padding(size: number): number {
   return (blockSize - (size % blockSize)) % blockSize;
 }
 
-/** Where `n` bytes may be written: a buffer and an offset in it. */
+/** Where `n` bytes may be written: a buffer and an offset in it, the `n` bytes there zero. */
 export type Reserve = (n: number) => [out: Buffer, at: number];
 
 /** Bytes of one PAX record "LEN key=value\n", LEN counting the whole record including itself. */
@@ -137,7 +145,6 @@ export function writeHeader(h: TarEntryHeader, reserve: Reserve): void {
   const lengths = records.map(([key, value]) => recordLength(key, value.length));
   const dataLength = lengths.reduce((a, b) => a + b, 0);
   const [out, at] = reserve(blockSize + dataLength + padding(dataLength) + blockSize);
-  // The PAX header's own name, as Go's archive/tar makes it: "<dir>/PaxHeaders.0/<base>", cut to 100 bytes.
   ustarInto(out, at, h, undefined, paxHeaderName(h.name), noBytes, 0x78 /* 'x' */, dataLength);
   let p = at + blockSize;
   for (let i = 0; i < records.length; i++) {
@@ -147,7 +154,6 @@ export function writeHeader(h: TarEntryHeader, reserve: Reserve): void {
     else p += value.copy(out, p);
     out[p++] = 0x0a;
   }
-  out.fill(0, p, p + padding(dataLength));
   p += padding(dataLength);
   ustarInto(out, p, h, h.linkname, name, prefix, typeflags[h.type], h.size);
 }
@@ -162,13 +168,18 @@ export function encodeHeader(h: TarEntryHeader): Buffer {
   return buf;
 }
 
+const paxDir = Buffer.from('PaxHeaders.0/');
+
+/** The PAX header's own name, as Go's archive/tar makes it: "<dir>/PaxHeaders.0/<base>", cut to 100 bytes. */
 function paxHeaderName(name: Buffer): Buffer {
   let end = name.length;
   if (end > 0 && name[end - 1] === 0x2f) end--;
   const slash = name.lastIndexOf(0x2f, end - 1);
-  const dir = slash >= 0 ? name.subarray(0, slash + 1) : Buffer.alloc(0);
-  const base = name.subarray(slash + 1, end);
-  return Buffer.concat([dir, Buffer.from('PaxHeaders.0/'), base]).subarray(0, 100);
+  const out = Buffer.allocUnsafe(Math.min(100, slash + 1 + paxDir.length + end - slash - 1));
+  let p = name.copy(out, 0, 0, Math.min(slash + 1, out.length));
+  p += paxDir.copy(out, p, 0, Math.min(paxDir.length, out.length - p));
+  name.copy(out, p, slash + 1, slash + 1 + Math.min(end - slash - 1, out.length - p));
+  return out;
 }
 
 /** Bytes of zeros that round content of `size` bytes up to a whole block. */

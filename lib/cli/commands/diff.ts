@@ -1,9 +1,6 @@
 // `ogd diff`, `ogd changes`, `ogd diff-size`: what a layer changed against its parent
 // (remembered by the index unless --parent says otherwise).
-import { rename, rm, stat } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command } from '../command.js';
 import { formatBytes, formatDuration } from '../progress.js';
@@ -33,29 +30,25 @@ export const diff: Command = {
     const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
     const bar = ctx.progress('diff');
     const started = process.hrtime.bigint();
-    const tar = await driver.diff(id!, parent, { signal: ctx.signal, onProgress: (p) => bar.update(p) });
-    let bytes = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        bytes += chunk.length;
-        bar.update({ bytes });
-        done(null, chunk);
-      },
-    });
     // A regular FILE is written next to itself and renamed at the end, so an interrupted
     // diff leaves no half tar; anything else (/dev/null, a fifo) is written in place.
+    // The tar goes to the descriptor natively (writeDiff), not through a stream.
     const staged = output !== undefined && (await isRegularOrMissing(output));
     const tmp = staged ? `${output}.ogd-${process.pid}.tmp` : undefined;
+    let bytes: number;
     try {
-      const sink = output === undefined ? process.stdout : createWriteStream(tmp ?? output, { mode: 0o644 });
-      await pipeline(tar, counter, sink, { signal: ctx.signal, end: output !== undefined });
+      const file = output === undefined ? undefined : await open(tmp ?? output, 'w', 0o644);
+      try {
+        bytes = await driver.writeDiff(id!, parent, file?.fd ?? process.stdout.fd, { signal: ctx.signal, onProgress: (p) => bar.update(p) });
+      } finally {
+        await file?.close();
+      }
       if (tmp !== undefined) await rename(tmp, output!);
     } catch (err) {
       if (tmp !== undefined) await rm(tmp, { force: true });
       throw err;
     } finally {
       bar.done();
-      tar.destroy();
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (output !== undefined) {

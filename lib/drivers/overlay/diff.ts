@@ -5,14 +5,15 @@
 // - An image against an image: compare the two root/ trees, which share inodes
 //   wherever nothing changed (lib/archive/changes.ts).
 // - No parent: the whole layer. Anything else: mount both and compare.
-// A mount taken for diff() is held until its stream closes (end, error or destroy).
+// A mount taken for diff() is held until its stream closes (end, error or destroy);
+// writeDiff() writes the same tar to a file descriptor, its content moved natively.
 import type { Readable } from 'node:stream';
 import type { Change, LongOperationOptions } from '../../types.js';
 import type { ChangeSet } from '../../archive/change-set.js';
 import { toPublicChanges } from '../../archive/change-set.js';
 import { changesDirs } from '../../archive/changes.js';
 import { overlayChanges } from '../../archive/changes-overlay.js';
-import { exportChanges } from '../../archive/export.js';
+import { exportChanges, writeChanges } from '../../archive/export.js';
 import { changesSize } from '../../archive/size.js';
 import type { OverlayInternals } from './internals.js';
 
@@ -67,6 +68,15 @@ export async function diff(d: OverlayInternals, id: string, parent: string | und
     release().catch((err: unknown) => process.emitWarning(`overlay diff of ${id}: could not release its mount: ${String(err)}`));
   });
   return stream;
+}
+
+export async function writeDiff(d: OverlayInternals, id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
+  const { set, release } = await openChanges(d, id, parent, opts);
+  try {
+    return await writeChanges(set, fd, { ...opts, uidMaps: d.uidMaps, gidMaps: d.gidMaps });
+  } finally {
+    await release();
+  }
 }
 
 export async function diffSize(d: OverlayInternals, id: string, parent: string | undefined, opts: LongOperationOptions = {}): Promise<number> {

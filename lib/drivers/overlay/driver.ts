@@ -272,6 +272,12 @@ export class OverlayDriver implements Driver, OverlayInternals {
     return diffs.diff(this, id, validateParent(parent), opts);
   }
 
+  writeDiff(id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
+    validateId(id);
+    if (!Number.isInteger(fd) || fd < 0) throw new InvalidOptionError(`writeDiff needs an open file descriptor, not ${String(fd)}`);
+    return diffs.writeDiff(this, id, validateParent(parent), fd, opts);
+  }
+
   changes(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Change[]> {
     validateId(id);
     return diffs.changes(this, id, validateParent(parent), opts);
