@@ -3,8 +3,7 @@
 // layer index, and the two ways to print (human text, or one JSON document with --json).
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createDriver } from '../index.js';
-import type { Driver } from '../index.js';
+import type { createDriver, Driver } from '../index.js';
 import { LayerIndex } from './layer-index.js';
 import { ProgressBar } from './progress.js';
 
@@ -41,6 +40,8 @@ export class CliContext {
   driver(): Promise<Driver> {
     this.#driver ??= (async () => {
       await mkdir(this.home, { recursive: true, mode: 0o700 });
+      // Loaded here, not at the top: commands without a store (copy) skip the driver's modules.
+      const { createDriver } = await import('../drivers/create-driver.js');
       return createDriver(this.driverName, this.driverHome);
     })();
     return this.#driver;

@@ -18,12 +18,15 @@ import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
 import { KeyedLock, MountCounter } from '../../mount-counter.js';
 import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions } from '../../types.js';
-import { applyStaged, planApply } from './apply-diff.js';
-import * as diffs from './diff.js';
 import { acquireHomeMount, canonicalHome, checkBackingFs, mkdirAllAs, releaseHomeMount, removeLeftovers, supportsOverlay } from './home.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
 import { layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
+
+// Applying and exporting load what they need (tar reader, exporter) on first use:
+// a process that only mounts, or only exports, does not pay for the other.
+const applying = () => import('./apply-diff.js');
+const exporting = () => import('./diff.js');
 
 async function isOverlayMounted(path: string): Promise<boolean> {
   try {
@@ -257,6 +260,7 @@ export class OverlayDriver implements Driver, OverlayInternals {
       if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
       return mounts.withLock(dirs.merged, async (references) => {
         if (references > 0) throw new LayerInUseError(id, `mounted at ${dirs.merged}`);
+        const { applyStaged, planApply } = await applying();
         const plan = await planApply(ctx, id, parentId);
         if (plan.kind === 'own-root') {
           const users = await this.#layersOver(id);
@@ -269,23 +273,27 @@ export class OverlayDriver implements Driver, OverlayInternals {
 
   diff(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Readable> {
     validateId(id);
-    return diffs.diff(this, id, validateParent(parent), opts);
+    const parentId = validateParent(parent);
+    return exporting().then((m) => m.diff(this, id, parentId, opts));
   }
 
   writeDiff(id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
     validateId(id);
     if (!Number.isInteger(fd) || fd < 0) throw new InvalidOptionError(`writeDiff needs an open file descriptor, not ${String(fd)}`);
-    return diffs.writeDiff(this, id, validateParent(parent), fd, opts);
+    const parentId = validateParent(parent);
+    return exporting().then((m) => m.writeDiff(this, id, parentId, fd, opts));
   }
 
   changes(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Change[]> {
     validateId(id);
-    return diffs.changes(this, id, validateParent(parent), opts);
+    const parentId = validateParent(parent);
+    return exporting().then((m) => m.changes(this, id, parentId, opts));
   }
 
   diffSize(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<number> {
     validateId(id);
-    return diffs.diffSize(this, id, validateParent(parent), opts);
+    const parentId = validateParent(parent);
+    return exporting().then((m) => m.diffSize(this, id, parentId, opts));
   }
 
   #lockKeys(id: string, parentId: string | undefined): string[] {
