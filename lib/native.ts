@@ -83,7 +83,7 @@ interface Addon {
   ): Promise<CopyStats>;
   writeNewFile(path: PathLike, data: Buffer, ...meta: MetaArgs): Promise<void>;
   setMeta(path: PathLike, ...meta: MetaArgs): Promise<void>;
-  scanTree(root: PathLike): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer }>;
+  scanTree(root: PathLike, procXattrs?: boolean): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer }>;
   readFiles(root: PathLike, paths: Buffer, sizes: number[], frames?: Buffer, frameLengths?: number[], fd?: number): Promise<{ data: Buffer; shrunk: number; written?: number }>;
   constants: NativeConstants;
 }
@@ -424,7 +424,20 @@ const noXattrs: ReadonlyArray<readonly [string, Buffer]> = Object.freeze([]);
  */
 export async function scanTree(root: PathLike): Promise<ScannedEntry[]> {
   checkPath(root, 'root');
-  const { records, names, extra } = await withStack(addon.scanTree(root));
+  return decodeScan(await withStack(addon.scanTree(root)));
+}
+
+/**
+ * scanTree reading xattrs through /proc/self/fd/N/NAME, as it does where the kernel
+ * lacks getxattrat/listxattrat (before Linux 6.13). Exposed so tests can hold the
+ * two ways to the same results on a kernel that has both.
+ */
+export async function scanTreeByProc(root: PathLike): Promise<ScannedEntry[]> {
+  checkPath(root, 'root');
+  return decodeScan(await withStack(addon.scanTree(root, true)));
+}
+
+function decodeScan({ records, names, extra }: { records: ArrayBuffer; names: Buffer; extra: Buffer }): ScannedEntry[] {
   // 11 little-endian u64 slots per entry (native/scan_tree.cc Record).
   const u64 = new BigUint64Array(records);
   const i64 = new BigInt64Array(records);

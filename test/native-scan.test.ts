@@ -1,7 +1,8 @@
 // The addon's compound calls for layer export (native/scan_tree.cc): scanTree held
 // to the independent manifest oracle (test/helpers/manifest.py) on the fixture tree
-// with every entry type, non-UTF-8 names and a path deeper than PATH_MAX, and
-// readFiles held to the contents the oracle hashes.
+// with every entry type, non-UTF-8 names and a path deeper than PATH_MAX (xattrs
+// read both ways native/tree_walk.cc reads them), and readFiles held to the
+// contents the oracle hashes.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -88,6 +89,8 @@ test('scanTree reports every entry as the manifest oracle sees it, in component-
     }
     assert.ok(sawDeep, `a path deeper than PATH_MAX was scanned (deepest ${fixture.deepestPath} bytes)`);
     assert.ok(entries.some((e) => /[\x80-\xff]/.test(e.path)), 'non-UTF-8 names are kept as raw bytes');
+    // Kernels before 6.13 (no getxattrat/listxattrat) read xattrs through /proc/self/fd: the same entries.
+    assert.deepEqual(await native.scanTreeByProc(root), entries, 'xattrs read through /proc agree');
   });
 });
 
