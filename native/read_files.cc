@@ -3,9 +3,6 @@
 // handed to JS as one Buffer or, framed as tar, written straight to a file
 // descriptor.
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,88 +11,18 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "args.h"
+#include "block_pool.h"
 #include "exports.h"
 #include "fd.h"
+#include "tar_out.h"
 #include "worker.h"
 
 namespace ogd {
 namespace {
-
-// Memory for readFiles' results, kept for reuse once JS has collected a result,
-// and mapped in 2 MiB huge pages where the kernel allows: faulting in fresh 4 KiB
-// pages one by one cost as much as reading the files (measured on a virtualised
-// machine), and an export reads a layer's worth of them.
-class BlockPool {
- public:
-  static constexpr size_t kUnit = 2 << 20;
-  static constexpr size_t kKeep = 32 << 20;
-
-  // A block of at least `size` bytes and its capacity; nullptr when out of memory.
-  char* Take(size_t size, size_t& capacity) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      size_t best = blocks_.size();
-      for (size_t i = 0; i < blocks_.size(); i++) {
-        if (blocks_[i].capacity >= size && (best == blocks_.size() || blocks_[i].capacity < blocks_[best].capacity)) best = i;
-      }
-      if (best < blocks_.size()) {
-        Block b = blocks_[best];
-        blocks_.erase(blocks_.begin() + static_cast<long>(best));
-        kept_ -= b.capacity;
-        capacity = b.capacity;
-        return b.data;
-      }
-    }
-    capacity = (size + kUnit - 1) / kUnit * kUnit;
-    if (capacity == 0) capacity = kUnit;
-    return Map(capacity);
-  }
-
-  void Give(char* data, size_t capacity) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (kept_ + capacity <= kKeep) {
-        blocks_.push_back({data, capacity});
-        kept_ += capacity;
-        return;
-      }
-    }
-    ::munmap(data, capacity);
-  }
-
- private:
-  // `capacity` bytes aligned to kUnit, so whole huge pages back them.
-  static char* Map(size_t capacity) {
-    size_t span = capacity + kUnit;
-    void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return nullptr;
-    uintptr_t start = reinterpret_cast<uintptr_t>(raw);
-    uintptr_t aligned = (start + kUnit - 1) & ~(static_cast<uintptr_t>(kUnit) - 1);
-    if (aligned > start) ::munmap(raw, aligned - start);
-    uintptr_t end = aligned + capacity;
-    if (start + span > end) ::munmap(reinterpret_cast<void*>(end), start + span - end);
-    ::madvise(reinterpret_cast<void*>(aligned), capacity, MADV_HUGEPAGE);  // advice only: fine if refused
-    return reinterpret_cast<char*>(aligned);
-  }
-
-  struct Block {
-    char* data;
-    size_t capacity;
-  };
-  std::mutex mutex_;
-  std::vector<Block> blocks_;
-  size_t kept_ = 0;
-};
-
-BlockPool& Pool() {
-  static BlockPool* pool = new BlockPool();  // never destroyed: finalizers may run at exit
-  return *pool;
-}
 
 // Opens `rel` beneath `rootFd` without following a symlink in its last component;
 // a path longer than PATH_MAX is opened a directory at a time.
@@ -115,9 +42,6 @@ int OpenRelative(int rootFd, const std::string& rel) {
   return fd;
 }
 
-// Zero bytes that round `size` up to a whole tar block.
-uint64_t Padding(uint64_t size) { return (512 - size % 512) % 512; }
-
 // Results up to this size are malloc'd (capacity 0), bigger ones come from the pool.
 constexpr uint64_t kSmallResult = 256 * 1024;
 
@@ -125,67 +49,6 @@ void Release(char* data, size_t capacity) {
   if (capacity == 0) std::free(data);
   else Pool().Give(data, capacity);
 }
-
-// Output buffer of WriteOut: several MiB per write(2).
-constexpr size_t kOutBuffer = 4 << 20;
-
-// Waits until `fd` takes more bytes: a pipe Node's libuv made non-blocking
-// (process.stdout) answers EAGAIN when full.
-bool WaitWritable(int fd) {
-  struct pollfd p = {fd, POLLOUT, 0};
-  for (;;) {
-    int r = ::poll(&p, 1, -1);
-    if (r >= 0) return true;
-    if (errno != EINTR) return false;
-  }
-}
-
-// Writes all of `size` bytes (false with errno set on failure).
-bool WriteAll(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN && WaitWritable(fd)) continue;
-      return false;
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-struct OutBuffer {
-  int fd;
-  char* data;
-  size_t capacity;
-  size_t used = 0;
-  uint64_t written = 0;
-
-  size_t Room() const { return capacity - used; }
-
-  bool Flush() {
-    if (used == 0) return true;
-    if (!WriteAll(fd, data, used)) return false;
-    written += used;
-    used = 0;
-    return true;
-  }
-
-  bool Put(const char* bytes, size_t size) {
-    if (size > Room()) {
-      if (!Flush()) return false;
-      if (size > capacity) {
-        if (!WriteAll(fd, bytes, size)) return false;
-        written += size;
-        return true;
-      }
-    }
-    std::memcpy(data + used, bytes, size);
-    used += size;
-    return true;
-  }
-};
 
 class ReadFilesWorker : public PromiseWorker {
  public:
@@ -272,7 +135,6 @@ class ReadFilesWorker : public PromiseWorker {
   }
 
   void WriteFramed(int rootFd, OutBuffer& out) {
-    static const char zeros[512] = {};
     const char* frame = frames_.data();
     for (size_t i = 0; i <= paths_.size(); i++) {
       if (!out.Put(frame, frameLengths_[i])) return Fail(Failure(errno, "write"));
@@ -280,70 +142,15 @@ class ReadFilesWorker : public PromiseWorker {
       if (i == paths_.size()) break;
       Fd file(OpenRelative(rootFd, paths_[i]));
       if (file.get() < 0) return Fail(Failure(errno, "open", root_ + "/" + paths_[i]));
-      const uint64_t size = sizes_[i];
-      uint64_t done = 0;
-      if (size <= out.capacity / 4) {
-        // Small: read into the buffer, behind its header.
-        if (out.Room() < size && !out.Flush()) return Fail(Failure(errno, "write"));
-        while (done < size) {
-          ssize_t n = ::pread(file.get(), out.data + out.used, size - done, static_cast<off_t>(done));
-          if (n < 0 && errno == EINTR) continue;
-          if (n < 0) return Fail(Failure(errno, "read", root_ + "/" + paths_[i]));
-          if (n == 0) break;
-          out.used += static_cast<size_t>(n);
-          done += static_cast<uint64_t>(n);
-        }
-      } else {
-        if (!out.Flush()) return Fail(Failure(errno, "write"));
-        done = SendFile(file.get(), root_ + "/" + paths_[i], size, out);
-        if (Failed()) return;
-      }
-      if (done < size) {
+      SysFailure failure;
+      uint64_t done = CopyContent(file.get(), sizes_[i], root_ + "/" + paths_[i], out, failure);
+      if (failure.err != 0) return Fail(failure);
+      if (done < sizes_[i]) {
         shrunk_ = static_cast<int64_t>(i);
         return;
       }
-      if (!out.Put(zeros, Padding(size))) return Fail(Failure(errno, "write"));
+      if (!out.Zeros(Padding(sizes_[i]))) return Fail(Failure(errno, "write"));
     }
-  }
-
-  // Copies `size` bytes of `in` to the output inside the kernel; returns how many it
-  // copied (fewer when the file ended early, or on a failure it reports with Fail).
-  // Falls back to read/write where sendfile does not go.
-  uint64_t SendFile(int in, const std::string& path, uint64_t size, OutBuffer& out) {
-    uint64_t done = 0;
-    bool plain = false;
-    while (done < size) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(size - done, 1u << 30));
-      ssize_t n;
-      if (plain) {
-        n = ::pread(in, out.data, std::min(want, out.capacity), static_cast<off_t>(done));
-        if (n < 0 && errno != EINTR) {
-          Fail(Failure(errno, "read", path));
-          return done;
-        }
-        out.used = n > 0 ? static_cast<size_t>(n) : 0;
-        if (!out.Flush()) {
-          Fail(Failure(errno, "write"));
-          return done;
-        }
-      } else {
-        off_t at = static_cast<off_t>(done);
-        n = ::sendfile(out.fd, in, &at, want);
-        if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
-          plain = true;
-          continue;
-        }
-        if (n < 0 && errno == EAGAIN && WaitWritable(out.fd)) continue;
-        if (n < 0 && errno != EINTR) {
-          Fail(Failure(errno, "sendfile"));
-          return done;
-        }
-        if (n > 0) out.written += static_cast<uint64_t>(n);
-      }
-      if (n == 0) break;
-      if (n > 0) done += static_cast<uint64_t>(n);
-    }
-    return done;
   }
 
   Napi::Value Result(Napi::Env env) override {
