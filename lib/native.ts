@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { join, dirname } from 'node:path';
 import { AbortError } from './errors.js';
+import type { IDMap } from './types.js';
 
 export type PathLike = string | Buffer;
 
@@ -85,6 +86,11 @@ interface Addon {
   setMeta(path: PathLike, ...meta: MetaArgs): Promise<void>;
   scanTree(root: PathLike, procXattrs?: boolean): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer }>;
   readFiles(root: PathLike, paths: Buffer, sizes: number[], frames?: Buffer, frameLengths?: number[], fd?: number): Promise<{ data: Buffer; shrunk: number; written?: number }>;
+  packTree(
+    root: PathLike,
+    fd: number,
+    options: { uidMaps: number[]; gidMaps: number[]; abortFlag: Buffer; onProgress?: (entries: number, bytes: number) => void },
+  ): Promise<PackTreeResult>;
   constants: NativeConstants;
 }
 
@@ -534,4 +540,104 @@ function readFilesArgs(root: PathLike, rawPaths: readonly string[], sizes: reado
     if (sum !== frames.bytes.length) throw invalidArg('frames.lengths', 'must add up to the length of frames.bytes');
   }
   return rawPaths.length === 0 ? Buffer.alloc(0) : Buffer.from(rawPaths.join('\0') + '\0', 'latin1');
+}
+
+/** What packTree wrote: bytes to the fd, entries in the tar and their content bytes. */
+export interface PackTreeResult {
+  written: number;
+  entries: number;
+  bytes: number;
+}
+
+export interface PackTreeOptions {
+  /** Host → container id translation for owners (containerId, hostId, size ranges); identity when empty. */
+  uidMaps?: readonly IDMap[];
+  gidMaps?: readonly IDMap[];
+  signal?: AbortSignal;
+  /** Called on the JS thread at most every 100 ms while packing, and once at the end with the totals. */
+  onProgress?: (progress: CopyProgress) => void;
+}
+
+/**
+ * How packTree fails when no syscall did: `unmappedId` (an owner the maps do not
+ * hold) or `shrunk` (a regular file that ended before its lstat size), each naming
+ * the entry by its raw path relative to the root. `written` counts what was written
+ * before it stopped (it stays written).
+ */
+export interface PackTreeError extends Error {
+  code: string;
+  written?: number;
+  unmappedId?: { what: 'uid' | 'gid'; hostId: number; path: Buffer };
+  shrunk?: Buffer;
+}
+
+/**
+ * The tar of everything under `root` (not `root` itself), written to the file
+ * descriptor `fd` in one thread-pool job: walked as scanTree walks (fd-relative,
+ * sorted, deeper than PATH_MAX included), headers encoded natively, content copied
+ * right behind them (sendfile for big files), two zero blocks at the end. The same
+ * bytes as lib/archive/export.ts exportChanges of the whole tree (see
+ * native/pack_tree.cc for the entry rules). `fd` is as for sendFiles.
+ *
+ * Rejects with a Node-style system error (ENOENT with .path when `root` is missing),
+ * a PackTreeError, or AbortError (code 'ABORT_ERR') when `signal` aborts, also while
+ * waiting for a full non-blocking pipe.
+ */
+export function packTree(root: PathLike, fd: number, options: PackTreeOptions = {}): Promise<PackTreeResult> {
+  checkPath(root, 'root');
+  checkInt(fd, 'fd');
+  const uidMaps = mapTriples(options.uidMaps, 'options.uidMaps');
+  const gidMaps = mapTriples(options.gidMaps, 'options.gidMaps');
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArg('options.onProgress', 'must be a function');
+  return runPack(root, fd, uidMaps, gidMaps, options);
+}
+
+/** Id maps as the addon takes them: containerId, hostId, size, ... */
+function mapTriples(maps: readonly IDMap[] | undefined, name: string): number[] {
+  const out: number[] = [];
+  for (const m of maps ?? []) {
+    checkInt(m.containerId, `${name}.containerId`);
+    checkInt(m.hostId, `${name}.hostId`);
+    checkInt(m.size, `${name}.size`);
+    out.push(m.containerId, m.hostId, m.size);
+  }
+  return out;
+}
+
+async function runPack(root: PathLike, fd: number, uidMaps: number[], gidMaps: number[], options: PackTreeOptions): Promise<PackTreeResult> {
+  const { signal, onProgress } = options;
+  if (signal?.aborted) throw new AbortError('packTree was aborted', { cause: signal.reason });
+  // The worker polls byte 0 between entries and while it waits for the fd.
+  const abortFlag = Buffer.alloc(1);
+  const onAbort = (): void => void (abortFlag[0] = 1);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let settled = false;
+  let progressError: { error: unknown } | undefined;
+  const reportProgress = (entries: number, bytes: number): void => {
+    if (settled || progressError) return;
+    try {
+      onProgress!({ entries, bytes });
+    } catch (error) {
+      // A throwing callback stops the packing, and its error is what the caller sees.
+      progressError = { error };
+      abortFlag[0] = 1;
+    }
+  };
+  let result: PackTreeResult;
+  try {
+    result = await withStack(addon.packTree(root, fd, { uidMaps, gidMaps, abortFlag, ...(onProgress ? { onProgress: reportProgress } : {}) }));
+  } catch (err) {
+    const e = err as PackTreeError & { aborted?: boolean };
+    if (e.aborted !== true) throw err;
+    if (progressError) throw progressError.error;
+    const aborted = new AbortError(`packTree was aborted after ${e.written ?? 0} bytes`, signal?.reason === undefined ? undefined : { cause: signal.reason });
+    if (e.stack) aborted.stack = `${aborted.name}: ${aborted.message}\n${e.stack.split('\n').slice(1).join('\n')}`;
+    throw aborted;
+  } finally {
+    settled = true;
+    signal?.removeEventListener('abort', onAbort);
+  }
+  if (progressError) throw progressError.error;
+  onProgress?.({ entries: result.entries, bytes: result.bytes });
+  return result;
 }

@@ -51,6 +51,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setMeta", Napi::Function::New(env, SetMeta, "setMeta"));
   exports.Set("scanTree", Napi::Function::New(env, ScanTree, "scanTree"));
   exports.Set("readFiles", Napi::Function::New(env, ReadFiles, "readFiles"));
+  exports.Set("packTree", Napi::Function::New(env, PackTree, "packTree"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -17,4 +17,5 @@ Napi::Value WriteNewFile(const Napi::CallbackInfo& info);  // apply_entry.cc
 Napi::Value SetMeta(const Napi::CallbackInfo& info);      // apply_entry.cc
 Napi::Value ScanTree(const Napi::CallbackInfo& info);     // scan_tree.cc
 Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // read_files.cc
+Napi::Value PackTree(const Napi::CallbackInfo& info);     // pack_tree.cc
 }  // namespace ogd

@@ -10,7 +10,8 @@
 // what the consumer takes beyond a small window of prepared entries.
 // Speed: the tar of many small files is built by the addon's readFiles, which reads
 // each file right behind its header (encoded here) and pads it, in one buffer per
-// group of entries: one pool trip per group and no copy of content in JS.
+// group of entries: one pool trip per group and no copy of content in JS. A whole
+// tree written to a file descriptor (writeTree) is packed by the addon alone.
 import { Readable } from 'node:stream';
 import { constants as fsConstants } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -18,7 +19,7 @@ import type { IDMap, LongOperationOptions } from '../types.js';
 import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
 import { contentXattrs, inodeKey, isDir, readXattrs, type EntryStat } from './entry-compare.js';
-import { readFiles, sendFiles, type TarFrames } from '../native.js';
+import { packTree, readFiles, sendFiles, type PackTreeError, type TarFrames } from '../native.js';
 import { IoGate } from './io-gate.js';
 import { baseOf, comparePaths, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
 import { endOfArchive, paddingOf, type TarEntryHeader, type TarType } from './tar-header.js';
@@ -66,7 +67,12 @@ export function toContainerId(hostId: number, maps: readonly IDMap[] | undefined
   for (const m of maps) {
     if (hostId >= m.hostId && hostId < m.hostId + m.size) return m.containerId + (hostId - m.hostId);
   }
-  throw new InvalidOptionError(`${what} ${hostId} of ${JSON.stringify(rawBytes(path).toString())} has no container id in the driver's ${what} maps`);
+  throw unmappedId(what, hostId, path);
+}
+
+/** An owner of the raw layer path `path` that the maps do not hold. */
+function unmappedId(what: string, hostId: number, path: string): InvalidOptionError {
+  return new InvalidOptionError(`${what} ${hostId} of ${JSON.stringify(rawBytes(path).toString())} has no container id in the driver's ${what} maps`);
 }
 
 /** Files read right behind their headers (readFiles' arguments): one piece of tar. */
@@ -161,6 +167,25 @@ export async function writeChanges(set: ChangeSet, fd: number, opts: ExportOptio
   pending.bytes(endOfArchive);
   await send(noFiles());
   return written;
+}
+
+/**
+ * The tar of the whole tree at `root` (a raw path, as ChangeSet.newRoot) written to
+ * `fd`: the bytes writeChanges writes for changesDirs(root, undefined), but walked,
+ * encoded and written in one native job (packTree) with no change set built in JS.
+ * Resolves to the bytes written; on failure what was written stays.
+ */
+export async function writeTree(root: string, fd: number, opts: ExportOptions = {}): Promise<number> {
+  try {
+    const { written } = await packTree(rawBytes(root), fd, { uidMaps: opts.uidMaps, gidMaps: opts.gidMaps, signal: opts.signal, onProgress: opts.onProgress });
+    return written;
+  } catch (err) {
+    // Said as the JS packer says them (toContainerId, shrankError).
+    const { unmappedId: unmapped, shrunk } = err as PackTreeError;
+    if (unmapped !== undefined) throw unmappedId(unmapped.what, unmapped.hostId, '/' + unmapped.path.toString('latin1'));
+    if (shrunk !== undefined) throw shrankError(root + '/' + shrunk.toString('latin1'));
+    throw err;
+  }
 }
 
 async function* packChanges(set: ChangeSet, opts: ExportOptions): AsyncGenerator<Buffer> {
