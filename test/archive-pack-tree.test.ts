@@ -1,7 +1,8 @@
-// The whole-tree export packed natively (native/pack_tree.cc via writeTree) held
-// byte for byte to the JS packer (exportChanges of changesDirs(root, undefined)) on
-// the fixture tree with every entry type, deep paths and id maps; to a file, an
-// O_APPEND file and a non-blocking pipe; and its failures said as the JS packer says them.
+// The whole-tree export packed natively (native/pack_tree.cc via writeTree and
+// driver.writeDiff with no parent) held byte for byte to the JS packer
+// (exportChanges of changesDirs(root, undefined)) on the fixture tree with every
+// entry type, deep paths and id maps; to a file, an O_APPEND file and a non-blocking
+// pipe; and its failures said as the JS packer says them.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../lib/native.js';
+import { createDriver } from '../lib/index.js';
 import type { IDMap } from '../lib/types.js';
 import { changesDirs } from '../lib/archive/changes.js';
 import { exportChanges, writeTree, type ExportOptions } from '../lib/archive/export.js';
@@ -157,3 +159,34 @@ test('packTree fails as the JS packer does: unmapped owner, shrunk file, missing
   assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(dir + '/')), []);
 });
 
+test('driver.writeDiff with no parent packs natively what driver.diff streams: an image layer and a read-write layer (its mount released)', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const d = await createDriver('overlay', join(dir, 'home'));
+  const { RootDir: root } = await (async () => {
+    await d.create('img');
+    return d.getMetadata('img');
+  })();
+  try {
+    await makeFixtureTree(root!, { privileged: true, deep: false });
+    const check = async (id: string) => {
+      const streamed = await bytesOf(await d.diff(id));
+      const [written, n] = await toFile(join(dir, `${id}.tar`), 'w', (fd) => d.writeDiff(id, undefined, fd));
+      assert.equal(n, streamed.length);
+      assert.ok(written.equals(streamed), `${id}: writeDiff writes what diff streams`);
+      return streamed;
+    };
+    const img = await check('img');
+    await d.createReadWrite('ctr', 'img');
+    const { MergedDir: merged } = await d.getMetadata('ctr');
+    await d.get('ctr');
+    await writeFile(join(merged!, 'etc', 'added'), 'in the upper layer\n');
+    await d.put('ctr');
+    const ctr = await check('ctr');
+    assert.ok(ctr.length > img.length && ctr.includes(Buffer.from('in the upper layer\n')));
+    assert.ok(!(await mountPoints()).includes(merged!), 'the mount writeDiff took is released');
+  } finally {
+    await d.cleanup();
+  }
+  assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(dir + '/')), []);
+});

@@ -6,16 +6,18 @@
 //   wherever nothing changed (lib/archive/changes.ts).
 // - No parent: the whole layer. Anything else: mount both and compare.
 // A mount taken for diff() is held until its stream closes (end, error or destroy);
-// writeDiff() writes the same tar to a file descriptor, its content moved natively.
+// writeDiff() writes the same tar to a file descriptor, its content moved natively,
+// and with no parent packs the whole tree natively without a change set.
 import type { Readable } from 'node:stream';
 import type { Change, LongOperationOptions } from '../../types.js';
 import type { ChangeSet } from '../../archive/change-set.js';
 import { toPublicChanges } from '../../archive/change-set.js';
 import { changesDirs } from '../../archive/changes.js';
 import { overlayChanges } from '../../archive/changes-overlay.js';
-import { exportChanges, writeChanges } from '../../archive/export.js';
+import { exportChanges, writeChanges, writeTree } from '../../archive/export.js';
+import { toRaw } from '../../archive/raw-path.js';
 import { changesSize } from '../../archive/size.js';
-import type { OverlayInternals } from './internals.js';
+import type { LayerPaths, OverlayInternals } from './internals.js';
 
 interface OpenedChanges {
   set: ChangeSet;
@@ -23,14 +25,25 @@ interface OpenedChanges {
   release(): Promise<void>;
 }
 
+interface OpenedTree {
+  /** The directory holding the layer's whole tree. */
+  dir: string;
+  /** Puts the mount this took, if any. */
+  release(): Promise<void>;
+}
+
+const noRelease = async (): Promise<void> => {};
+
+/** The whole tree of a layer: an image's root/, or a read-write layer's merged dir, mounted until release(). */
+async function openTree(d: OverlayInternals, id: string, paths: LayerPaths): Promise<OpenedTree> {
+  if (paths.root !== undefined) return { dir: paths.root, release: noRelease };
+  return { dir: await d.get(id), release: () => d.put(id) };
+}
+
 async function openChanges(d: OverlayInternals, id: string, parent: string | undefined, opts: LongOperationOptions): Promise<OpenedChanges> {
   const paths = await d.layerPaths(id);
   const parentPaths = parent === undefined ? undefined : await d.layerPaths(parent);
-  const noRelease = async () => {};
 
-  if (parentPaths === undefined && paths.root !== undefined) {
-    return { set: await changesDirs(paths.root, undefined, opts), release: noRelease };
-  }
   if (parentPaths !== undefined && paths.upper !== undefined && paths.lowerRoot !== undefined && paths.lowerId === parent) {
     return { set: await overlayChanges(paths.upper, paths.lowerRoot, opts), release: noRelease };
   }
@@ -38,19 +51,18 @@ async function openChanges(d: OverlayInternals, id: string, parent: string | und
     return { set: await changesDirs(paths.root, parentPaths.root, opts), release: noRelease };
   }
 
-  // The naive path: compare the mounted trees.
-  const newDir = paths.root ?? (await d.get(id));
-  const release = paths.root === undefined ? () => d.put(id) : noRelease;
+  // No parent: the whole tree. Else the naive path: compare the mounted trees.
+  const tree = await openTree(d, id, paths);
   try {
-    if (parent === undefined || parentPaths === undefined) return { set: await changesDirs(newDir, undefined, opts), release };
-    const oldDir = parentPaths.root ?? (await d.get(parent));
+    if (parent === undefined || parentPaths === undefined) return { set: await changesDirs(tree.dir, undefined, opts), release: tree.release };
+    const old = await openTree(d, parent, parentPaths);
     try {
-      return { set: await changesDirs(newDir, oldDir, opts), release };
+      return { set: await changesDirs(tree.dir, old.dir, opts), release: tree.release };
     } finally {
-      if (parentPaths.root === undefined) await d.put(parent);
+      await old.release();
     }
   } catch (err) {
-    await release();
+    await tree.release();
     throw err;
   }
 }
@@ -71,9 +83,19 @@ export async function diff(d: OverlayInternals, id: string, parent: string | und
 }
 
 export async function writeDiff(d: OverlayInternals, id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
+  const exportOpts = { ...opts, uidMaps: d.uidMaps, gidMaps: d.gidMaps };
+  if (parent === undefined) {
+    // The whole layer: packed natively as it is walked, no change set first.
+    const tree = await openTree(d, id, await d.layerPaths(id));
+    try {
+      return await writeTree(toRaw(tree.dir), fd, exportOpts);
+    } finally {
+      await tree.release();
+    }
+  }
   const { set, release } = await openChanges(d, id, parent, opts);
   try {
-    return await writeChanges(set, fd, { ...opts, uidMaps: d.uidMaps, gidMaps: d.gidMaps });
+    return await writeChanges(set, fd, exportOpts);
   } finally {
     await release();
   }
