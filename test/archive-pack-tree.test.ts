@@ -5,13 +5,14 @@
 // pipe; and its failures said as the JS packer says them.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import * as native from '../lib/native.js';
 import { createDriver } from '../lib/index.js';
 import type { IDMap } from '../lib/types.js';
+import { applyTar } from '../lib/archive/apply.js';
 import { changesDirs } from '../lib/archive/changes.js';
 import { exportChanges, writeTree, type ExportOptions } from '../lib/archive/export.js';
 import { toRaw } from '../lib/archive/raw-path.js';
@@ -189,4 +190,39 @@ test('driver.writeDiff with no parent packs natively what driver.diff streams: a
     await d.cleanup();
   }
   assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(dir + '/')), []);
+});
+
+test('times before 1970 with nanoseconds: both packers write the exact instant, and applying the tar restores it', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const root = join(dir, 'tree');
+  await mkdir(root);
+  // [name, mtime in ns]: before the epoch with and without a fraction, just before it, and after it.
+  const times: Array<[string, bigint]> = [
+    ['minus-1.5s', -1_500_000_000n],
+    ['minus-0.25s', -250_000_000n],
+    ['minus-2s', -2_000_000_000n],
+    ['plus-1.75s', 1_750_000_000n],
+  ];
+  for (const [name, ns] of times) {
+    await writeFile(join(root, name), name);
+    const sec = Number((ns - (((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n)) / 1_000_000_000n);
+    const nsec = Number(((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n);
+    await native.setMeta(join(root, name), { atime: { sec, nsec }, mtime: { sec, nsec } });
+    assert.equal((await lstat(join(root, name), { bigint: true })).mtimeNs, ns, `${name}: the kernel keeps the time set`);
+  }
+  const js = await jsTar(root);
+  const [packed] = await toFile(join(dir, 'native.tar'), 'w', (fd) => writeTree(toRaw(root), fd));
+  assert.ok(packed.equals(js), 'the native and the JS packer write the same bytes');
+  // Applied back by this project and by GNU tar (whose listing misprints such times, but extracts them right).
+  const out = join(dir, 'out');
+  const gnu = join(dir, 'gnu');
+  await mkdir(out);
+  await mkdir(gnu);
+  await applyTar(out, Readable.from([js]));
+  execFileSync('tar', ['-xf', '-', '-C', gnu], { input: js, stdio: ['pipe', 'ignore', 'ignore'] });
+  for (const [name, ns] of times) {
+    assert.equal((await lstat(join(out, name), { bigint: true })).mtimeNs, ns, `${name}: applied back`);
+    assert.equal((await lstat(join(gnu, name), { bigint: true })).mtimeNs, ns, `${name}: extracted by GNU tar`);
+  }
 });

@@ -478,6 +478,8 @@ function groupEnd(records: readonly ChangeRecord[], start: number): number {
 }
 
 function headerOf(name: Buffer, type: TarType, st: EntryStat, path: string, opts: ExportOptions): TarEntryHeader {
+  // Seconds rounded down, as the kernel keeps them (0 <= tv_nsec < 1e9), also before 1970.
+  const nsec = ((st.mtimeNs % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n;
   const header: TarEntryHeader = {
     name,
     type,
@@ -485,8 +487,8 @@ function headerOf(name: Buffer, type: TarType, st: EntryStat, path: string, opts
     uid: toContainerId(Number(st.uid), opts.uidMaps, 'uid', path),
     gid: toContainerId(Number(st.gid), opts.gidMaps, 'gid', path),
     size: type === 'file' ? Number(st.size) : 0,
-    mtimeSec: st.mtimeNs / 1_000_000_000n,
-    mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+    mtimeSec: (st.mtimeNs - nsec) / 1_000_000_000n,
+    mtimeNsec: Number(nsec),
   };
   if (type === 'char' || type === 'block') {
     const rdev = st.rdev;

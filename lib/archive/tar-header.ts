@@ -27,7 +27,9 @@ export interface TarEntryHeader {
   gid: number;
   /** Bytes of content that follow (0 but for regular files). */
   size: number;
+  /** Seconds since the epoch, rounded down (so a time before it has a positive mtimeNsec). */
   mtimeSec: bigint;
+  /** 0..999999999 */
   mtimeNsec: number;
   /** Target of a symlink or hardlink. */
   linkname?: Buffer;
@@ -99,6 +101,16 @@ function ustarInto(out: Buffer, at: number, h: TarEntryHeader, linkname: Buffer 
   out[at + 155] = 0x20;
 }
 
+/**
+ * A PAX time: "SEC" or "SEC.NNNNNNNNN", the exact instant, so 1.5 s before the epoch
+ * (sec -2, nsec 500000000) is "-1.500000000", as Go's archive/tar and GNU tar read it.
+ */
+function paxTime(sec: bigint, nsec: number): string {
+  if (nsec === 0) return String(sec);
+  if (sec >= 0n) return `${sec}.${String(nsec).padStart(9, '0')}`;
+  return `-${-(sec + 1n)}.${String(1_000_000_000 - nsec).padStart(9, '0')}`;
+}
+
 function padding(size: number): number {
   return (blockSize - (size % blockSize)) % blockSize;
 }
@@ -130,10 +142,7 @@ export function writeHeader(h: TarEntryHeader, reserve: Reserve): void {
   if (h.uid > max7) records.push(['uid', String(h.uid)]);
   if (h.gid > max7) records.push(['gid', String(h.gid)]);
   if (h.size > max11) records.push(['size', String(h.size)]);
-  if (h.mtimeNsec !== 0 || h.mtimeSec < 0n || h.mtimeSec > BigInt(max11)) {
-    const frac = h.mtimeNsec === 0 ? '' : '.' + String(h.mtimeNsec).padStart(9, '0');
-    records.push(['mtime', `${h.mtimeSec}${frac}`]);
-  }
+  if (h.mtimeNsec !== 0 || h.mtimeSec < 0n || h.mtimeSec > maxMtime) records.push(['mtime', paxTime(h.mtimeSec, h.mtimeNsec)]);
   for (const [key, value] of h.xattrs ?? []) records.push([`SCHILY.xattr.${key}`, value]);
 
   const [prefix, name] = split ?? [noBytes, h.name.subarray(0, 100)];
