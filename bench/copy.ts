@@ -2,7 +2,7 @@
 //   ogd copy --hardlink SRC DST   vs  cp -al   (and the pure-JS reference)
 //   ogd copy SRC DST              vs  cp -a    (and the pure-JS reference)
 // on a synthetic tree of 100k small files and on a real Debian rootfs.
-//   node dist/bench/copy.js [--runs N] [--json FILE] [--threads-sweep]
+//   node dist/bench/copy.js [--runs N] [--json FILE] [--threads-sweep] [--only hardlink|content]
 import { existsSync } from 'node:fs';
 import { mkdir, rename, statfs, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -24,6 +24,8 @@ export interface CopyBenchOptions {
   runs?: number;
   /** Also time `ogd copy` at several --threads settings on the synthetic tree (how the default was chosen). */
   threadsSweep?: boolean;
+  /** Measure only this mode. */
+  only?: 'hardlink' | 'content';
   log?: (line: string) => void;
 }
 
@@ -103,7 +105,7 @@ export async function run(opts: CopyBenchOptions = {}): Promise<ResultRow[]> {
   const rows: ResultRow[] = [];
   const all = await trees(log);
   try {
-    for (const hardlink of [true, false]) {
+    for (const hardlink of [true, false].filter((h) => opts.only === undefined || (opts.only === 'hardlink') === h)) {
       for (const tree of all) {
         const mode = hardlink ? 'hardlink' : 'content';
         const peer: Contender = { name: hardlink ? 'cp -al' : 'cp -a', command: 'cp', args: [hardlink ? '-al' : '-a', tree.path, dst] };
@@ -131,7 +133,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const runsAt = args.indexOf('--runs');
   const jsonAt = args.indexOf('--json');
-  const rows = await run({ runs: runsAt >= 0 ? Number(args[runsAt + 1]) : defaultRuns, threadsSweep: args.includes('--threads-sweep') });
+  const onlyAt = args.indexOf('--only');
+  const only = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
+  if (only !== undefined && only !== 'hardlink' && only !== 'content') throw new Error('--only takes hardlink or content');
+  const rows = await run({
+    runs: runsAt >= 0 ? Number(args[runsAt + 1]) : defaultRuns,
+    threadsSweep: args.includes('--threads-sweep'),
+    ...(only !== undefined ? { only } : {}),
+  });
   process.stdout.write(formatTable(rows) + '\n');
   if (jsonAt >= 0) await writeFile(args[jsonAt + 1]!, JSON.stringify(rows, null, 2) + '\n');
 }
