@@ -5,7 +5,7 @@
 // and writes:
 //   bench/results/latest.json   machine-readable, with the machine and the time
 //   bench/results/latest.md     the comparisons as readable tables (also printed)
-//   bench/chart.svg             the copy and import comparisons as a bar chart
+//   bench/chart.svg             the copy, import and export comparisons as a bar chart
 //   README.md                   its benchmark section, after a complete run of every part
 // Usage: npm run bench [-- [--runs N] PART...]   e.g. `npm run bench -- copy` runs the copy part only.
 //
@@ -158,9 +158,7 @@ function versus(c: Comparison): string {
 }
 
 function chartGroups(comparisons: Comparison[]): ChartGroup[] {
-  const wanted = comparisons.filter(
-    (c) => c.part === 'copy' || (c.part === 'archive' && /import|apply|extract|tar -x/i.test(`${c.case} ${c.results.map((r) => r.tool).join(' ')}`)),
-  );
+  const wanted = comparisons.filter((c) => c.part === 'copy' || c.part === 'archive');
   return wanted.map((c) => ({
     title: `${c.case}${versus(c)}`,
     unit: c.unit,
@@ -199,7 +197,7 @@ async function updateReadme(summary: string[], machine: { cpus: number; cpuModel
     '',
     ...summary,
     '',
-    ...(chart ? ['![copy and import: ogd against its peers](bench/chart.svg)', ''] : []),
+    ...(chart ? ['![copy, import and export: ogd against its peers](bench/chart.svg)', ''] : []),
   ].join('\n');
   await writeAtomically(readme, text.slice(0, start.index + start[0].length) + body + text.slice(end));
 }
