@@ -321,34 +321,64 @@ export function copyTree(src: PathLike, dst: PathLike, options: CopyTreeOptions 
 }
 
 async function runCopy(src: PathLike, dst: PathLike, hardlink: boolean, threads: number, options: CopyTreeOptions): Promise<CopyStats> {
-  const { signal, onProgress } = options;
-  if (signal?.aborted) throw copyAborted(undefined, signal.reason);
-  // The engine polls byte 0 between entries: setting it is how JS stops C++ threads.
-  const abortFlag = Buffer.alloc(1);
-  const onAbort = (): void => void (abortFlag[0] = 1);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  let settled = false;
-  let progressError: { error: unknown } | undefined;
-  const reportProgress = (entries: number, bytes: number): void => {
-    if (settled || progressError) return;
-    try {
-      onProgress!({ entries, bytes });
-    } catch (error) {
-      // A throwing callback stops the copy, and its error is what the caller sees.
-      progressError = { error };
-      abortFlag[0] = 1;
-    }
-  };
+  if (options.signal?.aborted) throw copyAborted(undefined, options.signal.reason);
+  const job = new NativeJob(options.signal, options.onProgress);
   try {
-    return await withStack(addon.copyTree(src, dst, { hardlink, threads, abortFlag, ...(onProgress ? { onProgress: reportProgress } : {}) }));
+    return await withStack(addon.copyTree(src, dst, { hardlink, threads, abortFlag: job.abortFlag, ...job.progressOption() }));
   } catch (err) {
     const e = err as CopyTreeError & { aborted?: boolean };
     if (e.aborted !== true) throw err;
-    if (progressError) throw progressError.error;
-    throw copyAborted(e, signal?.reason);
+    job.throwProgressError();
+    throw copyAborted(e, options.signal?.reason);
   } finally {
-    settled = true;
-    signal?.removeEventListener('abort', onAbort);
+    job.settle();
+  }
+}
+
+/**
+ * What a long native job (copyTree, packTree) shares with JS: an abort flag it polls
+ * between entries (setting byte 0 is how JS stops C++ threads), set when the signal
+ * fires; and the progress callback, guarded: a throwing callback stops the job, and
+ * its error is what the caller sees.
+ */
+class NativeJob {
+  readonly abortFlag = Buffer.alloc(1);
+  #progressError: { error: unknown } | undefined;
+  #settled = false;
+  readonly #onAbort = (): void => void (this.abortFlag[0] = 1);
+
+  constructor(
+    private readonly signal: AbortSignal | undefined,
+    private readonly onProgress: ((progress: CopyProgress) => void) | undefined,
+  ) {
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** The addon's `onProgress` option, when the caller gave a callback. */
+  progressOption(): { onProgress?: (entries: number, bytes: number) => void } {
+    if (this.onProgress === undefined) return {};
+    const onProgress = this.onProgress;
+    return {
+      onProgress: (entries, bytes) => {
+        if (this.#settled || this.#progressError) return;
+        try {
+          onProgress({ entries, bytes });
+        } catch (error) {
+          this.#progressError = { error };
+          this.abortFlag[0] = 1;
+        }
+      },
+    };
+  }
+
+  /** Throws what the progress callback threw, if it did. */
+  throwProgressError(): void {
+    if (this.#progressError) throw this.#progressError.error;
+  }
+
+  settle(): void {
+    this.#settled = true;
+    this.signal?.removeEventListener('abort', this.#onAbort);
   }
 }
 
@@ -607,37 +637,22 @@ function mapTriples(maps: readonly IDMap[] | undefined, name: string): number[] 
 async function runPack(root: PathLike, fd: number, uidMaps: number[], gidMaps: number[], options: PackTreeOptions): Promise<PackTreeResult> {
   const { signal, onProgress } = options;
   if (signal?.aborted) throw new AbortError('packTree was aborted', { cause: signal.reason });
-  // The worker polls byte 0 between entries and while it waits for the fd.
-  const abortFlag = Buffer.alloc(1);
-  const onAbort = (): void => void (abortFlag[0] = 1);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  let settled = false;
-  let progressError: { error: unknown } | undefined;
-  const reportProgress = (entries: number, bytes: number): void => {
-    if (settled || progressError) return;
-    try {
-      onProgress!({ entries, bytes });
-    } catch (error) {
-      // A throwing callback stops the packing, and its error is what the caller sees.
-      progressError = { error };
-      abortFlag[0] = 1;
-    }
-  };
+  // The worker polls the abort flag between entries and while it waits for the fd.
+  const job = new NativeJob(signal, onProgress);
   let result: PackTreeResult;
   try {
-    result = await withStack(addon.packTree(root, fd, { uidMaps, gidMaps, abortFlag, ...(onProgress ? { onProgress: reportProgress } : {}) }));
+    result = await withStack(addon.packTree(root, fd, { uidMaps, gidMaps, abortFlag: job.abortFlag, ...job.progressOption() }));
   } catch (err) {
     const e = err as PackTreeError & { aborted?: boolean };
     if (e.aborted !== true) throw err;
-    if (progressError) throw progressError.error;
+    job.throwProgressError();
     const aborted = new AbortError(`packTree was aborted after ${e.written ?? 0} bytes`, signal?.reason === undefined ? undefined : { cause: signal.reason });
     if (e.stack) aborted.stack = `${aborted.name}: ${aborted.message}\n${e.stack.split('\n').slice(1).join('\n')}`;
     throw aborted;
   } finally {
-    settled = true;
-    signal?.removeEventListener('abort', onAbort);
+    job.settle();
   }
-  if (progressError) throw progressError.error;
+  job.throwProgressError();
   onProgress?.({ entries: result.entries, bytes: result.bytes });
   return result;
 }

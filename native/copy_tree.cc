@@ -12,41 +12,21 @@
 #include "args.h"
 #include "copy_engine.h"
 #include "exports.h"
-#include "worker.h"
+#include "job_worker.h"
 
 namespace ogd {
 namespace {
 
-struct Progress {
-  double entries;
-  double bytes;
-};
-
-class CopyTreeWorker : public PromiseWorker {
+class CopyTreeWorker : public JobWorker {
  public:
-  CopyTreeWorker(Napi::Env env, CopyRequest request, bool dstIsBuffer) : PromiseWorker(env), request_(std::move(request)), dstIsBuffer_(dstIsBuffer) {}
-
-  void SetAbortFlag(Napi::Buffer<uint8_t> flag) {
-    if (flag.Length() == 0) return;
-    abortRef_ = Napi::Persistent(flag);
-    request_.abortFlag = flag.Data();
-  }
-
-  void SetProgress(Napi::Env env, Napi::Function fn) {
-    progress_ = Napi::ThreadSafeFunction::New(env, fn, "ogd.copyTree.progress", 0, 1);
-    hasProgress_ = true;
-  }
+  CopyTreeWorker(Napi::Env env, CopyRequest request, bool dstIsBuffer) : JobWorker(env), request_(std::move(request)), dstIsBuffer_(dstIsBuffer) {}
 
   void Execute() override {
     CopyProgressFn report;
-    if (hasProgress_) {
-      report = [this](uint64_t entries, uint64_t bytes) {
-        auto* p = new Progress{static_cast<double>(entries), static_cast<double>(bytes)};
-        if (progress_.NonBlockingCall(p, CallProgress) != napi_ok) delete p;
-      };
-    }
+    if (hasProgress()) report = [this](uint64_t entries, uint64_t bytes) { ReportProgress(entries, bytes); };
+    request_.abortFlag = abortFlag();
     result_ = RunCopy(request_, report);
-    if (hasProgress_) progress_.Release();
+    EndProgress();
     if (result_.outcome == CopyOutcome::Failed) Fail(result_.failure);
     if (result_.outcome == CopyOutcome::Aborted) Fail(Failure(ECANCELED, "copyTree", request_.src, request_.dst));
   }
@@ -61,26 +41,7 @@ class CopyTreeWorker : public PromiseWorker {
     obj.Set("copied", Counts(env));
   }
 
-  void OnOK() override {
-    abortRef_.Reset();
-    PromiseWorker::OnOK();
-  }
-  void OnError(const Napi::Error& error) override {
-    abortRef_.Reset();
-    PromiseWorker::OnError(error);
-  }
-
  private:
-  static void CallProgress(Napi::Env env, Napi::Function fn, Progress* p) {
-    std::unique_ptr<Progress> owned(p);
-    if (env == nullptr || fn.IsEmpty()) return;
-    try {
-      fn.Call({Napi::Number::New(env, p->entries), Napi::Number::New(env, p->bytes)});
-    } catch (const Napi::Error&) {
-      // lib/native.ts guards the user's callback; nothing may escape into libuv here.
-    }
-  }
-
   Napi::Object Counts(Napi::Env env) const {
     const CopyCounts& c = result_.counts;
     Napi::Object o = Napi::Object::New(env);
@@ -99,9 +60,6 @@ class CopyTreeWorker : public PromiseWorker {
   CopyRequest request_;
   bool dstIsBuffer_;
   CopyResult result_;
-  Napi::Reference<Napi::Buffer<uint8_t>> abortRef_;
-  Napi::ThreadSafeFunction progress_;
-  bool hasProgress_ = false;
 };
 
 }  // namespace
@@ -120,7 +78,7 @@ Napi::Value CopyTree(const Napi::CallbackInfo& info) {
   Napi::Value flag = opts.Get("abortFlag");
   if (flag.IsBuffer()) worker->SetAbortFlag(flag.As<Napi::Buffer<uint8_t>>());
   Napi::Value onProgress = opts.Get("onProgress");
-  if (onProgress.IsFunction()) worker->SetProgress(env, onProgress.As<Napi::Function>());
+  if (onProgress.IsFunction()) worker->SetProgress(env, onProgress.As<Napi::Function>(), "ogd.copyTree.progress");
   return worker->Start();
 }
 

@@ -36,7 +36,7 @@
 #include "tar_header.h"
 #include "tar_out.h"
 #include "tree_walk.h"
-#include "worker.h"
+#include "job_worker.h"
 
 namespace ogd {
 namespace {
@@ -45,11 +45,6 @@ struct IdRange {
   uint64_t container;
   uint64_t host;
   uint64_t size;
-};
-
-struct Progress {
-  double entries;
-  double bytes;
 };
 
 struct InodeKey {
@@ -94,21 +89,10 @@ uint64_t NowMs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
 }
 
-class PackTreeWorker : public PromiseWorker {
+class PackTreeWorker : public JobWorker {
  public:
   PackTreeWorker(Napi::Env env, std::string root, int fd, std::vector<IdRange> uidMaps, std::vector<IdRange> gidMaps)
-      : PromiseWorker(env), walker_(std::move(root)), fd_(fd), uidMaps_(std::move(uidMaps)), gidMaps_(std::move(gidMaps)) {}
-
-  void SetAbortFlag(Napi::Buffer<uint8_t> flag) {
-    if (flag.Length() == 0) return;
-    abortRef_ = Napi::Persistent(flag);
-    abortFlag_ = flag.Data();
-  }
-
-  void SetProgress(Napi::Env env, Napi::Function fn) {
-    progress_ = Napi::ThreadSafeFunction::New(env, fn, "ogd.packTree.progress", 0, 1);
-    hasProgress_ = true;
-  }
+      : JobWorker(env), walker_(std::move(root)), fd_(fd), uidMaps_(std::move(uidMaps)), gidMaps_(std::move(gidMaps)) {}
 
   void Execute() override {
     size_t capacity = 0;
@@ -117,7 +101,7 @@ class PackTreeWorker : public PromiseWorker {
       Fail(Failure(ENOMEM, "packTree", walker_.root()));
     } else {
       OutBuffer out{fd_, buf, capacity};
-      out.abortFlag = abortFlag_;
+      out.abortFlag = abortFlag();
       lastReport_ = NowMs();
       bool done = walker_.Run([this, &out](const WalkEntry& e) { return Pack(e, out); });
       if (!done && walker_.failed()) Fail(walker_.failure());
@@ -126,7 +110,7 @@ class PackTreeWorker : public PromiseWorker {
       written_ = out.written;
       Pool().Give(buf, capacity);
     }
-    if (hasProgress_) progress_.Release();
+    EndProgress();
   }
 
   Napi::Value Result(Napi::Env env) override {
@@ -152,17 +136,7 @@ class PackTreeWorker : public PromiseWorker {
     if (shrunk_) obj.Set("shrunk", Napi::Buffer<char>::Copy(env, stoppedAt_.data(), stoppedAt_.size()));
   }
 
-  void OnOK() override {
-    abortRef_.Reset();
-    PromiseWorker::OnOK();
-  }
-  void OnError(const Napi::Error& error) override {
-    abortRef_.Reset();
-    PromiseWorker::OnError(error);
-  }
-
  private:
-  bool AbortRequested() const { return abortFlag_ != nullptr && __atomic_load_n(abortFlag_, __ATOMIC_RELAXED) != 0; }
 
   bool Abort() {
     aborted_ = true;
@@ -237,12 +211,11 @@ class PackTreeWorker : public PromiseWorker {
     if (h.size > 0 && !Content(e, h.size, out)) return false;
     entries_++;
     bytes_ += h.size;
-    if (hasProgress_) {
+    if (hasProgress()) {
       uint64_t now = NowMs();
       if (now - lastReport_ >= 100) {
         lastReport_ = now;
-        auto* p = new Progress{static_cast<double>(entries_), static_cast<double>(bytes_)};
-        if (progress_.NonBlockingCall(p, CallProgress) != napi_ok) delete p;
+        ReportProgress(entries_, bytes_);
       }
     }
     return true;
@@ -272,24 +245,10 @@ class PackTreeWorker : public PromiseWorker {
     return true;
   }
 
-  static void CallProgress(Napi::Env env, Napi::Function fn, Progress* p) {
-    std::unique_ptr<Progress> owned(p);
-    if (env == nullptr || fn.IsEmpty()) return;
-    try {
-      fn.Call({Napi::Number::New(env, p->entries), Napi::Number::New(env, p->bytes)});
-    } catch (const Napi::Error&) {
-      // lib/native.ts guards the user's callback; nothing may escape into libuv here.
-    }
-  }
-
   TreeWalker walker_;
   int fd_;  // not owned
   std::vector<IdRange> uidMaps_;
   std::vector<IdRange> gidMaps_;
-  const uint8_t* abortFlag_ = nullptr;
-  Napi::Reference<Napi::Buffer<uint8_t>> abortRef_;
-  Napi::ThreadSafeFunction progress_;
-  bool hasProgress_ = false;
   uint64_t lastReport_ = 0;
 
   // Inode → the relative path of its first name in the tar.
@@ -342,7 +301,7 @@ Napi::Value PackTree(const Napi::CallbackInfo& info) {
   Napi::Value flag = opts.Get("abortFlag");
   if (flag.IsBuffer()) worker->SetAbortFlag(flag.As<Napi::Buffer<uint8_t>>());
   Napi::Value onProgress = opts.Get("onProgress");
-  if (onProgress.IsFunction()) worker->SetProgress(env, onProgress.As<Napi::Function>());
+  if (onProgress.IsFunction()) worker->SetProgress(env, onProgress.As<Napi::Function>(), "ogd.packTree.progress");
   return worker->Start();
 }
 
