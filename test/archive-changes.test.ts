@@ -5,7 +5,7 @@
 // made through a real overlay mount.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, open, readFile, rm, symlink, unlink, utimes, writeFile, lstat } from 'node:fs/promises';
+import { chmod, mkdir, rm, symlink, unlink, utimes, writeFile, lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -20,6 +20,7 @@ import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
 import { manifest, compareManifests } from './helpers/tree.js';
 import { randomTree, mutateTree } from './helpers/random-layers.js';
 import { subManifest, expectedChanges, expectedSize, changeLines } from './helpers/changes-oracle.js';
+import { toFile } from './helpers/fd-sinks.js';
 
 /** Cleans the driver up and checks that nothing under `dir` is still mounted. */
 async function closeDriver(d: { cleanup(): Promise<void> }, dir: string): Promise<void> {
@@ -121,13 +122,9 @@ test('overlay fast path equals the naive path: changes, DiffSize and tar bytes, 
       const fast = await d.changes(ctr, img);
       const fastSize = await d.diffSize(ctr, img);
       const fastTar = await bytesOf(await d.diff(ctr, img));
-      const written = await open(join(dir, `${ctr}.tar`), 'w');
-      try {
-        assert.equal(await d.writeDiff(ctr, img, written.fd), fastTar.length, `seed ${seed}: writeDiff's byte count`);
-      } finally {
-        await written.close();
-      }
-      assert.ok((await readFile(join(dir, `${ctr}.tar`))).equals(fastTar), `seed ${seed}: writeDiff writes what diff streams`);
+      const [written, count] = await toFile(join(dir, `${ctr}.tar`), 'w', (fd) => d.writeDiff(ctr, img, fd));
+      assert.equal(count, fastTar.length, `seed ${seed}: writeDiff's byte count`);
+      assert.ok(written.equals(fastTar), `seed ${seed}: writeDiff writes what diff streams`);
       const naive = await changesDirs(merged, root!);
       assert.deepEqual(fast, toPublicChanges(naive), `seed ${seed}: changes`);
       assert.equal(fastSize, changesSize(naive), `seed ${seed}: diffSize`);

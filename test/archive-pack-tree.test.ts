@@ -18,6 +18,7 @@ import { exportChanges, writeTree, type ExportOptions } from '../lib/archive/exp
 import { toRaw } from '../lib/archive/raw-path.js';
 import { mountPoints, skipUnlessRoot, tempDir } from './helpers/sandbox.js';
 import { makeFixtureTree, removeDeepTrees } from './helpers/fixture-tree.js';
+import { throughPipe, toFile } from './helpers/fd-sinks.js';
 
 async function bytesOf(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -28,32 +29,6 @@ async function bytesOf(stream: Readable): Promise<Buffer> {
 /** The JS packer's tar of the whole tree: what the native one must equal. */
 async function jsTar(root: string, opts: ExportOptions = {}): Promise<Buffer> {
   return bytesOf(exportChanges(await changesDirs(root, undefined), opts));
-}
-
-/** What `write(fd)` writes to a fresh file opened with `flags`, and what it resolved to. */
-async function toFile(path: string, flags: string, write: (fd: number) => Promise<number>): Promise<[Buffer, number]> {
-  const file = await open(path, flags);
-  let n: number;
-  try {
-    n = await write(file.fd);
-  } finally {
-    await file.close();
-  }
-  return [await readFile(path), n];
-}
-
-/** What `write(fd)` writes into the stdin of a `cat` child: a pipe libuv made non-blocking. */
-async function throughPipe(write: (fd: number) => Promise<number>): Promise<[Buffer, number]> {
-  const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const piped = bytesOf(cat.stdout);
-  const fd = (cat.stdin as unknown as { _handle: { fd: number } })._handle.fd;
-  let n: number;
-  try {
-    n = await write(fd);
-  } finally {
-    cat.stdin.end();
-  }
-  return [await piped, n];
 }
 
 /** A fresh fixture tree (privileged, deeper than PATH_MAX), removed after `body`. */
