@@ -31,6 +31,7 @@ import { bytes, cleanName, displayName } from './path-safety.js';
 import { TarReader, type TarEntry, type TarTime } from './tar-reader.js';
 import { classifyWhiteout } from './whiteouts.js';
 import { xattrAllowed } from './xattr-policy.js';
+import { splitNs } from './entry-compare.js';
 
 export interface ApplyTarOptions extends ApplyDiffOptions {
   /** Container → host id maps: a tar's uid/gid are container ids. */
@@ -544,10 +545,8 @@ function unsafe(e: TarEntry, reason: string): UnsafeLayerError {
 }
 
 function nsTime(ns: bigint): TarTime {
-  const sec = ns / 1_000_000_000n;
-  const nsec = ns % 1_000_000_000n;
-  if (nsec < 0n) return { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) };
-  return { sec: Number(sec), nsec: Number(nsec) };
+  const { sec, nsec } = splitNs(ns);
+  return { sec: Number(sec), nsec };
 }
 
 /** Copies a file's bytes to a new file, reading with O_NOATIME so the (shared) source keeps even its atime. */

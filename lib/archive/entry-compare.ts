@@ -32,6 +32,15 @@ export const isWhiteout = (st: EntryStat): boolean => (st.mode & S_IFMT) === S_I
 /** Identity of an inode, for shared-inode and hardlink-group checks. */
 export const inodeKey = (st: EntryStat): string => `${st.dev}:${st.ino}`;
 
+/**
+ * A nanosecond time split as the kernel keeps it (tv_sec, tv_nsec): seconds rounded
+ * down and 0 <= nsec < 1e9, also before 1970 (-1.5 s is sec -2, nsec 500000000).
+ */
+export function splitNs(ns: bigint): { sec: bigint; nsec: number } {
+  const nsec = ((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n;
+  return { sec: (ns - nsec) / 1_000_000_000n, nsec: Number(nsec) };
+}
+
 /** Overlay's own bookkeeping (trusted.overlay.*, user.overlay.* with userxattr) is never layer content. */
 export function isOverlayXattr(name: string): boolean {
   return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');

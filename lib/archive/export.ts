@@ -10,15 +10,16 @@
 // what the consumer takes beyond a small window of prepared entries.
 // Speed: the tar of many small files is built by the addon's readFiles, which reads
 // each file right behind its header (encoded here) and pads it, in one buffer per
-// group of entries: one pool trip per group and no copy of content in JS. A whole
-// tree written to a file descriptor (writeTree) is packed by the addon alone.
+// group of entries: one pool trip per group and no copy of content in JS. Written
+// to a file descriptor (writeChanges), content goes there natively and never enters
+// JS; a whole tree (writeTree) is walked and packed by the addon alone.
 import { Readable } from 'node:stream';
 import { constants as fsConstants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { IDMap, LongOperationOptions } from '../types.js';
 import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
-import { contentXattrs, inodeKey, isDir, readXattrs, type EntryStat } from './entry-compare.js';
+import { contentXattrs, inodeKey, isDir, readXattrs, splitNs, type EntryStat } from './entry-compare.js';
 import { packTree, readFiles, sendFiles, type PackTreeError, type TarFrames } from '../native.js';
 import { IoGate } from './io-gate.js';
 import { baseOf, comparePaths, parentOf, rawBytes, readlinkRaw } from './raw-path.js';
@@ -478,8 +479,7 @@ function groupEnd(records: readonly ChangeRecord[], start: number): number {
 }
 
 function headerOf(name: Buffer, type: TarType, st: EntryStat, path: string, opts: ExportOptions): TarEntryHeader {
-  // Seconds rounded down, as the kernel keeps them (0 <= tv_nsec < 1e9), also before 1970.
-  const nsec = ((st.mtimeNs % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n;
+  const mtime = splitNs(st.mtimeNs);
   const header: TarEntryHeader = {
     name,
     type,
@@ -487,8 +487,8 @@ function headerOf(name: Buffer, type: TarType, st: EntryStat, path: string, opts
     uid: toContainerId(Number(st.uid), opts.uidMaps, 'uid', path),
     gid: toContainerId(Number(st.gid), opts.gidMaps, 'gid', path),
     size: type === 'file' ? Number(st.size) : 0,
-    mtimeSec: (st.mtimeNs - nsec) / 1_000_000_000n,
-    mtimeNsec: Number(nsec),
+    mtimeSec: mtime.sec,
+    mtimeNsec: mtime.nsec,
   };
   if (type === 'char' || type === 'block') {
     const rdev = st.rdev;

@@ -11,17 +11,9 @@
 import { chmod, lchown, link, lutimes, mkdir, readdir, lstat, readFile, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import * as native from '../../lib/native.js';
 
-/** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// mulberry32, the benchmarks' generator: small, fast, seeded.
+import { prng as rng } from '../../bench/lib.js';
+export { rng };
 
 type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
