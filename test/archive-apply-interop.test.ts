@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { chmod, chown, link, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -14,36 +14,15 @@ import { applyTar } from '../lib/archive/apply.js';
 import * as native from '../lib/native.js';
 import { skipUnlessRoot, tempDir } from './helpers/sandbox.js';
 import { compareManifests, manifest } from './helpers/tree.js';
+import { layerBlobs, missing } from './helpers/peer-tars.js';
 
 const run = promisify(execFile);
 
-async function hasUmoci(): Promise<boolean> {
-  try {
-    await run('umoci', ['--version']);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The layer blobs of `image:tag` in an OCI layout, bottom first. */
-async function layerBlobs(layout: string, tag: string): Promise<string[]> {
-  const blob = (digest: string): string => join(layout, 'blobs', ...digest.split(':'));
-  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
-    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
-  };
-  const desc = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag)!;
-  const manifestJson = JSON.parse(await readFile(blob(desc.digest), 'utf8')) as { layers: Array<{ digest: string; mediaType: string }> };
-  return manifestJson.layers.map((l) => {
-    assert.match(l.mediaType, /tar\+gzip$/);
-    return blob(l.digest);
-  });
-}
-
 test('layers made by umoci apply to the tree umoci unpacks', async (t) => {
   if (skipUnlessRoot(t)) return;
-  if (!(await hasUmoci())) {
-    t.skip('umoci is not installed (apt-get install umoci)');
+  const reason = missing('umoci');
+  if (reason !== undefined) {
+    t.skip(reason);
     return;
   }
   const dir = await tempDir(t);

@@ -9,6 +9,7 @@
 // Memory stays bounded: the reader holds at most the chunk being consumed plus a
 // header, and PAX / GNU long-name headers are capped (MAX_META_BYTES).
 import { AbortError, InvalidArchiveError } from '../errors.js';
+import { displayName } from './path-safety.js';
 
 export type TarEntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -134,10 +135,13 @@ export class TarReader {
         // Global PAX headers ('g') are ignored, as Go's archive/tar (and so containers/storage) does.
         continue;
       }
-      const entry = decodeHeader(block, flag, size, start);
-      if (longName !== null) entry.name = longName;
-      if (longLink !== null) entry.linkname = longLink;
-      if (pax !== null) applyPax(entry, pax, headerAt);
+      // The header's own fields first, then what overrides them (GNU long names, then
+      // PAX records); only then the type, which may depend on the final name.
+      const fields = decodeHeader(block, size, start);
+      if (longName !== null) fields.name = longName;
+      if (longLink !== null) fields.linkname = longLink;
+      if (pax !== null) applyPax(fields, pax, headerAt);
+      const entry: TarEntry = { ...fields, type: entryType(flag, fields.name, isV7(block), start) };
       this.bodyLeft = entry.size;
       this.padLeft = padding(entry.size);
       return entry;
@@ -284,9 +288,22 @@ function verifyChecksum(block: Buffer, at: number): void {
   }
 }
 
-/** A numeric header field: octal text, or GNU base-256 when the high bit is set. */
-function octal(block: Buffer, off: number, len: number, field: string, at: number): number {
+/**
+ * A numeric header field: octal text, or GNU base-256 when the high bit is set; a
+ * negative base-256 value (0xff first) only where the field may be negative (mtime
+ * before 1970, as GNU tar and Go write it).
+ */
+function octal(block: Buffer, off: number, len: number, field: string, at: number, signed = false): number {
   const first = block[off]!;
+  if (first === 0xff && signed) {
+    // Two's complement: -(complement + 1).
+    let v = 0;
+    for (let i = 1; i < len; i++) {
+      v = v * 256 + (0xff - block[off + i]!);
+      if (v > Number.MAX_SAFE_INTEGER) throw new InvalidArchiveError(`invalid tar header at offset ${at}: ${field} too large`);
+    }
+    return -(v + 1);
+  }
   if (first & 0x80) {
     if (first === 0xff) throw new InvalidArchiveError(`invalid tar header at offset ${at}: negative ${field}`);
     let v = first & 0x7f;
@@ -320,55 +337,68 @@ function cString(buf: Buffer, off = 0, len = buf.length - off): string {
   return buf.toString('latin1', off, end);
 }
 
-function decodeHeader(block: Buffer, flag: number, size: number, offset: number): TarEntry {
+/** A header block's own fields, before any GNU long name or PAX record overrides them. */
+function decodeHeader(block: Buffer, size: number, offset: number): Omit<TarEntry, 'type'> {
   let name = cString(block, 0, 100);
-  const isUstar = block.toString('latin1', 257, 263) === 'ustar\0';
-  if (isUstar && block[345] !== 0) name = cString(block, 345, 155) + '/' + name;
-  let type: TarEntryType;
-  switch (flag) {
-    case 0:
-    case 0x30: // '0'
-    case 0x37: // '7' contiguous file
-      type = name.endsWith('/') ? 'dir' : 'file'; // old tars mark directories with a trailing slash only
-      break;
-    case 0x31:
-      type = 'link';
-      break;
-    case 0x32:
-      type = 'symlink';
-      break;
-    case 0x33:
-      type = 'char';
-      break;
-    case 0x34:
-      type = 'block';
-      break;
-    case 0x35:
-      type = 'dir';
-      break;
-    case 0x36:
-      type = 'fifo';
-      break;
-    default:
-      throw new InvalidArchiveError(
-        `unsupported tar entry type ${JSON.stringify(String.fromCharCode(flag))} for ${JSON.stringify(name)} at offset ${offset}`,
-      );
-  }
-  const mtime = octal(block, 136, 12, 'mtime', offset);
+  if (isPosixUstar(block) && block[345] !== 0) name = cString(block, 345, 155) + '/' + name;
+  const flag = block[156]!;
+  const device = flag === 0x33 || flag === 0x34;
   return {
     name,
     linkname: cString(block, 157, 100),
-    type,
     mode: octal(block, 100, 8, 'mode', offset) & 0o7777,
     uid: octal(block, 108, 8, 'uid', offset),
     gid: octal(block, 116, 8, 'gid', offset),
     size,
-    mtime: { sec: mtime, nsec: 0 },
-    devmajor: type === 'char' || type === 'block' ? octal(block, 329, 8, 'devmajor', offset) : 0,
-    devminor: type === 'char' || type === 'block' ? octal(block, 337, 8, 'devminor', offset) : 0,
+    mtime: { sec: octal(block, 136, 12, 'mtime', offset, true), nsec: 0 },
+    devmajor: device ? octal(block, 329, 8, 'devmajor', offset) : 0,
+    devminor: device ? octal(block, 337, 8, 'devminor', offset) : 0,
     xattrs: new Map(),
     offset,
   };
+}
+
+/** POSIX ustar magic ("ustar\0"): the only format whose 155-byte prefix field is part of the name (old GNU keeps times there). */
+function isPosixUstar(block: Buffer): boolean {
+  return block.toString('latin1', 257, 263) === 'ustar\0';
+}
+
+/** A V7 header: no magic at all (neither POSIX "ustar\0" nor old GNU "ustar  "). */
+function isV7(block: Buffer): boolean {
+  return block.toString('latin1', 257, 262) !== 'ustar';
+}
+
+/**
+ * The entry's type from its flag. Pre-POSIX tars (a NUL flag, or a V7 header) had no
+ * directory type and marked a directory by a trailing slash on a regular-file entry;
+ * that rule looks at the final name (after PAX `path` and GNU `L`), never at the
+ * header's name field: Go's archive/tar puts only an ASCII remainder there, and a
+ * long name cut at 100 bytes may end in a slash. A POSIX or GNU header with flag '0'
+ * is a file whatever its name (as Go, and so containers/storage, reads it).
+ */
+function entryType(flag: number, name: string, v7: boolean, offset: number): TarEntryType {
+  switch (flag) {
+    case 0:
+    case 0x30: // '0'
+    case 0x37: // '7' contiguous file
+      return name.endsWith('/') && (flag === 0 || v7) ? 'dir' : 'file';
+    case 0x31:
+      return 'link';
+    case 0x32:
+      return 'symlink';
+    case 0x33:
+      return 'char';
+    case 0x34:
+      return 'block';
+    case 0x35:
+      return 'dir';
+    case 0x36:
+      return 'fifo';
+    default:
+      throw new InvalidArchiveError(
+        `unsupported tar entry type ${JSON.stringify(String.fromCharCode(flag))} for ${JSON.stringify(displayName(name))} at offset ${offset}`,
+      );
+  }
 }
 
 /** PAX extended header records: "<len> <key>=<value>\n", values kept as raw bytes. */
@@ -396,9 +426,15 @@ function badPax(at: number): InvalidArchiveError {
   return new InvalidArchiveError(`invalid PAX header at offset ${at}: malformed record`);
 }
 
-function applyPax(entry: TarEntry, pax: Map<string, Buffer>, at: number): void {
+/**
+ * PAX records override the header's fields. A record with an empty value deletes
+ * the override (POSIX), so the header's field stands, as Go's archive/tar reads it.
+ */
+function applyPax(entry: Omit<TarEntry, 'type'>, pax: Map<string, Buffer>, at: number): void {
+  let sparse = false;
   for (const [key, value] of pax) {
     const text = (): string => value.toString('latin1');
+    if (value.length === 0 && OVERRIDES.has(key)) continue;
     switch (key) {
       case 'path':
       case 'linkpath':
@@ -422,14 +458,16 @@ function applyPax(entry: TarEntry, pax: Map<string, Buffer>, at: number): void {
         entry.atime = paxTime(text(), key, at);
         break;
       default:
-        if (key.startsWith('SCHILY.xattr.')) {
-          entry.xattrs.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value));
-        } else if (key.startsWith('GNU.sparse.')) {
-          throw new InvalidArchiveError(`sparse file ${JSON.stringify(entry.name)} at offset ${at}: GNU sparse tars are not supported`);
-        }
+        if (key.startsWith('SCHILY.xattr.')) entry.xattrs.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value));
+        else if (key.startsWith('GNU.sparse.')) sparse = true;
     }
   }
+  // After the loop, so the message names the entry by its final name.
+  if (sparse) throw new InvalidArchiveError(`sparse file ${JSON.stringify(displayName(entry.name))} at offset ${at}: GNU sparse tars are not supported`);
 }
+
+/** PAX keys that override a header field (an empty value leaves the header's field). */
+const OVERRIDES = new Set(['path', 'linkpath', 'size', 'uid', 'gid', 'mtime', 'atime']);
 
 function paxInt(text: string, key: string, at: number): number {
   if (!/^[0-9]{1,16}$/.test(text) || Number(text) > Number.MAX_SAFE_INTEGER) {
