@@ -5,7 +5,8 @@
 // names in PAX records and only an ASCII remainder in the header's name field.
 import { execFile, execFileSync } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { pipeline } from 'node:stream/promises';
@@ -55,7 +56,7 @@ with tarfile.open(sys.argv[3], 'w', format=fmt, encoding='utf-8', errors='surrog
         t.add(os.fsdecode(os.path.join(src, name)), arcname=os.fsdecode(name))
 `;
 
-/** Packs the content of `src` (not `src` itself) into `out` with `writer`; `work` is a scratch dir. */
+/** Packs the content of `src` (not `src` itself) into `out` with `writer`; `work` is a scratch dir inside the test's. */
 export async function packWith(t: TestContext, writer: PeerWriter, src: string, out: string, work: string): Promise<void> {
   switch (writer) {
     case 'python-pax':
@@ -79,12 +80,14 @@ export async function packWith(t: TestContext, writer: PeerWriter, src: string, 
       return;
     }
     case 'containers-storage': {
+      // A store of its own, outside the test's dir: shutdown writes lock files again, and
+      // would recreate a dir the test's own cleanup has already removed.
+      const store = await mkdtemp(join(tmpdir(), 'ogd-cs-'));
       const cs = (...args: string[]) =>
-        run('containers-storage', ['--graph', join(work, 'cs-graph'), '--run', join(work, 'cs-run'), '--storage-driver', 'vfs', ...args], { maxBuffer: 1 << 26 }).then((r) => r.stdout.trim());
-      // shutdown writes lock files again (maybe after the test's temp dir went), so the scratch dir goes after it.
+        run('containers-storage', ['--graph', join(store, 'graph'), '--run', join(store, 'run'), '--storage-driver', 'vfs', ...args], { maxBuffer: 1 << 26 }).then((r) => r.stdout.trim());
       t.after(async () => {
         await cs('shutdown', '--force').catch(() => undefined);
-        await removeTree(work);
+        await removeTree(store);
       });
       await cs('create-layer', '--id', 'l');
       const mounted = await cs('mount', 'l');
