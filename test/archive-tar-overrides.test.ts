@@ -116,6 +116,16 @@ test('the trailing-slash directory rule: only on the final name, only for pre-PO
   );
 });
 
+test('a PAX path or linkpath wins over a GNU long name or link name before the same entry', async () => {
+  const b = new TarBuilder();
+  b.gnuLong('L', Buffer.from('gnu-name'));
+  b.gnuLong('K', Buffer.from('gnu-target'));
+  b.paxHeader({ path: 'pax-name', linkpath: 'pax-target' });
+  b.raw(header({ name: 'header-name', typeflag: '2', linkname: 'header-target' }));
+  const [sym] = await readAll(b.end());
+  assert.deepEqual([sym!.entry.name, sym!.entry.linkname], ['pax-name', 'pax-target']);
+});
+
 test('PAX size, uid, gid and mtime override the header; an empty PAX value leaves the header field', async () => {
   const tar = Buffer.concat([
     // Header fields all 0 (as Go writes them when a value does not fit): the PAX records are the truth.
