@@ -4,7 +4,7 @@
 // Each peer is skipped, with the reason, when it is not installed (.ci/run installs them).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
@@ -19,18 +19,10 @@ import { tempDir, skipUnlessRoot, mountPoints, removeTree } from './helpers/sand
 import { manifest, compareManifests, type CompareOptions, type Manifest } from './helpers/tree.js';
 import { randomTree, mutateTree } from './helpers/random-layers.js';
 import { subManifest } from './helpers/changes-oracle.js';
+import { have } from './helpers/peer-tars.js';
 
 const run = promisify(execFile);
 const nonDirMtimes: CompareOptions = { mtimeTypes: ['file', 'symlink', 'char', 'block', 'fifo'], rootFields: ['mode', 'uid', 'gid', 'xattrs', 'mtime'] };
-
-function have(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function skipWithout(t: { skip(msg: string): void }, tool: string): boolean {
   if (have(tool)) return false;
