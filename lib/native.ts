@@ -466,7 +466,7 @@ const noXattrs: ReadonlyArray<readonly [string, Buffer]> = Object.freeze([]);
  */
 export async function scanTree(root: PathLike): Promise<ScannedEntry[]> {
   checkPath(root, 'root');
-  return decodeScan(await withStack(addon.scanTree(root)));
+  return decodeScanInSlices(await withStack(addon.scanTree(root)));
 }
 
 /**
@@ -476,17 +476,37 @@ export async function scanTree(root: PathLike): Promise<ScannedEntry[]> {
  */
 export async function scanTreeByProc(root: PathLike): Promise<ScannedEntry[]> {
   checkPath(root, 'root');
-  return decodeScan(await withStack(addon.scanTree(root, true)));
+  return decodeScanInSlices(await withStack(addon.scanTree(root, true)));
 }
 
-function decodeScan({ records, names, extra }: { records: ArrayBuffer; names: Buffer; extra: Buffer }): ScannedEntry[] {
-  // 11 little-endian u64 slots per entry (native/scan_tree.cc Record).
+/** Entries decoded between two turns of the event loop (decodeScanInSlices). */
+const decodeSlice = 1024;
+
+/** decodeScan a slice at a time, the event loop served in between: a long list does not hold it. */
+async function decodeScanInSlices(packed: { records: ArrayBuffer; names: Buffer; extra: Buffer }): Promise<ScannedEntry[]> {
+  const count = packed.records.byteLength / 88;
+  if (count <= decodeSlice) return decodeScan(packed);
+  const out: ScannedEntry[] = new Array<ScannedEntry>(count);
+  for (let from = 0; from < count; from += decodeSlice) {
+    if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    decodeScan(packed, out, from, Math.min(count, from + decodeSlice));
+  }
+  return out;
+}
+
+function decodeScan(
+  { records, names, extra }: { records: ArrayBuffer; names: Buffer; extra: Buffer },
+  into?: ScannedEntry[],
+  from = 0,
+  to?: number,
+): ScannedEntry[] {
+  // 11 little-endian u64 slots per entry (native/scan_record.h).
   const u64 = new BigUint64Array(records);
   const i64 = new BigInt64Array(records);
   const u32 = new Uint32Array(records);
   const count = u64.length / 11;
-  const out: ScannedEntry[] = new Array<ScannedEntry>(count);
-  for (let i = 0; i < count; i++) {
+  const out: ScannedEntry[] = into ?? new Array<ScannedEntry>(count);
+  for (let i = from; i < (to ?? count); i++) {
     const s = i * 11;
     const w = s * 2;
     const nameOff = u32[w]!;
@@ -579,7 +599,7 @@ export async function compareTrees(newRoot: PathLike, oldRoot: PathLike, options
     job.settle();
   }
   job.throwProgressError();
-  const entries = decodeScan(raw);
+  const entries = await decodeScanInSlices(raw);
   const kinds = ['A', 'C', 'D'] as const;
   const changes = entries.map((entry, i): TreeChange => {
     const kind = kinds[raw.kinds[i]!]!;
