@@ -91,6 +91,12 @@ interface Addon {
     fd: number,
     options: { uidMaps: number[]; gidMaps: number[]; abortFlag: Buffer; onProgress?: (entries: number, bytes: number) => void },
   ): Promise<PackTreeResult>;
+  compareTrees(
+    newRoot: PathLike,
+    oldRoot: PathLike,
+    options: { abortFlag: Buffer; onProgress?: (entries: number, bytes: number) => void },
+  ): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer; kinds: Buffer; opaque: Buffer; linkKeys: ArrayBuffer; linkNames: Buffer; entries: number }>;
+  removeTree(path: PathLike): Promise<{ removed: number }>;
   constants: NativeConstants;
 }
 
@@ -460,7 +466,7 @@ const noXattrs: ReadonlyArray<readonly [string, Buffer]> = Object.freeze([]);
  */
 export async function scanTree(root: PathLike): Promise<ScannedEntry[]> {
   checkPath(root, 'root');
-  return decodeScan(await withStack(addon.scanTree(root)));
+  return decodeScanInSlices(await withStack(addon.scanTree(root)));
 }
 
 /**
@@ -470,17 +476,37 @@ export async function scanTree(root: PathLike): Promise<ScannedEntry[]> {
  */
 export async function scanTreeByProc(root: PathLike): Promise<ScannedEntry[]> {
   checkPath(root, 'root');
-  return decodeScan(await withStack(addon.scanTree(root, true)));
+  return decodeScanInSlices(await withStack(addon.scanTree(root, true)));
 }
 
-function decodeScan({ records, names, extra }: { records: ArrayBuffer; names: Buffer; extra: Buffer }): ScannedEntry[] {
-  // 11 little-endian u64 slots per entry (native/scan_tree.cc Record).
+/** Entries decoded between two turns of the event loop (decodeScanInSlices). */
+const decodeSlice = 1024;
+
+/** decodeScan a slice at a time, the event loop served in between: a long list does not hold it. */
+async function decodeScanInSlices(packed: { records: ArrayBuffer; names: Buffer; extra: Buffer }): Promise<ScannedEntry[]> {
+  const count = packed.records.byteLength / 88;
+  if (count <= decodeSlice) return decodeScan(packed);
+  const out: ScannedEntry[] = new Array<ScannedEntry>(count);
+  for (let from = 0; from < count; from += decodeSlice) {
+    if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    decodeScan(packed, out, from, Math.min(count, from + decodeSlice));
+  }
+  return out;
+}
+
+function decodeScan(
+  { records, names, extra }: { records: ArrayBuffer; names: Buffer; extra: Buffer },
+  into?: ScannedEntry[],
+  from = 0,
+  to?: number,
+): ScannedEntry[] {
+  // 11 little-endian u64 slots per entry (native/scan_record.h).
   const u64 = new BigUint64Array(records);
   const i64 = new BigInt64Array(records);
   const u32 = new Uint32Array(records);
   const count = u64.length / 11;
-  const out: ScannedEntry[] = new Array<ScannedEntry>(count);
-  for (let i = 0; i < count; i++) {
+  const out: ScannedEntry[] = into ?? new Array<ScannedEntry>(count);
+  for (let i = from; i < (to ?? count); i++) {
     const s = i * 11;
     const w = s * 2;
     const nameOff = u32[w]!;
@@ -519,6 +545,82 @@ function decodeScan({ records, names, extra }: { records: ArrayBuffer; names: Bu
     out[i] = entry;
   }
   return out;
+}
+
+/** One change compareTrees found: an entry of the new tree added or changed, or a name of the old one deleted. */
+export interface TreeChange {
+  kind: 'A' | 'C' | 'D';
+  /** Path relative to the roots, latin1 ("etc/passwd"). */
+  path: string;
+  /** The new tree's entry (A and C). */
+  entry?: ScannedEntry;
+}
+
+export interface TreeComparison {
+  /** Sorted as lib/archive/raw-path.ts comparePaths sorts "/" + path: a directory right before its subtree. */
+  changes: TreeChange[];
+  /** Directories (relative, latin1) every entry of which in the old tree was deleted. */
+  opaque: string[];
+  /** When a changed or added non-directory has other links: every name of its inode in the new tree. */
+  linkNames: Array<{ dev: bigint; ino: bigint; path: string }>;
+  /** Entries of the new tree visited. */
+  entries: number;
+}
+
+export interface CompareTreesOptions {
+  signal?: AbortSignal;
+  /** Called on the JS thread at most every 100 ms with the entries visited so far (bytes: 0). */
+  onProgress?: (progress: CopyProgress) => void;
+}
+
+/**
+ * The changes of the tree at `newRoot` against the one at `oldRoot`, in one
+ * thread-pool job (see native/compare_trees.cc for the rules): both trees are
+ * merge-walked a directory at a time, so memory follows the depth, the widest
+ * directory and the number of changes, not the size of the trees. A name on the same
+ * inode in both trees is not read. Rejects with a Node-style system error, or
+ * AbortError (code 'ABORT_ERR') when `signal` aborts.
+ */
+export async function compareTrees(newRoot: PathLike, oldRoot: PathLike, options: CompareTreesOptions = {}): Promise<TreeComparison> {
+  checkPath(newRoot, 'newRoot');
+  checkPath(oldRoot, 'oldRoot');
+  const { signal, onProgress } = options;
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArg('options.onProgress', 'must be a function');
+  if (signal?.aborted) throw new AbortError('compareTrees was aborted', { cause: signal.reason });
+  const job = new NativeJob(signal, onProgress);
+  let raw: Awaited<ReturnType<Addon['compareTrees']>>;
+  try {
+    raw = await withStack(addon.compareTrees(newRoot, oldRoot, { abortFlag: job.abortFlag, ...job.progressOption() }));
+  } catch (err) {
+    if ((err as { aborted?: boolean }).aborted !== true) throw err;
+    job.throwProgressError();
+    throw new AbortError('compareTrees was aborted', signal?.reason === undefined ? undefined : { cause: signal.reason });
+  } finally {
+    job.settle();
+  }
+  job.throwProgressError();
+  const entries = await decodeScanInSlices(raw);
+  const kinds = ['A', 'C', 'D'] as const;
+  const changes = entries.map((entry, i): TreeChange => {
+    const kind = kinds[raw.kinds[i]!]!;
+    return kind === 'D' ? { kind, path: entry.path } : { kind, path: entry.path, entry };
+  });
+  const opaque = raw.opaque.length === 0 ? [] : raw.opaque.toString('latin1', 0, raw.opaque.length - 1).split('\0');
+  const keys = new BigUint64Array(raw.linkKeys);
+  const linkNames = raw.linkNames.length === 0 ? [] : raw.linkNames.toString('latin1', 0, raw.linkNames.length - 1).split('\0').map((path, i) => ({ dev: keys[2 * i]!, ino: keys[2 * i + 1]!, path }));
+  return { changes, opaque, linkNames, entries: raw.entries };
+}
+
+/**
+ * Removes `path` and everything under it (`rm -rf`) in one thread-pool job: walked
+ * fd-relative a directory buffer at a time, so memory follows the depth of the tree,
+ * not its size. A missing `path` is not an error. A directory below it on another
+ * mount is not entered: the removal fails with EBUSY (syscall 'rmdir') and what is
+ * mounted there is left untouched. Resolves to the number of entries removed below `path`.
+ */
+export async function removeTree(path: PathLike): Promise<number> {
+  checkPath(path, 'path');
+  return (await withStack(addon.removeTree(path))).removed;
 }
 
 /** Tar framing for readFiles: `lengths[i]` bytes of `bytes` go before file i, the last length after the last file. */

@@ -52,6 +52,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scanTree", Napi::Function::New(env, ScanTree, "scanTree"));
   exports.Set("readFiles", Napi::Function::New(env, ReadFiles, "readFiles"));
   exports.Set("packTree", Napi::Function::New(env, PackTree, "packTree"));
+  exports.Set("compareTrees", Napi::Function::New(env, CompareTrees, "compareTrees"));
+  exports.Set("removeTree", Napi::Function::New(env, RemoveTree, "removeTree"));
   exports.Set("constants", Constants(env));
   return exports;
 }

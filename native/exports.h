@@ -18,4 +18,6 @@ Napi::Value SetMeta(const Napi::CallbackInfo& info);      // apply_entry.cc
 Napi::Value ScanTree(const Napi::CallbackInfo& info);     // scan_tree.cc
 Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // read_files.cc
 Napi::Value PackTree(const Napi::CallbackInfo& info);     // pack_tree.cc
+Napi::Value CompareTrees(const Napi::CallbackInfo& info);  // compare_trees.cc
+Napi::Value RemoveTree(const Napi::CallbackInfo& info);   // remove_tree.cc
 }  // namespace ogd

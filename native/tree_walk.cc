@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -96,6 +97,13 @@ bool TreeWalker::Walk(int dirFd, std::string& rel, const Visit& visit) {
     rel.resize(relLen);
     if (!ok) return false;
   }
+  return true;
+}
+
+bool TreeWalker::ListSorted(int dirFd, const std::string& rel, std::vector<std::string>& out) {
+  size_t from = out.size();
+  if (!ListDir(dirFd, rel, out)) return false;
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(from), out.end());
   return true;
 }
 

@@ -53,12 +53,23 @@ class TreeWalker {
   // Uses /proc/self/fd/N/NAME for xattrs even where getxattrat exists (tests hold the two to the same results).
   void ForceProcXattrs() { procXattrs_ = true; }
 
+  // The pieces of a walk, for walks of their own (compare_trees.cc): on failure they
+  // return false and keep the failure (see failure()).
+  // The names in the directory open as `dirFd` (at `rel`), sorted bytewise, appended to `out`.
+  bool ListSorted(int dirFd, const std::string& rel, std::vector<std::string>& out);
+  // Reads an entry's symlink target and xattrs into linkTarget()/xattrs().
+  bool ReadEntry(int dirFd, const std::string& name, const std::string& rel, const struct stat& st) {
+    return ReadLink(dirFd, name, rel, st) && ReadXattrs(dirFd, name, rel);
+  }
+  const std::string& linkTarget() const { return linkTarget_; }
+  const std::vector<Xattr>& xattrs() const { return xattrs_; }
+  bool Fail(const SysFailure& f);
+
  private:
   bool Walk(int dirFd, std::string& rel, const Visit& visit);
   bool ListDir(int dirFd, const std::string& rel, std::vector<std::string>& out);
   bool ReadLink(int dirFd, const std::string& name, const std::string& rel, const struct stat& st);
   bool ReadXattrs(int dirFd, const std::string& name, const std::string& rel);
-  bool Fail(const SysFailure& f);
 
   std::string root_;
   bool procXattrs_ = false;

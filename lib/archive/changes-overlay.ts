@@ -12,7 +12,9 @@ import { ChangeCollector, type ChangeSet } from './change-set.js';
 import { entryDiffers, isDir, isWhiteout, readXattrs } from './entry-compare.js';
 import { IoGate } from './io-gate.js';
 import { lstatMaybe, lstatRaw, readNames, toRaw } from './raw-path.js';
-import { walkConcurrency } from './changes.js';
+
+/** Parallel fs calls during a walk: enough to keep libuv's pool (4 threads) fed. */
+const walkConcurrency = 32;
 
 const opaqueXattrs = ['trusted.overlay.opaque', 'user.overlay.opaque'];
 

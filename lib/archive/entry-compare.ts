@@ -30,7 +30,7 @@ export const isSymlink = (st: EntryStat): boolean => (st.mode & S_IFMT) === S_IF
 export const isWhiteout = (st: EntryStat): boolean => (st.mode & S_IFMT) === S_IFCHR && st.rdev === 0n;
 
 /** Identity of an inode, for shared-inode and hardlink-group checks. */
-export const inodeKey = (st: EntryStat): string => `${st.dev}:${st.ino}`;
+export const inodeKey = (st: Pick<EntryStat, 'dev' | 'ino'>): string => `${st.dev}:${st.ino}`;
 
 /**
  * A nanosecond time split as the kernel keeps it (tv_sec, tv_nsec): seconds rounded

@@ -2,11 +2,15 @@
 // thread pool busy (a fraction of the cost of one-at-a-time awaits) without
 // flooding it. The gate also turns an aborted signal into an AbortError at the
 // next call, so a long walk stops promptly.
+// The waiting queue can hold a whole walk's calls: it is a FIFO with O(1) take
+// (a head index, compacted now and then), never Array.shift(), which moves every
+// waiting element and made a long walk quadratic.
 import { AbortError } from '../errors.js';
 
 export class IoGate {
   private active = 0;
-  private readonly waiting: Array<() => void> = [];
+  private waiting: Array<(() => void) | undefined> = [];
+  private head = 0;
 
   constructor(
     private readonly limit: number,
@@ -25,10 +29,24 @@ export class IoGate {
       this.checkAborted();
       return await op();
     } finally {
-      const next = this.waiting.shift();
+      const next = this.take();
       if (next) next();
       else this.active--;
     }
+  }
+
+  private take(): (() => void) | undefined {
+    if (this.head === this.waiting.length) return undefined;
+    const next = this.waiting[this.head];
+    this.waiting[this.head++] = undefined;
+    if (this.head === this.waiting.length) {
+      this.waiting = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
+    }
+    return next;
   }
 
   checkAborted(): void {

@@ -73,7 +73,8 @@ export async function applyStaged(ctx: ApplyContext, id: string, plan: ApplyPlan
     }
     return bytes;
   } finally {
-    await rm(staging, { recursive: true, force: true });
+    // May hold a whole layer (a failed copy, or the old root after an exchange): removed natively, in bounded memory.
+    await native.removeTree(staging);
     activeStaging.delete(staging);
   }
 }

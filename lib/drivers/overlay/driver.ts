@@ -176,7 +176,8 @@ export class OverlayDriver implements Driver, OverlayInternals {
         if (below.length > 0) throw new LayerInUseError(id, `${below[0]} is a mount point`);
         const users = await this.#layersOver(id);
         if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} uses it as its lower layer`);
-        await rm(dirs.dir, { recursive: true, force: true });
+        // Native and bounded in memory: a layer can hold millions of entries.
+        await native.removeTree(dirs.dir);
       });
     });
   }
