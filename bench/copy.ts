@@ -1,8 +1,10 @@
 // The copy engine against its peers, whole process each run (bench/lib.ts):
 //   ogd copy --hardlink SRC DST   vs  cp -al   (and the pure-JS reference)
 //   ogd copy SRC DST              vs  cp -a    (and the pure-JS reference)
-// on a synthetic tree of 100k small files and on a real Debian rootfs.
+// on a synthetic tree of 100k small files and on a real Debian rootfs, each on a
+// settled filesystem and right after a tree of the same size was deleted.
 //   node dist/bench/copy.js [--runs N] [--json FILE] [--threads-sweep] [--only hardlink|content]
+//                           [--condition settled|deleted|both] [--tree synthetic|debian] [--quick]
 import { existsSync } from 'node:fs';
 import { mkdir, rename, statfs, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -16,7 +18,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..');
 const cache = process.env.OGD_ROOTFS_CACHE ?? '/var/cache/ogd';
 // Copies land next to the trees: hardlinks need the same filesystem.
-const scratch = join(cache, 'bench-copy-dst');
+const scratch = process.env.OGD_BENCH_SCRATCH ?? join(cache, 'bench-copy-dst');
 // Copies are kept (see run()) while this much space stays free.
 const keepFreeBytes = 25 * 2 ** 30;
 
@@ -26,15 +28,33 @@ export interface CopyBenchOptions {
   threadsSweep?: boolean;
   /** Measure only this mode. */
   only?: 'hardlink' | 'content';
+  /** The state of the filesystem each copy starts in (default both, settled first). */
+  condition?: Condition | 'both';
+  /** Measure only this tree. */
+  tree?: 'synthetic' | 'debian';
+  /** Only ogd and its peer (no engine-alone script, no pure-JS reference). */
+  quick?: boolean;
   log?: (line: string) => void;
 }
 
+/**
+ * settled: nothing was deleted by the bench before the copy (earlier copies are
+ * renamed aside, see run()). deleted: right before each timed copy, a tree with as
+ * many inodes as the source (`cp -a --attributes-only`: every entry, no data) is made
+ * and removed, as on a layer store that has just removed a layer: a new inode then
+ * costs far more on ext4 (see run()).
+ */
+export type Condition = 'settled' | 'deleted';
+
 /** The trees benchmarked: the synthetic one is made on first use; the real one must exist. */
-async function trees(log: (line: string) => void): Promise<Array<{ name: string; path: string }>> {
+async function trees(log: (line: string) => void, only?: 'synthetic' | 'debian'): Promise<Array<{ name: string; path: string }>> {
   const out: Array<{ name: string; path: string }> = [];
   const synthetic = join(cache, 'bench-synthetic-100k');
-  if (!existsSync(join(synthetic, '.complete'))) log(`making ${synthetic} (once)…`);
-  out.push({ name: 'synthetic 100k', path: await ensureSyntheticTree(synthetic, { files: 100_000 }) });
+  if (only !== 'debian') {
+    if (!existsSync(join(synthetic, '.complete'))) log(`making ${synthetic} (once)…`);
+    out.push({ name: 'synthetic 100k', path: await ensureSyntheticTree(synthetic, { files: 100_000 }) });
+  }
+  if (only === 'synthetic') return out;
   for (const kind of ['big', 'minbase']) {
     const dir = join(cache, `debian-${kind}`);
     if (existsSync(join(dir, 'etc', 'debian_version'))) {
@@ -42,7 +62,7 @@ async function trees(log: (line: string) => void): Promise<Array<{ name: string;
       break;
     }
   }
-  if (out.length === 1) {
+  if (out.length === (only === 'debian' ? 0 : 1)) {
     // No rootfs: a copy of part of /usr stands in for a real tree.
     const usr = join(cache, 'bench-usr-share');
     if (!existsSync(join(usr, '.complete'))) {
@@ -86,7 +106,8 @@ function pureJs(src: string, dst: string, hardlink: boolean, runs: number): Cont
  * inodes freed in the last 60 s (360 s while their table block is dirty) are skipped
  * one by one when new ones are allocated (ext4 recently_deleted()), so a run right
  * after removing a 100k-entry tree pays for the removal, and pays more the more new
- * inodes it makes. When free space runs low, copies are removed instead.
+ * inodes it makes. When free space runs low, copies are removed instead. That cost is
+ * what the 'deleted' condition measures on purpose: a layer store removes layers.
  */
 export async function run(opts: CopyBenchOptions = {}): Promise<ResultRow[]> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
@@ -102,18 +123,32 @@ export async function run(opts: CopyBenchOptions = {}): Promise<ResultRow[]> {
     if (free.bavail * free.bsize > keepFreeBytes) await rename(dst, join(trash, String(trashed++)));
     else await sh('rm', ['-rf', dst]);
   };
+  const victim = join(scratch, 'victim');
+  // A tree with the source's inodes made and removed right before the copy.
+  const deleteTreeLike = async (src: string): Promise<void> => {
+    await sh('cp', ['-a', '--attributes-only', src, victim]);
+    await sh('rm', ['-rf', victim]);
+  };
   const rows: ResultRow[] = [];
-  const all = await trees(log);
+  const all = await trees(log, opts.tree);
+  const conditions: Condition[] = opts.condition === undefined || opts.condition === 'both' ? ['settled', 'deleted'] : [opts.condition];
   try {
-    for (const hardlink of [true, false].filter((h) => opts.only === undefined || (opts.only === 'hardlink') === h)) {
-      for (const tree of all) {
-        const mode = hardlink ? 'hardlink' : 'content';
-        const peer: Contender = { name: hardlink ? 'cp -al' : 'cp -a', command: 'cp', args: [hardlink ? '-al' : '-a', tree.path, dst] };
-        const contenders = [ogd(tree.path, dst, hardlink), peer, script(tree.path, dst, hardlink), pureJs(tree.path, dst, hardlink, runs)];
-        rows.push(...(await compare({ name: `${mode} copy, ${tree.name}`, runs, prepare: moveAside, contenders }, log)));
-        if (opts.threadsSweep && tree === all[0]) {
-          const sweep = [1, 2, 4, 8].map((n) => ogd(tree.path, dst, hardlink, n));
-          rows.push(...(await compare({ name: `threads, ${mode}, ${tree.name}`, runs, prepare: moveAside, contenders: sweep }, log)));
+    // Every settled comparison before any deletion the bench makes.
+    for (const condition of conditions) {
+      for (const hardlink of [true, false].filter((h) => opts.only === undefined || (opts.only === 'hardlink') === h)) {
+        for (const tree of all) {
+          const mode = hardlink ? 'hardlink' : 'content';
+          const peer: Contender = { name: hardlink ? 'cp -al' : 'cp -a', command: 'cp', args: [hardlink ? '-al' : '-a', tree.path, dst] };
+          // The references tell the engine from the CLI and native from JS, whatever the filesystem's state: settled only.
+          const references = opts.quick || condition === 'deleted' ? [] : [script(tree.path, dst, hardlink), pureJs(tree.path, dst, hardlink, runs)];
+          const contenders = [ogd(tree.path, dst, hardlink), peer, ...references];
+          const prepare = condition === 'settled' ? moveAside : async () => (await moveAside(), await deleteTreeLike(tree.path));
+          const label = condition === 'settled' ? 'settled' : 'right after deleting as many inodes';
+          rows.push(...(await compare({ name: `${mode} copy, ${tree.name} (${label})`, runs, prepare, contenders }, log)));
+          if (opts.threadsSweep && tree === all[0] && condition === conditions[0]) {
+            const sweep = [1, 2, 4, 8].map((n) => ogd(tree.path, dst, hardlink, n));
+            rows.push(...(await compare({ name: `threads, ${mode}, ${tree.name} (${label})`, runs, prepare, contenders: sweep }, log)));
+          }
         }
       }
     }
@@ -133,13 +168,23 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const runsAt = args.indexOf('--runs');
   const jsonAt = args.indexOf('--json');
-  const onlyAt = args.indexOf('--only');
-  const only = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
-  if (only !== undefined && only !== 'hardlink' && only !== 'content') throw new Error('--only takes hardlink or content');
+  const value = <T extends string>(flag: string, allowed: readonly T[]): T | undefined => {
+    const at = args.indexOf(flag);
+    if (at < 0) return undefined;
+    const v = args[at + 1] as T;
+    if (!allowed.includes(v)) throw new Error(`${flag} takes ${allowed.join(' or ')}`);
+    return v;
+  };
+  const only = value('--only', ['hardlink', 'content'] as const);
+  const condition = value('--condition', ['settled', 'deleted', 'both'] as const);
+  const tree = value('--tree', ['synthetic', 'debian'] as const);
   const rows = await run({
     runs: runsAt >= 0 ? Number(args[runsAt + 1]) : defaultRuns,
     threadsSweep: args.includes('--threads-sweep'),
+    quick: args.includes('--quick'),
     ...(only !== undefined ? { only } : {}),
+    ...(condition !== undefined ? { condition } : {}),
+    ...(tree !== undefined ? { tree } : {}),
   });
   process.stdout.write(formatTable(rows) + '\n');
   if (jsonAt >= 0) await writeFile(args[jsonAt + 1]!, JSON.stringify(rows, null, 2) + '\n');

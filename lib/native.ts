@@ -13,7 +13,7 @@ export type PathLike = string | Buffer;
 
 /**
  * Counts of what a copy created, by type (the root directory counts as one entry),
- * and the bytes of file content it copied. Files hardlinked instead of copied add no
+ * and the bytes of file content it copied. Entries hardlinked instead of copied add no
  * bytes: knowing their size would cost a stat per file, the one syscall hardlink mode saves.
  */
 export interface CopyStats {
@@ -21,7 +21,7 @@ export interface CopyStats {
   directories: number;
   files: number;
   symlinks: number;
-  /** Regular files made as hardlinks (to the source in hardlink mode, to an earlier copy in content mode). */
+  /** Entries made as hardlinks: any non-directory in hardlink mode (to the source), regular files in content mode (to an earlier copy). */
   hardlinks: number;
   devices: number;
   fifos: number;
@@ -35,7 +35,7 @@ export interface CopyProgress {
 }
 
 export interface CopyTreeOptions {
-  /** 'hardlink': regular files become hardlinks of the source. 'content' (default): data is copied. */
+  /** 'hardlink': every non-directory (file, symlink, device, fifo, socket) becomes a hardlink of the source, as with `cp -al`. 'content' (default): data is copied. */
   mode?: 'hardlink' | 'content';
   signal?: AbortSignal;
   /** Called on the JS thread at most every 100 ms while the copy runs. */

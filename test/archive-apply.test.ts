@@ -5,7 +5,7 @@
 // parents, the parent image staying untouched, progress, abort and the byte count.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, chown, link, lstat, mkdir, readFile, readdir, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, lstat, lutimes, mkdir, readFile, readdir, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -271,6 +271,70 @@ test('the parent image stays byte- and metadata-identical when a child layer is 
   assert.equal((await native.getXattr(join(child, 'capped'), 'user.k')).toString(), 'changed');
   assert.equal((await lstat(join(child, 'a/x'))).mode & 0o7777, 0o600);
   assert.equal(await readFile(join(child, 'keep'), 'utf8'), 'rewritten');
+});
+
+test('shared symlinks, fifos and devices: the parent image stays identical whatever the child layer does to them', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const parent = join(dir, 'parent');
+  const child = join(dir, 'child');
+  await mkdir(parent);
+  const links = ['redeclared', 'redeclared-x', 'linked', 'chain', 'twice', 'xattr', 'gone', 'kept'];
+  for (const n of links) await symlink(`target-of-${n}`, join(parent, n));
+  await writeFile(join(parent, 'file'), 'file');
+  await run('mkfifo', ['-m', '0644', join(parent, 'fifo')]);
+  await native.mknod(join(parent, 'null'), 0o20644, 1, 3);
+  await native.mknod(join(parent, 'whiteout-dev'), 0o20644, 0, 0);
+  await native.setXattr(join(parent, 'xattr'), 'trusted.k', Buffer.from('v'));
+  for (const n of [...links, 'file', 'fifo', 'null', 'whiteout-dev']) await lutimes(join(parent, n), T, T);
+  // A hardlink copy: every non-directory of the child is the parent's inode (the driver's copyTree makes the same).
+  await run('cp', ['-al', parent, child]);
+  assert.equal((await lstat(join(child, 'linked'))).ino, (await lstat(join(parent, 'linked'))).ino, 'the child shares the symlink');
+  const before = await manifest(parent);
+
+  const tar = new TarBuilder()
+    .symlink('redeclared', 'elsewhere', { uid: 5, gid: 6, mtime: T + 5 }) // an existing symlink declared again
+    .symlink('redeclared-x', 'target-of-redeclared-x', { xattrs: { 'trusted.k': 'new' } })
+    .hardlink('linked-new', 'linked', { uid: 7, mtime: T + 7 }) // a tar hardlink that changes a shared symlink
+    .hardlink('chain-a', 'chain') // the same metadata: a second name of the shared inode, no copy…
+    .hardlink('chain-b', 'chain-a', { uid: 8 }) // …until a later link through that name changes it
+    .hardlink('file-a', 'file') // the same chain for a regular file
+    .hardlink('file-b', 'file-a', { mode: 0o600 })
+    .hardlink('twice-a', 'twice', { uid: 3 }) // given its own inode once…
+    .hardlink('twice-b', 'twice', { uid: 4 }) // …and changed again: all three names stay one inode
+    .hardlink('xattr-link', 'xattr', { xattrs: { 'trusted.k': 'changed' } })
+    .hardlink('fifo-link', 'fifo', { mode: 0o600, uid: 9 })
+    .hardlink('null-link', 'null', { mode: 0o600, mtime: T + 1 })
+    .hardlink('whiteout-dev-link', 'whiteout-dev', { mode: 0o600, gid: 9 })
+    .whiteout('gone')
+    .end();
+  await apply(child, tar, { allowPrivilegedXattrs: true });
+
+  const after = await manifest(parent);
+  assert.deepEqual(
+    compareManifests(before, after, { fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'rdev', 'xattrs', 'mtime'] }),
+    [],
+  );
+  for (const [p, e] of before) assert.equal(after.get(p)!.ino, e.ino, `${showPath(p)} inode`);
+
+  // And the child got what the tar says.
+  const st = (n: string) => lstat(join(child, n));
+  const ino = async (...names: string[]) => new Set(await Promise.all(names.map(async (n) => (await st(n)).ino))).size;
+  assert.deepEqual([await readlink(join(child, 'redeclared')), (await st('redeclared')).uid], ['elsewhere', 5]);
+  assert.equal((await native.getXattr(join(child, 'redeclared-x'), 'trusted.k')).toString(), 'new');
+  assert.deepEqual([(await st('linked-new')).uid, await ino('linked', 'linked-new'), await readlink(join(child, 'linked-new'))], [7, 1, 'target-of-linked']);
+  // The name the changing link goes through gets the private copy; the child's other names of the parent's inode keep sharing it.
+  assert.deepEqual([(await st('chain-a')).uid, (await st('chain-b')).uid, await ino('chain-a', 'chain-b')], [8, 8, 1]);
+  assert.equal((await st('chain')).ino, (await lstat(join(parent, 'chain'))).ino);
+  assert.equal((await st('file-b')).mode & 0o7777, 0o600);
+  assert.equal(await ino('file-a', 'file-b'), 1);
+  assert.deepEqual([(await st('twice-a')).uid, await ino('twice', 'twice-a', 'twice-b')], [4, 1]);
+  assert.equal((await native.getXattr(join(child, 'xattr-link'), 'trusted.k')).toString(), 'changed');
+  assert.deepEqual([(await st('fifo-link')).isFIFO(), (await st('fifo-link')).uid, (await st('fifo')).mode & 0o7777], [true, 9, 0o600]);
+  assert.equal((await st('null-link')).rdev, (await st('null')).rdev);
+  assert.equal((await st('whiteout-dev-link')).gid, 9);
+  await assert.rejects(st('gone'), { code: 'ENOENT' });
+  assert.equal((await st('kept')).ino, (await lstat(join(parent, 'kept'))).ino, 'what the layer does not touch stays shared');
 });
 
 test('id maps: container ids become host ids; an unmapped id is refused', async (t) => {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { lstat, mkdir, readFile, readdir, rename, stat, truncate, unlink, writeFile, chmod } from 'node:fs/promises';
+import { lstat, lutimes, mkdir, readFile, readdir, rename, stat, symlink, truncate, unlink, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Stats } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,8 @@ import { FsMagic } from '../lib/fs-magic.js';
 import type { DriverOptions } from '../lib/types.js';
 import { TEMP_PREFIX, assertMountinfoRestoredAtEnd, driverSuite, failingSource, listTree, mountsUnder, openStore, tarBytes, tarStream, type TarEntry } from './helpers/driver-suite.js';
 import { mountPoints, skipUnlessRoot, tempDir } from './helpers/sandbox.js';
+import { TarBuilder, chunked } from './helpers/tar-builder.js';
+import { compareManifests, manifest } from './helpers/tree.js';
 
 const run = promisify(execFile);
 const factory = (home: string, opts?: DriverOptions) => createDriver('overlay', home, opts);
@@ -320,6 +322,93 @@ test('overlay: applyDiff on a layer whose parent has no root/ goes through a sta
   assert.deepEqual(await listTree(merged), ['bin/', 'bin/sh = shell', 'etc/', 'etc/hostname = applied\n', 'etc/passwd = root:x:0:0\n', 'opt/', 'opt/tool = tool']);
   await d.put('ctr');
   assert.deepEqual((await readdir(join(s.home, 'ctr'))).sort(), ['lower-id', 'merged', 'upper', 'work']);
+  await s.done();
+});
+
+test('overlay: a child image shares its parent\'s symlinks, devices and fifos; applying it (or failing to) leaves the parent identical', async (t) => {
+  const s = await openStore(t, factory);
+  if (!s) return;
+  const d = s.driver;
+  const T = 1_600_000_000;
+  const base = new TarBuilder()
+    .dir('usr/bin/')
+    .file('usr/bin/tool', 'tool', { mode: 0o755 })
+    .symlink('bin', 'usr/bin')
+    .symlink('usr/bin/alias', 'tool')
+    .symlink('usr/bin/chained', 'tool')
+    .symlink('usr/bin/dropped', 'tool')
+    .fifo('run.fifo')
+    .device('null', 'char', 1, 3, { mode: 0o666 })
+    .end();
+  await d.create('base');
+  await d.applyDiff('base', undefined, chunked(base));
+  const baseRoot = join(s.home, 'base/root');
+  const before = await manifest(baseRoot);
+  const child = new TarBuilder()
+    .symlink('bin', 'usr/local/bin', { uid: 12, mtime: T + 12 })
+    .hardlink('usr/bin/alias2', 'usr/bin/alias', { uid: 7, mtime: T + 7 })
+    .hardlink('usr/bin/chained-a', 'usr/bin/chained')
+    .hardlink('usr/bin/chained-b', 'usr/bin/chained-a', { gid: 8 })
+    .hardlink('run.fifo2', 'run.fifo', { mode: 0o600 })
+    .hardlink('null2', 'null', { uid: 3, mode: 0o666 })
+    .whiteout('usr/bin/dropped')
+    .end();
+  // A failed apply first (its last entry is refused, after all the others were applied): it is staged, and thrown away.
+  await d.create('broken', 'base');
+  await assert.rejects(d.applyDiff('broken', 'base', chunked(Buffer.concat([child.subarray(0, child.length - 1024), new TarBuilder().file('../escape', 'x').end()]))), {
+    code: 'ERR_OGD_UNSAFE_LAYER',
+  });
+  await d.create('app', 'base');
+  await d.applyDiff('app', 'base', chunked(child));
+
+  const after = await manifest(baseRoot);
+  assert.deepEqual(compareManifests(before, after, { fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'rdev', 'xattrs', 'mtime'] }), []);
+  for (const [p, e] of before) assert.equal(after.get(p)!.ino, e.ino, `${p} inode`);
+  const appRoot = join(s.home, 'app/root');
+  for (const p of ['usr/bin/tool', 'usr/bin/chained']) {
+    assert.equal((await lstat(join(appRoot, p))).ino, (await lstat(join(baseRoot, p))).ino, `${p} is shared with the parent`);
+  }
+  for (const p of ['run.fifo', 'null']) {
+    assert.notEqual((await lstat(join(appRoot, p))).ino, (await lstat(join(baseRoot, p))).ino, `${p} was changed through a tar hardlink: a private copy`);
+  }
+  assert.deepEqual([(await lstat(join(appRoot, 'usr/bin/alias2'))).uid, (await lstat(join(appRoot, 'usr/bin/chained-b'))).gid], [7, 8]);
+  assert.equal((await lstat(join(appRoot, 'bin'))).uid, 12);
+  await assert.rejects(lstat(join(appRoot, 'usr/bin/dropped')), { code: 'ENOENT' });
+  await s.done();
+});
+
+test('overlay: applyDiff through a staged mount shares the upper\'s symlinks; a failed one leaves the upper identical', async (t) => {
+  const s = await openStore(t, factory);
+  if (!s) return;
+  const d = s.driver;
+  await d.create('img');
+  await d.applyDiff('img', undefined, await tarStream(imageEntries));
+  await d.create('init', 'img');
+  await d.create('ctr', 'init');
+  const merged = await d.get('ctr');
+  await symlink('hostname', join(merged, 'etc/alias'));
+  await symlink('passwd', join(merged, 'etc/chained'));
+  await lutimes(join(merged, 'etc/chained'), 1_600_000_000, 1_600_000_000); // the tar's default: its first link changes nothing
+  await unlink(join(merged, 'bin/sh')); // a whiteout in upper/
+  await d.put('ctr');
+  const upper = join(s.home, 'ctr/upper');
+  const before = await manifest(upper);
+  const diff = new TarBuilder()
+    .hardlink('etc/alias2', 'etc/alias', { uid: 7 })
+    .hardlink('etc/chained-a', 'etc/chained', { mode: 0o777 })
+    .hardlink('etc/chained-b', 'etc/chained-a', { gid: 8 })
+    .file('etc/new', 'new')
+    .end();
+  // Refused at its last entry, after all the others were applied through the staged mount.
+  await assert.rejects(d.applyDiff('ctr', 'init', chunked(Buffer.concat([diff.subarray(0, diff.length - 1024), new TarBuilder().file('../escape', 'x').end()]))), {
+    code: 'ERR_OGD_UNSAFE_LAYER',
+  });
+  const after = await manifest(upper);
+  assert.deepEqual(compareManifests(before, after, { fields: ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'target', 'rdev', 'xattrs', 'mtime'] }), []);
+  for (const [p, e] of before) assert.equal(after.get(p)!.ino, e.ino, `${p} inode`);
+  await d.applyDiff('ctr', 'init', chunked(diff));
+  assert.deepEqual([(await lstat(join(upper, 'etc/alias2'))).uid, (await lstat(join(upper, 'etc/chained-b'))).gid], [7, 8]);
+  assert.ok((await lstat(join(upper, 'bin/sh'))).isCharacterDevice(), 'the whiteout is still there');
   await s.done();
 });
 

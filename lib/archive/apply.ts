@@ -8,11 +8,12 @@
 //   (native.resolveInRoot: symlinks are followed as if root were "/", the way real
 //   images need for `bin -> usr/bin`); the last component is never followed, it is
 //   replaced.
-// - Shared inodes. An image's root is a hardlink copy of its parent's, so a regular
-//   file here may be the parent's file too. We never write into an inode we did not
-//   create in this apply: an entry always gets a new inode (O_EXCL create after
-//   removing what was there), and a tar hardlink to a lower file that is still
-//   shared first gets a private copy. Directories are never shared (a hardlink copy
+// - Shared inodes. An image's root is a hardlink copy of its parent's, so any
+//   non-directory here (file, symlink, device, fifo) may be the parent's inode too.
+//   We never write into an inode we did not create in this apply: an entry always
+//   gets a new inode (O_EXCL create after removing what was there), and a tar
+//   hardlink that changes a still-shared inode first gives it a private copy (the
+//   rule is in shared-inodes.ts). Directories are never shared (a hardlink copy
 //   recreates them), so a directory entry over a directory merges into it.
 // - Streaming. Entries are read and applied one at a time from the stream; file
 //   bodies above SMALL_FILE are written chunk by chunk, so memory stays bounded
@@ -32,6 +33,7 @@ import { TarReader, type TarEntry, type TarTime } from './tar-reader.js';
 import { classifyWhiteout } from './whiteouts.js';
 import { xattrAllowed } from './xattr-policy.js';
 import { splitNs } from './entry-compare.js';
+import { SharedInodes } from './shared-inodes.js';
 
 export interface ApplyTarOptions extends ApplyDiffOptions {
   /** Container → host id maps: a tar's uid/gid are container ids. */
@@ -82,6 +84,8 @@ class LayerApplier {
   private readonly dirCache = new Map<string, string>();
   /** Real paths this apply put there (files, dirs incl. merged ones, links): never lower content. */
   private readonly unpacked = new Set<string>();
+  /** Which existing inodes may be changed in place (the rest are broken first). */
+  private readonly inodes = new SharedInodes(this.unpacked);
   /** Times to set on directories at the end: from their tar entries, or their own (restored) when the tar has none. */
   private readonly dirTimes = new Map<string, Times>();
   private readonly uidMaps: readonly IDMap[];
@@ -292,8 +296,14 @@ class LayerApplier {
     // A change would land on the parent image's inode too: give the target its own inode first.
     // (Without a change the link shares the inode, which keeps its other names linked with it.)
     const changes = Object.keys(change).length > 0 || xattrs.length > 0;
-    if (changes && !this.unpacked.has(target) && st.nlink > 1n) await this.copyUp(target, st);
-    if (target !== path) await this.place(path, parent, () => link(bytes(target), bytes(path)));
+    if (changes && this.inodes.mustBreak(target, st.nlink)) {
+      await this.copyUp(target, st);
+      this.inodes.brokeAt(target);
+    }
+    if (target !== path) {
+      await this.place(path, parent, () => link(bytes(target), bytes(path)));
+      this.inodes.linked(path, target);
+    }
     if (Object.keys(change).length > 0) await native.setMeta(bytes(path), change);
     for (const [name, value] of xattrs) await native.setXattr(bytes(path), name, value);
   }
@@ -464,6 +474,7 @@ class LayerApplier {
     } else {
       await unlink(bytes(path));
     }
+    this.inodes.replaced(path);
     // Resolved parents may have gone through what was removed.
     if (st.isDirectory() || st.isSymbolicLink()) this.dirCache.clear();
   }
@@ -479,8 +490,9 @@ class LayerApplier {
   }
 
   /**
-   * Replaces a lower file that still shares its inode (with the parent image) by a
-   * private copy: same content, owner, mode, xattrs and times, new inode.
+   * Replaces a lower entry that still shares its inode (with the parent image) by a
+   * private copy: same type, content or target or device, owner, mode, xattrs and
+   * times, new inode.
    */
   private async copyUp(path: string, st: BigIntStats): Promise<void> {
     const slash = path.lastIndexOf('/');
