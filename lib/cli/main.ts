@@ -34,12 +34,7 @@ async function main(argv: string[]): Promise<number> {
     const first = commandIndex >= 0 ? argv[commandIndex] : undefined;
     if (first !== undefined) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
     const { values } = parse(argv, globalOptions, false);
-    if (values['version'] === true) {
-      const { formatVersion, versionInfo } = await import('./version.js');
-      const info = await versionInfo();
-      process.stdout.write(values['json'] === true ? JSON.stringify(info, null, 2) + '\n' : formatVersion(info));
-      return 0;
-    }
+    if (values['version'] === true) return printVersion(values['json'] === true);
     if (values['help'] !== true) throw new UsageError('no command given');
     process.stdout.write(mainHelp(await loadAllCommands()));
     return 0;
@@ -47,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
   const command = await loadCommand(name);
   const args = [...argv.slice(0, commandIndex), ...argv.slice(commandIndex + 1)];
   const { values, positionals } = parse(args, { ...globalOptions, ...command.options }, true, command);
+  if (values['version'] === true) return printVersion(values['json'] === true);
   if (values['help'] === true) {
     process.stdout.write(commandHelp(command));
     return 0;
@@ -61,6 +57,13 @@ async function main(argv: string[]): Promise<number> {
   installSignalHandlers(controller, (line) => process.stderr.write(`ogd ${name}: ${line}\n`));
   const ctx = new CliContext(globals, controller.signal);
   return (await command.run(ctx, positionals, values)) ?? 0;
+}
+
+async function printVersion(json: boolean): Promise<number> {
+  const { formatVersion, versionInfo } = await import('./version.js');
+  const info = await versionInfo();
+  process.stdout.write(json ? JSON.stringify(info, null, 2) + '\n' : formatVersion(info));
+  return 0;
 }
 
 /** parseArgs, with its errors turned into usage errors in our words (exit 2, with the usage line). */
@@ -164,7 +167,10 @@ main(argv).then(
     if (err instanceof OutputClosedError) process.exit(EXIT_OUTPUT_CLOSED);
     const signal = stoppedBy();
     const r = report(err, name);
-    if (isAbort(err)) {
+    // After a signal, whatever the command failed with (an AbortError, a zstd killed by
+    // the terminal's Ctrl-C) is the interruption: it rolled back like any failure.
+    if (isAbort(err) || signal !== undefined) {
+      r.code = 'ABORT_ERR';
       r.message = `${signal === 'SIGTERM' ? 'terminated' : 'interrupted'}; nothing was changed`;
     }
     if (process.env['OGD_DEBUG'] === '1' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
