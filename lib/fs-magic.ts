@@ -58,3 +58,6 @@ export function fsName(magic: number): string {
 
 /** Filesystems overlayfs cannot use for its upper and work dirs (the seed's list). */
 export const incompatibleBackingFs: ReadonlySet<number> = new Set([FsMagic.aufs, FsMagic.btrfs, FsMagic.overlayfs, FsMagic.zfs, FsMagic.ecryptfs]);
+
+/** Filesystems that hold no directories of ours at all: a home under /proc or /sys is a mistake, refused before any mkdir. */
+export const pseudoFs: ReadonlySet<number> = new Set([FsMagic.proc, FsMagic.sysfs]);

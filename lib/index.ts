@@ -9,6 +9,7 @@ export type {
   Driver,
   DriverOptions,
   GetOptions,
+  PutOptions,
   IDMap,
   LongOperationOptions,
   Progress,

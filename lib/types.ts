@@ -28,6 +28,15 @@ export interface GetOptions {
   mountLabel?: string;
 }
 
+export interface PutOptions {
+  /**
+   * When the last reference goes, detach the mount even if something still uses it (a
+   * process's cwd, an open file): umount2(MNT_DETACH). The kernel frees it when its
+   * last user leaves. Without it, a busy mount fails with EBUSY and stays.
+   */
+  lazy?: boolean;
+}
+
 /** Progress of a long operation, reported at most every 100 ms. */
 export interface Progress {
   entries: number;
@@ -44,6 +53,8 @@ export interface LongOperationOptions {
 export interface ApplyDiffOptions extends LongOperationOptions {
   /** Also apply trusted.* and security.selinux xattrs found in the tar (default: only security.capability and user.*). */
   allowPrivilegedXattrs?: boolean;
+  /** Apply a 0-byte stream as an empty diff; by default it is refused with ERR_OGD_INVALID_ARCHIVE (a tar has at least its two zero blocks). */
+  allowEmpty?: boolean;
 }
 
 export type ChangeKind = 'A' | 'C' | 'D';
@@ -69,7 +80,7 @@ export interface Driver {
   remove(id: string): Promise<void>;
   /** Mounts (refcounted) and returns the path of the layer's filesystem. */
   get(id: string, opts?: GetOptions): Promise<string>;
-  put(id: string): Promise<void>;
+  put(id: string, opts?: PutOptions): Promise<void>;
   exists(id: string): Promise<boolean>;
   /** Unmounts everything this driver mounted, including its home's bind mount. */
   cleanup(): Promise<void>;

@@ -60,7 +60,7 @@ const NAME_MAX = 255;
 export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOptions = {}): Promise<number> {
   if (opts.signal?.aborted) throw new AbortError();
   const realRoot = (await realpath(root, { encoding: 'buffer' })).toString('latin1');
-  const reader = new TarReader(diff as AsyncIterable<Uint8Array>, opts.signal);
+  const reader = new TarReader(opts.allowEmpty === true ? (diff as AsyncIterable<Uint8Array>) : refuseEmpty(diff as AsyncIterable<Uint8Array>), opts.signal);
   const applier = new LayerApplier(realRoot, opts);
   try {
     await applier.run(reader);
@@ -69,6 +69,18 @@ export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOpt
     throw err;
   }
   return applier.bytes;
+}
+
+// A 0-byte stream is not a tar (the shortest tar is its two zero blocks): most likely
+// a failed download or an empty file given by mistake, which must not become an
+// empty layer without a word.
+async function* refuseEmpty(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let empty = true;
+  for await (const chunk of source) {
+    if (chunk.length > 0) empty = false;
+    yield chunk;
+  }
+  if (empty) throw new InvalidArchiveError('the layer is empty (0 bytes), not a tar: a tar holds at least its two zero blocks; the option allowEmpty applies it as an empty layer');
 }
 
 interface Times {

@@ -39,3 +39,11 @@ export function stringOption(values: OptionValues, name: string): string | undef
 
 /** The --parent flag: absent → undefined (use what the index remembers); "" → explicitly none. */
 export const parentOption: OptionSpec = { parent: { type: 'string' } };
+
+/** The reader of stdout closed it (EPIPE): `ogd diff X | head -c100`. Not reported; exit 141 as after SIGPIPE. */
+export class OutputClosedError extends Error {
+  constructor(options?: ErrorOptions) {
+    super('stdout was closed by its reader', options);
+    this.name = 'OutputClosedError';
+  }
+}

@@ -1,7 +1,6 @@
 // What a command gets from main.ts: the global flags, an AbortSignal fired by Ctrl-C,
 // the driver (opened lazily, so `ogd copy` and `--help` never touch a store), the CLI's
 // layer index, and the two ways to print (human text, or one JSON document with --json).
-import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { createDriver, Driver } from '../index.js';
 import { LayerIndex } from './layer-index.js';
@@ -39,7 +38,8 @@ export class CliContext {
 
   driver(): Promise<Driver> {
     this.#driver ??= (async () => {
-      await mkdir(this.home, { recursive: true, mode: 0o700 });
+      // No mkdir of the home here: the driver creates it with its own dir, after its
+      // checks, and takes it away again when init is refused.
       // Loaded here, not at the top: commands without a store (copy) skip the driver's modules.
       const { createDriver } = await import('../drivers/create-driver.js');
       return createDriver(this.driverName, this.driverHome);

@@ -4,9 +4,9 @@
 // and otherwise through the `zstd` program, which Debian and most distributions ship;
 // without either, a zstd layer is refused with ERR_OGD_NOT_SUPPORTED.
 import { spawn } from 'node:child_process';
-import { Duplex, Readable, pipeline } from 'node:stream';
+import { Duplex, PassThrough, Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { InvalidArchiveError, NotSupportedError } from '../index.js';
+import { GraphDriverError, InvalidArchiveError, NotSupportedError, UnsafeLayerError } from '../index.js';
 
 export type LayerFormat = 'tar' | 'gzip' | 'zstd';
 
@@ -28,8 +28,24 @@ export function detectFormat(head: Buffer): LayerFormat {
   return 'tar';
 }
 
+export interface OpenedLayer {
+  format: LayerFormat;
+  /** The uncompressed tar. A truncated or corrupt compressed stream makes it fail with ERR_OGD_INVALID_ARCHIVE. */
+  tar: Readable;
+  /**
+   * What really went wrong, once the consumer of `tar` failed with `err`. A corrupt
+   * compressed stream first shows up as garbage to the tar reader ("bad checksum at
+   * offset N"); gzip only notices at a bad code or its CRC at the end. So on a tar
+   * error the rest of the input is decompressed (and dropped) to ask the decompressor,
+   * and its error, when it has one, is the one to report.
+   */
+  explain(err: unknown): Promise<unknown>;
+  /** Stops the decompressor (and a zstd program) once the caller is done. */
+  close(): void;
+}
+
 /** Reads the first bytes of `input`, then returns its uncompressed tar stream and the format found. */
-export async function openLayer(input: AsyncIterable<Buffer>): Promise<{ format: LayerFormat; tar: Readable }> {
+export async function openLayer(input: AsyncIterable<Buffer>): Promise<OpenedLayer> {
   const iterator = input[Symbol.asyncIterator]();
   const chunks: Buffer[] = [];
   let length = 0;
@@ -52,11 +68,59 @@ export async function openLayer(input: AsyncIterable<Buffer>): Promise<{ format:
     })(),
     { objectMode: false },
   );
-  if (format === 'tar') return { format, tar: whole };
+  if (format === 'tar') return { format, tar: whole, explain: async (err) => err, close: () => void whole.destroy() };
+
   const decoder = format === 'gzip' ? zlib.createGunzip() : zstdDecoder();
-  // pipeline destroys the decoder with the input's error (and vice versa), so the
-  // consumer sees a truncated or corrupt stream as an error, never as a short tar.
-  return { format, tar: pipeline(whole, decoder, () => {}) as Readable };
+  const tar = new PassThrough();
+  // Not pipeline(): the consumer giving up on `tar` must not stop the decoder, which
+  // explain() may still ask about the rest of the input.
+  let decodeError: unknown;
+  let inputError: unknown;
+  let decoded = false;
+  decoder.on('error', (err) => {
+    decodeError ??= decompressionError(format, err);
+    tar.destroy(decodeError as Error);
+  });
+  decoder.on('end', () => (decoded = true));
+  whole.on('error', (err) => {
+    inputError ??= err;
+    tar.destroy(err);
+    decoder.destroy();
+  });
+  // The error is kept in `tar` for its consumer, who may start reading only later (after creating the layer).
+  tar.on('error', () => {});
+  whole.pipe(decoder).pipe(tar);
+  return {
+    format,
+    tar,
+    async explain(err) {
+      if (decodeError === undefined && inputError === undefined && !decoded && (err instanceof InvalidArchiveError || err instanceof UnsafeLayerError)) {
+        await new Promise<void>((resolve) => {
+          decoder.unpipe(tar);
+          decoder.once('end', resolve).once('error', () => resolve());
+          whole.once('error', () => resolve());
+          decoder.resume();
+        });
+      }
+      if (decodeError === undefined) return err;
+      (decodeError as { cause?: unknown }).cause ??= err;
+      return decodeError;
+    },
+    close() {
+      whole.destroy();
+      decoder.destroy();
+    },
+  };
+}
+
+/** A decompressor's failure in the words of what happened to the layer file. */
+function decompressionError(format: 'gzip' | 'zstd', err: Error): Error {
+  if (err instanceof GraphDriverError) return err;
+  const detail = err.message.replace(/\s+/g, ' ').trim();
+  if (/unexpected end of file|premature end|truncated/i.test(detail)) {
+    return new InvalidArchiveError(`the ${format} stream ends early: the layer file is truncated`, { cause: err });
+  }
+  return new InvalidArchiveError(`the ${format} stream is corrupt (${detail}): the layer file is damaged`, { cause: err });
 }
 
 function zstdDecoder(): Duplex {
@@ -81,7 +145,8 @@ function zstdProgram(): Duplex {
     (async function* () {
       for await (const chunk of child.stdout) yield chunk as Buffer;
       const code = await exited;
-      if (code !== 0) throw new InvalidArchiveError(`zstd could not decompress the layer: ${stderr.trim() || `exit ${code}`}`);
+      // The program's own words (e.g. "Read error (39) : premature end"); decompressionError() words them for the user.
+      if (code !== 0) throw new Error(stderr.replace(/^.*?stdin\S*\s*:\s*/, '').trim() || `zstd exited with ${code}`);
     })(),
     { objectMode: false },
   );

@@ -1,46 +1,48 @@
 #!/usr/bin/env node
 // The `ogd` command line. This file only parses the global flags, picks the command,
-// wires Ctrl-C to an AbortSignal, and turns the outcome into an exit code:
-// 0 success, 1 failure (one line on stderr with the error's .code), 2 usage error,
-// 130 interrupted. Stacks are printed only with OGD_DEBUG=1.
+// wires SIGINT/SIGTERM to an AbortSignal (signals.ts), and turns the outcome into an
+// exit code: 0 success, 1 failure (one line on stderr with the error's .code, and
+// with --json an {"error":…} document on stdout), 2 usage error, 130/143 stopped by
+// SIGINT/SIGTERM, 141 stdout closed by its reader. Stacks only with OGD_DEBUG=1.
 import { parseArgs } from 'node:util';
 import { CliContext, DRIVER_NAMES } from './context.js';
 import type { DriverName, GlobalOptions } from './context.js';
-import { UsageError } from './command.js';
+import { OutputClosedError, UsageError } from './command.js';
 import type { Command, OptionSpec, OptionValues } from './command.js';
 import { isCommandName, loadAllCommands, loadCommand } from './commands/index.js';
 import type { CommandName } from './commands/index.js';
+import { failureJson, failureLine, report } from './report.js';
+import { exitCodeFor, installSignalHandlers, stoppedBy } from './signals.js';
 
 const globalOptions: OptionSpec = {
   home: { type: 'string' },
   driver: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
 };
 const globalsWithValue = new Set(['--home', '--driver']);
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
-const EXIT_INTERRUPTED = 130;
+/** What a shell reports for a writer killed by SIGPIPE: the reader closed our stdout. */
+const EXIT_OUTPUT_CLOSED = 141;
 
 async function main(argv: string[]): Promise<number> {
   const { name, commandIndex } = findCommand(argv);
   if (name === undefined) {
     const first = commandIndex >= 0 ? argv[commandIndex] : undefined;
     if (first !== undefined) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
-    const { values } = parseArgs({ args: argv, options: globalOptions, strict: true });
+    const { values } = parse(argv, globalOptions, false);
+    if (values['version'] === true) return printVersion(values['json'] === true);
+    if (values['help'] !== true) throw new UsageError('no command given');
     process.stdout.write(mainHelp(await loadAllCommands()));
-    return values['help'] === true ? 0 : EXIT_USAGE;
+    return 0;
   }
   const command = await loadCommand(name);
   const args = [...argv.slice(0, commandIndex), ...argv.slice(commandIndex + 1)];
-  let parsed: { values: OptionValues; positionals: string[] };
-  try {
-    parsed = parseArgs({ args, options: { ...globalOptions, ...command.options }, strict: true, allowPositionals: true }) as typeof parsed;
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!, command);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parse(args, { ...globalOptions, ...command.options }, true, command);
+  if (values['version'] === true) return printVersion(values['json'] === true);
   if (values['help'] === true) {
     process.stdout.write(commandHelp(command));
     return 0;
@@ -52,16 +54,37 @@ async function main(argv: string[]): Promise<number> {
   const globals = globalsFrom(values);
 
   const controller = new AbortController();
-  let interrupts = 0;
-  // First Ctrl-C: abort cleanly (the command rolls back). Second: give up at once.
-  process.on('SIGINT', () => {
-    if (++interrupts > 1) process.exit(EXIT_INTERRUPTED);
-    controller.abort();
-  });
-  process.on('SIGTERM', () => controller.abort());
-
+  installSignalHandlers(controller, (line) => process.stderr.write(`ogd ${name}: ${line}\n`));
   const ctx = new CliContext(globals, controller.signal);
   return (await command.run(ctx, positionals, values)) ?? 0;
+}
+
+async function printVersion(json: boolean): Promise<number> {
+  const { formatVersion, versionInfo } = await import('./version.js');
+  const info = await versionInfo();
+  process.stdout.write(json ? JSON.stringify(info, null, 2) + '\n' : formatVersion(info));
+  return 0;
+}
+
+/** parseArgs, with its errors turned into usage errors in our words (exit 2, with the usage line). */
+function parse(args: string[], options: OptionSpec, allowPositionals: boolean, command?: Command): { values: OptionValues; positionals: string[] } {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals }) as { values: OptionValues; positionals: string[] };
+  } catch (err) {
+    throw new UsageError(parseErrorMessage(err, (command?.positionals[1] ?? 0) > 0), command);
+  }
+}
+
+function parseErrorMessage(err: unknown, takesArguments: boolean): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown }).code;
+  const option = /^(?:Unknown option|Option) '(-[^' ]*)/.exec(message)?.[1];
+  if (option !== undefined && code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    return `unknown option ${option}${takesArguments ? ` (an argument that starts with "-" goes after "--": -- ${option})` : ''}`;
+  }
+  if (option !== undefined && / argument missing| argument is ambiguous/.test(message)) return `${option} needs a value`;
+  if (option !== undefined && /does not take an argument/.test(message)) return `${option} takes no value`;
+  return message.split('\n')[0]!;
 }
 
 function findCommand(argv: string[]): { name: CommandName | undefined; commandIndex: number } {
@@ -71,6 +94,7 @@ function findCommand(argv: string[]): { name: CommandName | undefined; commandIn
       i++;
       continue;
     }
+    if (arg === '--') break;
     if (arg.startsWith('-')) continue;
     return { name: isCommandName(arg) ? arg : undefined, commandIndex: i };
   }
@@ -100,10 +124,12 @@ function mainHelp(commands: Command[]): string {
     'global flags:',
     '  --home DIR        the store (default: $OGD_HOME, else ./.ogd)',
     '  --driver NAME     graph driver (default: overlay)',
-    '  --json            print results as JSON',
+    '  --json            print results (and errors) as JSON on stdout',
     '  -h, --help        help; "ogd COMMAND --help" for one command',
+    '  -V, --version     versions of ogd, Node, the addon, the kernel and its overlayfs',
     '',
-    'exit codes: 0 ok, 1 failure (one line on stderr), 2 usage error, 130 interrupted',
+    'exit codes: 0 ok, 1 failure (one line on stderr), 2 usage error,',
+    '            130/143 stopped by SIGINT/SIGTERM (after rolling back), 141 stdout closed by its reader',
     '',
   ].join('\n');
 }
@@ -112,40 +138,51 @@ function commandHelp(c: Command): string {
   return [`usage: ogd [--home DIR] [--json] ${c.usage}`, '', `  ${c.summary}`, '', 'example:', `  ${c.example}`, ''].join('\n');
 }
 
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  let message = err.message.replace(/\s*\n[\s\S]*$/, '');
-  if (code === 'EPERM' && (err as { syscall?: unknown }).syscall === 'mount') message += ' (mounting layers needs root, or CAP_SYS_ADMIN)';
-  if (code === 'ERR_OGD_INCOMPATIBLE_FS') message += '; put the store on ext4, xfs or tmpfs with --home or OGD_HOME';
-  return typeof code === 'string' && !message.includes(code) ? `${message} [${code}]` : message;
-}
-
 function isAbort(err: unknown): boolean {
   return err instanceof Error && ((err as { code?: unknown }).code === 'ABORT_ERR' || err.name === 'AbortError');
 }
 
+
+/** Before `--`: --json asks for JSON errors even when the rest of the line does not parse. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+// The reader of our stdout went away (`ogd ls | head -1`): its choice, not a failure to report.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(EXIT_OUTPUT_CLOSED);
+});
+
 const argv = process.argv.slice(2);
 main(argv).then(
   (code) => {
-    process.exitCode = code;
+    const signal = stoppedBy();
+    process.exitCode = signal !== undefined && code !== 0 ? exitCodeFor(signal) : code;
   },
   (err: unknown) => {
     const name = findCommand(argv).name;
     const prefix = name === undefined ? 'ogd' : `ogd ${name}`;
-    if (err instanceof UsageError) {
-      process.stderr.write(`${prefix}: ${err.message}\n`);
-      process.stderr.write(err.command ? `usage: ogd ${err.command.usage}\n` : 'run "ogd --help" for the commands\n');
-      process.exitCode = EXIT_USAGE;
-      return;
+    if (err instanceof OutputClosedError) process.exit(EXIT_OUTPUT_CLOSED);
+    const signal = stoppedBy();
+    const r = report(err, name);
+    // After a signal, whatever the command failed with (an AbortError, a zstd killed by
+    // the terminal's Ctrl-C) is the interruption: it rolled back like any failure.
+    if (isAbort(err) || signal !== undefined) {
+      r.code = 'ABORT_ERR';
+      r.message = `${signal === 'SIGTERM' ? 'terminated' : 'interrupted'}; nothing was changed`;
     }
     if (process.env['OGD_DEBUG'] === '1' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
-    if (isAbort(err)) {
-      process.stderr.write(`${prefix}: interrupted; nothing was changed [ABORT_ERR]\n`);
-      process.exitCode = EXIT_INTERRUPTED;
+    process.stderr.write(failureLine(r, prefix));
+    if (err instanceof UsageError) process.stderr.write(err.command ? `usage: ogd ${err.command.usage}\n` : 'run "ogd --help" for the commands\n');
+    if (wantsJson(argv)) process.stdout.write(failureJson(r));
+    const code = err instanceof UsageError ? EXIT_USAGE : signal !== undefined ? exitCodeFor(signal) : isAbort(err) ? exitCodeFor('SIGINT') : EXIT_FAILURE;
+    if (signal !== undefined) {
+      // Stopped by a signal: the rollback is done; do not wait for stray handles (a slow stdin).
+      process.stderr.write('', () => process.exit(code));
       return;
     }
-    process.stderr.write(`${prefix}: ${describe(err)}\n`);
-    process.exitCode = EXIT_FAILURE;
+    process.exitCode = code;
   },
 );

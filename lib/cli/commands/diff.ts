@@ -1,9 +1,12 @@
 // `ogd diff`, `ogd changes`, `ogd diff-size`: what a layer changed against its parent
 // (remembered by the index unless --parent says otherwise).
+import { rmSync } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
-import { UsageError, parentOption, stringOption } from '../command.js';
+import { isSystemError } from '../../index.js';
+import { OutputClosedError, UsageError, parentOption, stringOption } from '../command.js';
 import type { Command } from '../command.js';
 import { formatBytes, formatDuration } from '../progress.js';
+import { onForcedExit } from '../signals.js';
 
 async function isRegularOrMissing(path: string): Promise<boolean> {
   try {
@@ -36,6 +39,7 @@ export const diff: Command = {
     const staged = output !== undefined && (await isRegularOrMissing(output));
     const tmp = staged ? `${output}.ogd-${process.pid}.tmp` : undefined;
     let bytes: number;
+    const forget = tmp === undefined ? undefined : onForcedExit(() => rmSync(tmp, { force: true }));
     try {
       const file = output === undefined ? undefined : await open(tmp ?? output, 'w', 0o644);
       try {
@@ -46,8 +50,11 @@ export const diff: Command = {
       if (tmp !== undefined) await rename(tmp, output!);
     } catch (err) {
       if (tmp !== undefined) await rm(tmp, { force: true });
+      // The reader of our stdout stopped reading (`ogd diff X | head`): its choice.
+      if (output === undefined && isSystemError(err, 'EPIPE')) throw new OutputClosedError({ cause: err });
       throw err;
     } finally {
+      forget?.();
       bar.done();
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -5,14 +5,13 @@
 import { open } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
-import type { Readable } from 'node:stream';
-import { LayerExistsError } from '../../index.js';
+import { InvalidArchiveError, LayerExistsError } from '../../index.js';
 import type { Driver } from '../../index.js';
 import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command, OptionValues } from '../command.js';
 import type { CliContext } from '../context.js';
 import { openLayer } from '../decompress.js';
-import type { LayerFormat } from '../decompress.js';
+import type { LayerFormat, OpenedLayer } from '../decompress.js';
 import { formatBytes, formatDuration } from '../progress.js';
 
 interface LayerInput {
@@ -72,6 +71,8 @@ interface ApplyRequest {
   file: string | undefined;
   /** Create the layer once the input looks like a layer, and remove it again if applying fails. */
   create: boolean;
+  /** Accept a 0-byte input as an empty layer (--allow-empty). */
+  allowEmpty: boolean;
 }
 
 async function applyFromInput(ctx: CliContext, command: Command, req: ApplyRequest): Promise<Applied> {
@@ -79,30 +80,37 @@ async function applyFromInput(ctx: CliContext, command: Command, req: ApplyReque
   const input = await openInput(command, req.file, ctx.signal);
   const bar = ctx.progress(command.name);
   const started = process.hrtime.bigint();
-  let tar: Readable | undefined;
+  let opened: OpenedLayer | undefined;
   try {
-    const opened = await openLayer(input.chunks);
-    tar = opened.tar;
+    opened = await openLayer(input.chunks);
     if (req.create) await driver.create(id, parent);
     let bytes: number;
     try {
-      bytes = await driver.applyDiff(id, parent, tar, {
+      bytes = await driver.applyDiff(id, parent, opened.tar, {
         signal: ctx.signal,
+        allowEmpty: req.allowEmpty,
         onProgress: (p) => bar.update({ ...p, doneBytes: input.read.bytes, ...(input.totalBytes ? { totalBytes: input.totalBytes } : {}) }),
       });
     } catch (err) {
       // applyDiff itself is all or nothing; the layer we created for it must go too.
       if (req.create) await driver.remove(id).catch(() => {});
-      throw err;
+      if (err instanceof InvalidArchiveError && input.read.bytes === 0) {
+        throw new InvalidArchiveError(`the layer ${req.file === undefined || req.file === '-' ? 'on stdin' : JSON.stringify(req.file)} is empty (0 bytes), not a tar; --allow-empty applies it as an empty layer`, { cause: err });
+      }
+      throw await opened.explain(err);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return { id, parent: parent ?? null, format: opened.format, bytes, inputBytes: input.read.bytes, seconds };
   } finally {
     bar.done();
-    tar?.destroy();
+    opened?.tar.destroy();
+    opened?.close();
     await input.close();
   }
 }
+
+/** A 0-byte input is refused (it is not a tar: a tar has at least its two zero blocks) unless this says it is meant. */
+const allowEmptyOption = { 'allow-empty': { type: 'boolean' } } as const;
 
 function report(ctx: CliContext, verb: string, r: Applied): void {
   ctx.result(r);
@@ -112,10 +120,10 @@ function report(ctx: CliContext, verb: string, r: Applied): void {
 
 export const importLayer: Command = {
   name: 'import',
-  usage: 'import ID [--parent P] [FILE|-]',
+  usage: 'import ID [--parent P] [--allow-empty] [FILE|-]',
   summary: 'create a layer and apply a layer tar (tar, tar.gz or tar.zst; stdin when no FILE)',
   example: 'ogd import base base.tar.gz && ogd import app --parent base app.tar',
-  options: { ...parentOption },
+  options: { ...parentOption, ...allowEmptyOption },
   positionals: [1, 2],
   async run(ctx, [id, file], values) {
     const driver = await ctx.driver();
@@ -124,7 +132,7 @@ export const importLayer: Command = {
     // Importing into a layer made empty by `ogd create` fills it; a filled one is refused.
     if (existed && (record === undefined || record.size !== undefined)) throw new LayerExistsError(id!);
     const parent = existed ? await ctx.parentOf(id!, stringOption(values, 'parent')) : stringOption(values, 'parent') || undefined;
-    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: !existed });
+    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: !existed, allowEmpty: values['allow-empty'] === true });
     await ctx.index.update((layers) => {
       layers[id!] = { ...(layers[id!] ?? { kind: 'image', created: new Date().toISOString() }), ...(parent ? { parent } : {}), size: applied.bytes };
     });
@@ -134,15 +142,15 @@ export const importLayer: Command = {
 
 export const applyDiff: Command = {
   name: 'apply-diff',
-  usage: 'apply-diff ID [--parent P] [FILE|-]',
+  usage: 'apply-diff ID [--parent P] [--allow-empty] [FILE|-]',
   summary: 'apply a layer tar to an existing layer (parent remembered from create/import)',
   example: 'ogd create app --parent base && ogd apply-diff app app.tar',
-  options: { ...parentOption },
+  options: { ...parentOption, ...allowEmptyOption },
   positionals: [1, 2],
   async run(ctx, [id, file], values: OptionValues) {
     const driver = await ctx.driver();
     const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
-    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: false });
+    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: false, allowEmpty: values['allow-empty'] === true });
     await ctx.index.update((layers) => {
       const record = layers[id!];
       if (record !== undefined) record.size = (record.size ?? 0) + applied.bytes;

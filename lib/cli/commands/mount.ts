@@ -39,17 +39,17 @@ export const mount: Command = {
 
 export const unmount: Command = {
   name: 'unmount',
-  usage: 'unmount ID [--force]',
-  summary: 'release one `ogd mount` of the layer; the last one unmounts it (--force: unmount now)',
+  usage: 'unmount ID [--force] [--lazy]',
+  summary: 'release one `ogd mount` of the layer; the last one unmounts it (--force: unmount now; --lazy: detach even if busy)',
   example: 'ogd unmount web-1',
-  options: { force: { type: 'boolean' } },
+  options: { force: { type: 'boolean' }, lazy: { type: 'boolean' } },
   positionals: [1, 1],
   async run(ctx, [id], values) {
     const driver = await ctx.driver();
     const mounted = await isMounted(ctx, id!);
     const held = mounted ? Math.max((await ctx.index.get(id!))?.mounts ?? 1, 1) : 0;
     const left = values['force'] === true ? 0 : Math.max(held - 1, 0);
-    if (mounted && left === 0) await driver.put(id!);
+    if (mounted && left === 0) await driver.put(id!, { lazy: values['lazy'] === true });
     await ctx.index.update((layers) => {
       const record = layers[id!];
       if (record === undefined) return;

@@ -117,5 +117,6 @@ function applyOptions(ctx: ApplyContext, opts: ApplyDiffOptions) {
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.allowPrivilegedXattrs !== undefined ? { allowPrivilegedXattrs: opts.allowPrivilegedXattrs } : {}),
+    ...(opts.allowEmpty !== undefined ? { allowEmpty: opts.allowEmpty } : {}),
   };
 }

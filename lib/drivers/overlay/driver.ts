@@ -17,8 +17,8 @@ import { FsMagic } from '../../fs-magic.js';
 import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
 import { KeyedLock, MountCounter } from '../../mount-counter.js';
-import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions } from '../../types.js';
-import { acquireHomeMount, canonicalHome, checkBackingFs, mkdirAllAs, releaseHomeMount, removeLeftovers, supportsOverlay } from './home.js';
+import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
+import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
 import { layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
@@ -54,18 +54,27 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Dr
   const owner = rootPair(uidMaps, gidMaps);
   const absolute = resolve(home);
 
-  // Checked side by side, reported in the seed's order: no overlay before a wrong filesystem.
-  const [overlay, fs] = await Promise.allSettled([supportsOverlay(), checkBackingFs(absolute)]);
+  // Checked side by side, reported in the seed's order (no overlay before a wrong
+  // filesystem), missing privileges before the filesystem (whose check may itself be
+  // refused EACCES without them). Nothing is created until all three pass.
+  const [overlay, privilege, fs] = await Promise.allSettled([supportsOverlay(), checkMountPrivilege(), checkBackingFs(absolute)]);
   if (overlay.status === 'rejected') throw overlay.reason;
+  if (privilege.status === 'rejected') throw privilege.reason;
   if (fs.status === 'rejected') throw fs.reason;
   const backingFs = fs.value;
-  await mkdirAllAs(absolute, 0o700, owner);
-  const real = await canonicalHome(absolute);
-  // Before the bind: a mount a killed process left below a home that is no longer
-  // bound would be hidden under the new bind mount, and its dir impossible to remove.
-  await removeLeftovers(real);
-  await acquireHomeMount(real);
-  return new OverlayDriver(real, uidMaps, gidMaps, owner, backingFs);
+  const created = await mkdirAllAs(absolute, 0o700, owner);
+  try {
+    const real = await canonicalHome(absolute);
+    // Before the bind: a mount a killed process left below a home that is no longer
+    // bound would be hidden under the new bind mount, and its dir impossible to remove.
+    await removeLeftovers(real);
+    await acquireHomeMount(real);
+    return new OverlayDriver(real, uidMaps, gidMaps, owner, backingFs);
+  } catch (err) {
+    // A refused init leaves nothing behind: what it created goes again.
+    await removeCreated(created);
+    throw err;
+  }
 }
 
 export class OverlayDriver implements Driver, OverlayInternals {
@@ -223,16 +232,16 @@ export class OverlayDriver implements Driver, OverlayInternals {
     return merged;
   }
 
-  async put(id: string): Promise<void> {
+  async put(id: string, opts: PutOptions = {}): Promise<void> {
     validateId(id);
     // No layout read first: an image has no mount, so nothing is released for it.
     const dirs = layerDirs(this.home, id);
-    const released = await this.#release(dirs.merged);
+    const released = await this.#release(dirs.merged, opts.lazy === true);
     if (!released && !(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
   }
 
-  async #release(merged: string): Promise<boolean> {
-    const left = await mounts.release(merged, () => native.unmount(merged, 0));
+  async #release(merged: string, lazy = false): Promise<boolean> {
+    const left = await mounts.release(merged, () => native.unmount(merged, lazy ? native.constants.MNT_DETACH : 0));
     const held = this.#held.get(merged) ?? 0;
     if (held > 1) this.#held.set(merged, held - 1);
     else this.#held.delete(merged);

@@ -2,11 +2,11 @@
 // owned by the mapped root, its private bind mount (one per home per process, never
 // stacked), and the sweep of what a killed process left behind.
 import { execFile } from 'node:child_process';
-import { chown, lstat, mkdir, readFile, readdir, realpath, rm } from 'node:fs/promises';
+import { chown, lstat, mkdir, readFile, readdir, realpath, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as native from '../../native.js';
 import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../errors.js';
-import { fsName, incompatibleBackingFs } from '../../fs-magic.js';
+import { fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
 import type { IdPair } from '../../idmap.js';
 import { KeyedLock } from '../../mount-counter.js';
 import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
@@ -31,13 +31,35 @@ export function supportsOverlay(): Promise<void> {
   return overlaySupport;
 }
 
-/** The backing filesystem's name; throws IncompatibleFsError for the ones overlay cannot sit on. */
+/** The backing filesystem's name; throws IncompatibleFsError for the ones overlay cannot sit on (or no store can: /proc, /sys). */
 export async function checkBackingFs(home: string): Promise<string> {
   const existing = await nearestExisting(home);
   const magic = await native.fsMagic(existing);
   const name = fsName(magic);
-  if (incompatibleBackingFs.has(magic)) throw new IncompatibleFsError(name, home);
+  if (incompatibleBackingFs.has(magic) || pseudoFs.has(magic)) throw new IncompatibleFsError(name, home);
   return name;
+}
+
+/** Capabilities by bit number (linux/capability.h): the one every mount needs, and those applying layers needs. */
+const CAPABILITIES = { CAP_SYS_ADMIN: 21, CAP_CHOWN: 0, CAP_FOWNER: 3, CAP_MKNOD: 27 } as const;
+
+/**
+ * Refuses, before anything is created, a process that cannot mount: mount(2) needs
+ * CAP_SYS_ADMIN (in the user namespace that owns the mount namespace), and the
+ * driver's home is a bind mount of itself. Read from /proc/self/status; when that
+ * cannot be read, the mount itself will tell.
+ */
+export async function checkMountPrivilege(): Promise<void> {
+  const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
+  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (hex === undefined) return;
+  const effective = BigInt(`0x${hex}`);
+  const missing = (Object.entries(CAPABILITIES) as Array<[string, number]>).filter(([, bit]) => ((effective >> BigInt(bit)) & 1n) === 0n).map(([name]) => name);
+  if (!missing.includes('CAP_SYS_ADMIN')) return;
+  const uid = process.getuid?.();
+  throw new NotSupportedError(
+    `the overlay driver needs root, or CAP_SYS_ADMIN to mount (and CAP_CHOWN, CAP_FOWNER, CAP_MKNOD to apply layers); this process (uid ${uid ?? '?'}) lacks ${missing.join(', ')}`,
+  );
 }
 
 async function nearestExisting(path: string): Promise<string> {
@@ -51,14 +73,46 @@ async function nearestExisting(path: string): Promise<string> {
   }
 }
 
-/** Creates `dir` and its missing parents with `mode`, owned by `owner` (only what it creates, as idtools.MkdirAllAs). */
-export async function mkdirAllAs(dir: string, mode: number, owner: IdPair): Promise<void> {
-  const first = await mkdir(dir, { recursive: true, mode });
-  if (first === undefined) return;
+/**
+ * Creates `dir` and its missing parents with `mode`, owned by `owner` (only what it
+ * creates, as idtools.MkdirAllAs). Resolves to the directories it created, outermost
+ * first, so a failed init can take them away again. One mkdir per missing level, not
+ * Node's recursive mkdir: that one retries forever where mkdir(2) says ENOENT under
+ * a parent that exists (/proc/x), at 100% CPU.
+ */
+export async function mkdirAllAs(dir: string, mode: number, owner: IdPair): Promise<string[]> {
+  const missing: string[] = [];
   for (let p = dir; ; p = dirname(p)) {
-    await chown(p, owner.uid, owner.gid);
-    if (p === first || p === dirname(p)) break;
+    try {
+      if (!(await stat(p)).isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path: p });
+      break;
+    } catch (err) {
+      if (!isSystemError(err, 'ENOENT') || p === dirname(p)) throw err;
+      missing.unshift(p);
+    }
   }
+  const created: string[] = [];
+  try {
+    for (const p of missing) {
+      try {
+        await mkdir(p, { mode });
+      } catch (err) {
+        if (isSystemError(err, 'EEXIST') && (await stat(p)).isDirectory()) continue; // another process made it meanwhile: not ours
+        throw err;
+      }
+      created.push(p);
+      await chown(p, owner.uid, owner.gid);
+    }
+  } catch (err) {
+    await removeCreated(created);
+    throw err;
+  }
+  return created;
+}
+
+/** Removes directories mkdirAllAs created (innermost first), if they are still empty. */
+export async function removeCreated(created: readonly string[]): Promise<void> {
+  for (const p of [...created].reverse()) await rmdir(p).catch(() => undefined);
 }
 
 interface HomeMount {

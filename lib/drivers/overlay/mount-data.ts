@@ -51,8 +51,9 @@ export function acceptedOptionalOptions(): readonly string[] {
  */
 export async function mountOverlay(home: string, dirs: OverlayDirs, target: string, mountLabel: string | undefined): Promise<void> {
   const start = acceptedOptionCount ?? OPTIONAL_OPTIONS.length;
+  const last = acceptedOptionCount === undefined ? 0 : start;
   let firstError: unknown;
-  for (let n = start; n >= (acceptedOptionCount === undefined ? 0 : start); n--) {
+  for (let n = start; n >= last; n--) {
     try {
       await mountWithData(home, dirs, target, OPTIONAL_OPTIONS.slice(0, n), mountLabel);
       acceptedOptionCount = n;
@@ -61,6 +62,13 @@ export async function mountOverlay(home: string, dirs: OverlayDirs, target: stri
       firstError ??= err;
       if (!isSystemError(err, 'EINVAL')) throw err;
     }
+  }
+  if (isSystemError(firstError, 'EINVAL')) {
+    // As containers/storage does: say which options the kernel refused (the fewest we
+    // tried), keeping the system error's code, errno, syscall and path.
+    const data = overlayMountData(dirs, OPTIONAL_OPTIONS.slice(0, last), mountLabel);
+    const hint = mountLabel === undefined ? '' : ' (is SELinux enabled? a mount label needs it)';
+    firstError.message = `${firstError.message}: the kernel refused the overlay mount options '${data}'${hint}`;
   }
   throw firstError;
 }
