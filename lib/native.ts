@@ -96,6 +96,7 @@ interface Addon {
       uidMaps: number[];
       gidMaps: number[];
       allowPrivilegedXattrs: boolean;
+      threads: number;
       abortFlag: Buffer;
       onDrain: () => void;
       onProgress?: (entries: number, bytes: number) => void;
@@ -663,6 +664,8 @@ export interface ApplyTarJobOptions {
   uidMaps?: readonly IDMap[];
   gidMaps?: readonly IDMap[];
   allowPrivilegedXattrs?: boolean;
+  /** Threads that create and write small files beside the parsing one (0: all on one thread). Default 2. */
+  threads?: number;
   signal?: AbortSignal;
   onProgress?: (progress: CopyProgress) => void;
 }
@@ -701,6 +704,9 @@ export function startApplyTar(root: PathLike, options: ApplyTarJobOptions = {}):
   checkPath(root, 'root');
   const uidMaps = mapTriples(options.uidMaps, 'options.uidMaps');
   const gidMaps = mapTriples(options.gidMaps, 'options.gidMaps');
+  const threads = options.threads ?? 2;
+  checkInt(threads, 'options.threads');
+  if (threads > 64) throw invalidArg('options.threads', 'must be at most 64');
   const job = new NativeJob(options.signal, options.onProgress);
   let wake: (() => void) | undefined;
   let finished = false;
@@ -713,6 +719,7 @@ export function startApplyTar(root: PathLike, options: ApplyTarJobOptions = {}):
     uidMaps,
     gidMaps,
     allowPrivilegedXattrs: options.allowPrivilegedXattrs === true,
+    threads,
     abortFlag: job.abortFlag,
     onDrain,
     ...job.progressOption(),

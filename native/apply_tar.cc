@@ -51,6 +51,7 @@
 #include "chunk_queue.h"
 #include "exports.h"
 #include "fd.h"
+#include "file_writers.h"
 #include "job_worker.h"
 #include "resolve.h"
 #include "tar_reader.h"
@@ -62,6 +63,8 @@ constexpr size_t kNameMax = 255;
 constexpr int kMaxSymlinkHops = 40;  // a missing parent behind dangling symlinks (MAXSYMLINKS)
 constexpr size_t kMaxCachedDirs = 512;
 constexpr uint64_t kProgressNs = 100000000;
+constexpr uint64_t kSmallFile = 1 << 20;  // files up to this go to the writer threads, whole
+constexpr size_t kMaxInflight = 4096;     // files in flight between two Settle()s
 
 struct IdRange {
   uint64_t container, host, size;
@@ -170,9 +173,10 @@ uint64_t NowNs() {
 class ApplyTarWorker : public JobWorker {
  public:
   ApplyTarWorker(Napi::Env env, std::string root, std::shared_ptr<ChunkQueue> queue, std::vector<IdRange> uidMaps, std::vector<IdRange> gidMaps,
-                 bool allowPrivileged, Napi::Function onDrain)
+                 bool allowPrivileged, int threads, Napi::Function onDrain)
       : JobWorker(env),
         rootArg_(std::move(root)),
+        threads_(threads),
         queue_(std::move(queue)),
         uidMaps_(std::move(uidMaps)),
         gidMaps_(std::move(gidMaps)),
@@ -181,9 +185,14 @@ class ApplyTarWorker : public JobWorker {
   }
 
   void Execute() override {
+    writers_ = std::make_unique<FileWriters>(threads_);
     try {
       Run();
     } catch (const ApplyError& e) {
+      // Nothing may still be writing into the root once JS sees the failure (the caller discards the root).
+      std::vector<std::unique_ptr<FileTask>> retry;
+      SysFailure ignored;
+      writers_->Wait(retry, ignored);
       error_ = e;
       if (e.kind == ApplyError::kSys) {
         Fail(e.sys);
@@ -193,6 +202,7 @@ class ApplyTarWorker : public JobWorker {
     } catch (const std::bad_alloc&) {
       Fail(Failure(ENOMEM, "applyTar", rootArg_));
     }
+    writers_.reset();  // joins its threads (all idle by now)
     queue_->Close();
     drain_.Release();
     EndProgress();
@@ -266,6 +276,7 @@ class ApplyTarWorker : public JobWorker {
         }
       }
     }
+    Settle();
     current_.clear();
     // Whatever follows the end of the archive is read, so a piping writer is not cut off.
     input.Drain();
@@ -288,6 +299,7 @@ class ApplyTarWorker : public JobWorker {
     if (!comps_.empty()) {
       const std::string& base = comps_.back();
       if (base == ".wh..wh..opq") {
+        Settle();
         DirPtr dir = Dir(comps_.size() - 1, e, true, 0);
         ClearLower(dir->real);
         return;
@@ -297,11 +309,14 @@ class ApplyTarWorker : public JobWorker {
       if (StartsWith(base, ".wh.")) {
         std::string target = base.substr(4);
         if (target.empty() || target == "." || target == "..") throw ApplyError::Unsafe(e.name, "a whiteout must name a sibling entry");
+        Settle();
         DirPtr dir = Dir(comps_.size() - 1, e, false, 0);
         if (dir) Whiteout(dir->real + "/" + target, dir->real);
         return;
       }
     }
+    // Only regular files overlap (File() decides which); every other entry comes after all of them.
+    if (e.type != '0') Settle();
     if (comps_.empty()) {
       if (e.type != '5') throw ApplyError::Unsafe(e.name, "it would replace the layer root");
       DirMeta(AT_FDCWD, root_, root_, e);
@@ -311,7 +326,7 @@ class ApplyTarWorker : public JobWorker {
     const std::string& name = comps_.back();
     std::string path = parent->real + "/" + name;
     switch (e.type) {
-      case '0': File(*parent, name, path, e); break;
+      case '0': File(parent, name, path, e); break;
       case '5': Directory(*parent, name, path, e); break;
       case '2': Symlink(*parent, name, path, e); break;
       case '1': Hardlink(*parent, name, path, e); break;
@@ -322,8 +337,31 @@ class ApplyTarWorker : public JobWorker {
 
   // ---- entry types ----
 
-  void File(const DirRef& parent, const std::string& name, const std::string& path, const TarEntry& e) {
+  void File(const DirPtr& parentPtr, const std::string& name, const std::string& path, const TarEntry& e) {
+    const DirRef& parent = *parentPtr;
     Meta m = MetaOf(e, true);
+    if (Conflicts(path) || inflight_.size() >= kMaxInflight) Settle();
+    if (writers_->enabled() && e.size <= kSmallFile) {
+      auto task = std::make_unique<FileTask>();
+      task->keepParent = parentPtr;
+      task->parentFd = parent.fd;
+      task->name = name;
+      task->path = path;
+      task->uid = static_cast<uid_t>(m.uid);
+      task->gid = static_cast<gid_t>(m.gid);
+      task->mode = m.mode;
+      task->times[0] = m.times[0];
+      task->times[1] = m.times[1];
+      task->data.reserve(e.size);
+      for (std::string_view chunk = reader_->Body(); !chunk.empty(); chunk = reader_->Body()) task->data.append(chunk);
+      for (const auto& kv : e.xattrs)
+        if (!kv.first.empty() && XattrAllowed(kv.first, allowPrivileged_)) task->xattrs.push_back(kv);
+      NoteChange(parent.real);
+      Track(path);
+      writers_->Submit(std::move(task));
+      bytes_ += e.size;
+      return;
+    }
     int fd = -1;
     Place(parent, name, path, "open", [&] {
       fd = ::openat(parent.fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -453,6 +491,51 @@ class ApplyTarWorker : public JobWorker {
     if (times && ::utimensat(parent.fd, name.c_str(), want.times, AT_SYMLINK_NOFOLLOW) != 0) ThrowSys(errno, "utimensat", path);
     for (const auto* kv : xattrs) {
       if (::lsetxattr(path.c_str(), kv->first.c_str(), kv->second.data(), kv->second.size(), 0) != 0) ThrowSys(errno, "lsetxattr", path);
+    }
+  }
+
+  // ---- files in flight ----
+  //
+  // A file handed to the writers must not meet another entry on its path: none in
+  // flight has the same real path, lies above it or below it (real paths, so a
+  // symlinked alias cannot sneak past), else the ones in flight are settled first.
+
+  bool Conflicts(const std::string& path) const {
+    if (inflight_.empty()) return false;
+    if (inflight_.count(path) != 0 || inflightAbove_.count(path) != 0) return true;
+    for (size_t i = path.rfind('/'); i != std::string::npos && i > 0; i = path.rfind('/', i - 1)) {
+      if (inflight_.count(path.substr(0, i)) != 0) return true;
+    }
+    return false;
+  }
+
+  void Track(const std::string& path) {
+    inflight_.insert(path);
+    for (size_t i = path.rfind('/'); i != std::string::npos && i > 0; i = path.rfind('/', i - 1)) {
+      if (!inflightAbove_.insert(path.substr(0, i)).second) break;  // its own ancestors are there already
+    }
+  }
+
+  // Waits for the files in flight; those whose name was taken are placed now (what was there replaced), in stream order.
+  void Settle() {
+    if (inflight_.empty()) return;
+    std::vector<std::unique_ptr<FileTask>> retry;
+    SysFailure failure;
+    bool ok = writers_->Wait(retry, failure);
+    inflight_.clear();
+    inflightAbove_.clear();
+    if (!ok) throw ApplyError::Sys(failure);
+    for (const auto& t : retry) {
+      auto parent = std::static_pointer_cast<DirRef>(t->keepParent);
+      int fd = -1;
+      Place(*parent, t->name, t->path, "open", [&] {
+        fd = ::openat(parent->fd, t->name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        return fd < 0 ? errno : 0;
+      });
+      Fd owned(fd);
+      const char* syscall = "open";
+      int err = FinishFile(fd, t->data.data(), t->data.size(), *t, syscall);
+      if (err != 0) ThrowSys(err, syscall, t->path);
     }
   }
 
@@ -816,6 +899,10 @@ class ApplyTarWorker : public JobWorker {
   }
 
   std::string rootArg_;
+  int threads_;
+  std::unique_ptr<FileWriters> writers_;
+  std::unordered_set<std::string> inflight_;       // real paths of the files handed to the writers since the last Settle
+  std::unordered_set<std::string> inflightAbove_;  // and every directory above them
   std::shared_ptr<ChunkQueue> queue_;
   std::vector<IdRange> uidMaps_, gidMaps_;
   bool allowPrivileged_;
@@ -856,9 +943,12 @@ Napi::Value ApplyTar(const Napi::CallbackInfo& info) {
   Napi::Object opts = info[1].As<Napi::Object>();
   Napi::Value onDrain = opts.Get("onDrain");
   if (!onDrain.IsFunction()) throw Napi::TypeError::New(env, "\"onDrain\" must be a function");
+  Napi::Value t = opts.Get("threads");
+  int threads = t.IsNumber() ? static_cast<int>(t.As<Napi::Number>().Int32Value()) : 2;
+  if (threads < 0 || threads > 64) throw Napi::TypeError::New(env, "\"threads\" must be 0 to 64");
   auto queue = std::make_shared<ChunkQueue>();
   auto* worker = new ApplyTarWorker(env, std::move(root), queue, MapsArg(env, opts.Get("uidMaps"), "uidMaps"), MapsArg(env, opts.Get("gidMaps"), "gidMaps"),
-                                    opts.Get("allowPrivilegedXattrs").ToBoolean(), onDrain.As<Napi::Function>());
+                                    opts.Get("allowPrivilegedXattrs").ToBoolean(), threads, onDrain.As<Napi::Function>());
   Napi::Value flag = opts.Get("abortFlag");
   if (flag.IsBuffer()) worker->SetAbortFlag(flag.As<Napi::Buffer<uint8_t>>());
   Napi::Value onProgress = opts.Get("onProgress");

@@ -11,6 +11,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace ogd {
 
@@ -28,6 +29,10 @@ class ChunkQueue {
     if (closed_ || ended_) return true;  // nobody takes it any more: dropped
     if (blocks_.empty() || blocks_.back().size() + n > kBlock) {
       blocks_.emplace_back();
+      if (!spare_.empty()) {
+        blocks_.back().swap(spare_.back());
+        spare_.pop_back();
+      }
       blocks_.back().reserve(n > kBlock ? n : kBlock);
     }
     blocks_.back().append(data, n);
@@ -54,10 +59,12 @@ class ChunkQueue {
     std::lock_guard<std::mutex> lock(mutex_);
     closed_ = true;
     blocks_.clear();
+    spare_.clear();
     queued_ = 0;
   }
 
-  // Job thread: the next block into `out` (its old content is dropped). Waits for
+  // Job thread: the next block into `out` (its old content is dropped, its memory
+  // reused: fresh blocks would cost a page fault per 4 KiB). Waits for
   // data, polling `stop` every few milliseconds (the abort flag).
   Pull Next(std::string& out, const std::function<bool()>& stop, const std::function<void()>& onDrain) {
     bool drained = false;
@@ -66,6 +73,11 @@ class ChunkQueue {
       std::unique_lock<std::mutex> lock(mutex_);
       for (;;) {
         if (!blocks_.empty()) {
+          if (out.capacity() >= kBlock && spare_.size() < 4) {
+            out.clear();
+            spare_.push_back(std::move(out));
+            out = std::string();
+          }
           out.swap(blocks_.front());
           blocks_.pop_front();
           queued_ -= out.size();
@@ -106,6 +118,7 @@ class ChunkQueue {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::string> blocks_;
+  std::vector<std::string> spare_;  // consumed blocks, for Push to fill again
   size_t queued_ = 0;
   bool ended_ = false;
   bool failed_ = false;

@@ -13,6 +13,9 @@ import { startApplyTar, type ApplyTarError } from '../native.js';
 import type { ApplyDiffOptions, DiffSource, IDMap } from '../types.js';
 import { displayName } from './path-safety.js';
 
+/** Writer threads of the native apply; OGD_APPLY_THREADS overrides the default (benchmarks compare). */
+const THREADS = process.env.OGD_APPLY_THREADS === undefined ? undefined : Number(process.env.OGD_APPLY_THREADS);
+
 export interface ApplyTarOptions extends ApplyDiffOptions {
   /** Container → host id maps: a tar's uid/gid are container ids. */
   uidMaps?: readonly IDMap[];
@@ -37,6 +40,7 @@ export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOpt
     uidMaps: opts.uidMaps,
     gidMaps: opts.gidMaps,
     allowPrivilegedXattrs: opts.allowPrivilegedXattrs === true,
+    ...(THREADS === undefined ? {} : { threads: THREADS }),
     signal,
     onProgress: opts.onProgress,
   });
