@@ -20,6 +20,8 @@ export interface ApplyTarOptions extends ApplyDiffOptions {
   /** Container → host id maps: a tar's uid/gid are container ids. */
   uidMaps?: readonly IDMap[];
   gidMaps?: readonly IDMap[];
+  /** Writer threads beside the parsing one (default 2, or OGD_APPLY_THREADS); 0: every file on the parsing thread. */
+  threads?: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOpt
     uidMaps: opts.uidMaps,
     gidMaps: opts.gidMaps,
     allowPrivilegedXattrs: opts.allowPrivilegedXattrs === true,
-    ...(THREADS === undefined ? {} : { threads: THREADS }),
+    ...(opts.threads !== undefined ? { threads: opts.threads } : THREADS !== undefined ? { threads: THREADS } : {}),
     signal,
     onProgress: opts.onProgress,
   });
