@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,7 @@ class FileWriters {
  public:
   static constexpr size_t kMaxQueuedBytes = 16 << 20;
   static constexpr size_t kMaxQueuedTasks = 256;
+  static constexpr size_t kBatch = 16;
 
   explicit FileWriters(int threads) {
     for (int i = 0; i < threads; i++) threads_.emplace_back([this] { Loop(); });
@@ -81,18 +83,28 @@ class FileWriters {
   // Queues a task; waits while the queue is full.
   void Submit(std::unique_ptr<FileTask> task) {
     std::unique_lock<std::mutex> lock(mutex_);
-    room_.wait(lock, [this] { return queuedBytes_ < kMaxQueuedBytes && todo_.size() < kMaxQueuedTasks; });
+    if (queuedBytes_ >= kMaxQueuedBytes || todo_.size() >= kMaxQueuedTasks) {
+      work_.notify_all();
+      full_ = true;
+      room_.wait(lock, [this] { return queuedBytes_ < kMaxQueuedBytes && todo_.size() < kMaxQueuedTasks; });
+      full_ = false;
+    }
     queuedBytes_ += task->data.size();
     todo_.push_back(std::move(task));
     pending_++;
-    work_.notify_one();
+    // Wake a writer only when one sleeps and there is a batch's worth (or the parser is about to wait):
+    // one futex per task would cost as much as the handover saves.
+    if (sleepers_ > 0 && (todo_.size() >= kBatch || queuedBytes_ >= kMaxQueuedBytes / 2)) work_.notify_one();
   }
 
   // Waits until every queued task is done. Tasks whose name was taken come back in
   // `retry`; returns false with `failure` set when a task failed (the first failure).
   bool Wait(std::vector<std::unique_ptr<FileTask>>& retry, SysFailure& failure) {
     std::unique_lock<std::mutex> lock(mutex_);
+    if (!todo_.empty()) work_.notify_all();
+    waiting_ = true;
     idle_.wait(lock, [this] { return pending_ == 0; });
+    waiting_ = false;
     retry.swap(retry_);
     retry_.clear();
     if (failed_) {
@@ -105,36 +117,57 @@ class FileWriters {
 
  private:
   void Loop() {
+    std::vector<std::unique_ptr<FileTask>> batch;
     for (;;) {
-      std::unique_ptr<FileTask> task;
       {
         std::unique_lock<std::mutex> lock(mutex_);
+        sleepers_++;
         work_.wait(lock, [this] { return stopping_ || !todo_.empty(); });
+        sleepers_--;
         if (todo_.empty()) return;
-        task = std::move(todo_.front());
-        todo_.pop_front();
-        queuedBytes_ -= task->data.size();
+        // A share of what is queued, so the other writers get theirs.
+        size_t take = std::max<size_t>(1, std::min(kBatch, todo_.size() / threads_.size()));
+        for (size_t i = 0; i < take; i++) {
+          queuedBytes_ -= todo_.front()->data.size();
+          batch.push_back(std::move(todo_.front()));
+          todo_.pop_front();
+        }
+        if (full_) room_.notify_one();
       }
-      room_.notify_one();
+      // Done as a batch too: one lock per batch, not per file.
+      std::vector<std::unique_ptr<FileTask>> taken;
+      SysFailure failure;
+      for (auto& task : batch) {
+        if (Run(*task, failure)) taken.push_back(std::move(task));
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& t : taken) retry_.push_back(std::move(t));
+      if (failure.err != 0 && !failed_) {
+        failed_ = true;
+        failure_ = failure;
+      }
+      pending_ -= batch.size();
+      batch.clear();
+      if (pending_ == 0 && waiting_) idle_.notify_all();
+    }
+  }
+
+  // True when the name was taken (EEXIST): the task goes back to the parser. Records the first failure in `failure`.
+  static bool Run(const FileTask& t, SysFailure& failure) {
+    {
       const char* syscall = "open";
       int err = 0;
       bool taken = false;
-      int fd = ::openat(task->parentFd, task->name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      int fd = ::openat(t.parentFd, t.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (fd < 0) {
         err = errno;
         taken = err == EEXIST;
       } else {
-        err = FinishFile(fd, task->data.data(), task->data.size(), *task, syscall);
+        err = FinishFile(fd, t.data.data(), t.data.size(), t, syscall);
         if (::close(fd) != 0 && err == 0) err = errno, syscall = "close";
       }
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (taken) {
-        retry_.push_back(std::move(task));
-      } else if (err != 0 && !failed_) {
-        failed_ = true;
-        failure_ = Failure(err, syscall, task->path);
-      }
-      if (--pending_ == 0) idle_.notify_all();
+      if (err != 0 && !taken && failure.err == 0) failure = Failure(err, syscall, t.path);
+      return taken;
     }
   }
 
@@ -145,6 +178,9 @@ class FileWriters {
   std::vector<std::unique_ptr<FileTask>> retry_;
   size_t queuedBytes_ = 0;
   size_t pending_ = 0;
+  size_t sleepers_ = 0;  // writers waiting for work
+  bool full_ = false;     // the parser waits for room
+  bool waiting_ = false;  // the parser waits for all to be done
   bool stopping_ = false;
   bool failed_ = false;
   SysFailure failure_;
