@@ -20,7 +20,11 @@
 //   Directories are never shared (a hardlink copy recreates them), so a directory
 //   entry over a directory merges into it.
 // - Streaming. Bodies are written as they arrive, memory stays bounded whatever the
-//   layer's size (ChunkQueue's bound plus one PAX header).
+//   layer's size (ChunkQueue's bound, the writers' 16 MiB, one PAX header).
+// - Order. Small files go to writer threads (file_writers.h) while parsing goes on;
+//   the tree is still the one stream order gives: no two files in flight share a
+//   real path or lie one above the other, every other entry waits for them all,
+//   and a file whose name was taken is placed by this thread afterwards.
 //
 // Directory times are set at the end, after their children; a pre-existing
 // directory that the tar does not mention keeps its times (and all its metadata).
