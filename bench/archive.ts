@@ -1,14 +1,19 @@
 // Layer import and export against the peers, on a real rootfs tar (Debian minbase,
 // ~180 MB) and on a tar of 100k small files:
 //   import: `ogd import` vs GNU `tar -x` vs `containers-storage import-layer`
-//           (its own temp store, overlay driver); every run into an empty store/dir.
+//           (its own temp store, overlay driver); every run into an empty store/dir;
+//           also the gzip of the minbase tar (`tar -xz`, gzip in its own process).
+//           --threads-ab adds `ogd import` with OGD_APPLY_THREADS=0 (every file
+//           on the parsing thread) to show what the writer threads bring;
+//           --strace runs each importer once under `strace -f -c` and reports
+//           its syscalls, futex and epoll waits (the JS ⇄ pool crossings).
 //   export: `ogd diff` vs `containers-storage diff` of the same imported base layer,
 //           written to /dev/null.
 // Every timed run is a fresh process (bench/lib.ts), contenders interleaved A B A B,
 // medians of `runs` runs. Fairness: each tool reads the same cached tar; tar -x does
 // the least work (no layer store, no metadata, no staging), containers-storage the
 // most like ours. Peers missing from PATH are left out, with a line saying so.
-//   node dist/bench/archive.js [--runs N] [--only import|export]
+//   node dist/bench/archive.js [--runs N] [--only import|export] [--threads-ab] [--strace]
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -20,7 +25,8 @@ import { compare, defaultRuns, ensureSyntheticTree, formatTable, type Contender,
 const sh = promisify(execFile);
 const cache = process.env.OGD_ROOTFS_CACHE ?? '/var/cache/ogd';
 // On the rootfs cache's filesystem, which overlayfs can use as upper layer.
-const scratch = join(cache, 'bench-archive');
+// Per process: other benchmark runs may share the cache.
+const scratch = join(cache, `bench-archive-${process.pid}`);
 const inputs = join(cache, 'bench-archive-inputs');
 const cli = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
 
@@ -28,6 +34,10 @@ export interface ArchiveBenchOptions {
   runs?: number;
   /** Measure only this half (the export half still imports each input once, untimed). */
   only?: 'import' | 'export';
+  /** Also time ogd import with all files written on the parsing thread (OGD_APPLY_THREADS=0). */
+  threadsAb?: boolean;
+  /** Count each importer's syscalls once (strace -f -c). */
+  strace?: boolean;
   log?: (line: string) => void;
 }
 
@@ -48,23 +58,32 @@ async function wipe(dir: string): Promise<void> {
 }
 
 /** The input tars, made once with GNU tar and kept: numeric owners, xattrs, sorted names. */
-async function ensureInputs(log: (l: string) => void): Promise<Array<{ name: string; tar: string }>> {
+async function ensureInputs(log: (l: string) => void): Promise<Array<{ name: string; tar: string; gzip?: boolean }>> {
   await mkdir(inputs, { recursive: true });
-  const out: Array<{ name: string; tar: string }> = [];
+  const out: Array<{ name: string; tar: string; gzip?: boolean }> = [];
   const make = async (name: string, tree: string, file: string) => {
     const tar = join(inputs, file);
     if (!existsSync(tar)) {
       log(`making ${tar} from ${tree}`);
       // Exit status 1 is "a file changed as we read it": other benchmarks hardlink these trees, which moves ctimes.
-      await sh('sh', ['-c', 'tar --numeric-owner --xattrs --xattrs-include="*" --sort=name --warning=no-file-changed -C "$1" -cf "$2" . || [ $? -eq 1 ]', 'sh', tree, `${tar}.partial`]);
-      await sh('mv', [`${tar}.partial`, tar]);
+      await sh('sh', ['-c', 'tar --numeric-owner --xattrs --xattrs-include="*" --sort=name --warning=no-file-changed -C "$1" -cf "$2" . || [ $? -eq 1 ]', 'sh', tree, `${tar}.partial-${process.pid}`]);
+      await sh('mv', [`${tar}.partial-${process.pid}`, tar]);
     }
     const { size } = await stat(tar);
     out.push({ name: `${name} (${Math.round(size / 1e6)} MB tar)`, tar });
   };
   const minbase = join(cache, 'debian-minbase');
-  if (existsSync(join(minbase, 'etc', 'debian_version'))) await make('debian minbase', minbase, 'debian-minbase.tar');
-  else log(`no ${minbase}: the rootfs case is not measured`);
+  if (existsSync(join(minbase, 'etc', 'debian_version'))) {
+    await make('debian minbase', minbase, 'debian-minbase.tar');
+    const gz = join(inputs, 'debian-minbase.tar.gz');
+    if (!existsSync(gz)) {
+      log(`making ${gz}`);
+      await sh('sh', ['-c', 'gzip -c "$1" > "$2.partial-$$" && mv "$2.partial-$$" "$2"', 'sh', join(inputs, 'debian-minbase.tar'), gz]);
+    }
+    out.push({ name: `debian minbase, gzip (${Math.round((await stat(gz)).size / 1e6)} MB .tar.gz)`, tar: gz, gzip: true });
+  } else {
+    log(`no ${minbase}: the rootfs case is not measured`);
+  }
   await make('100k small files', await ensureSyntheticTree(join(cache, 'bench-synthetic-100k'), { files: 100_000 }), 'synthetic-100k.tar');
   return out;
 }
@@ -89,26 +108,42 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
       const csArgs = ['--graph', csGraph, '--run', csRun, '--storage-driver', 'overlay'];
       const importers: Contender[] = [
         { name: 'ogd import', command: process.execPath, args: [cli, '--home', home, 'import', 'layer', input.tar] },
-        { name: 'tar -x (GNU)', command: 'tar', args: ['-x', '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir] },
+        {
+          name: input.gzip ? 'tar -xz (GNU)' : 'tar -x (GNU)',
+          command: 'tar',
+          args: ['-x', ...(input.gzip ? ['-z'] : []), '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir],
+        },
       ];
       if (haveCs) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
+      if (opts.threadsAb) {
+        importers.push({ name: 'ogd import, 1 thread', command: 'env', args: ['OGD_APPLY_THREADS=0', process.execPath, cli, '--home', home, 'import', 'layer', input.tar] });
+      }
+      const prepareImport = async () => {
+        await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
+        await mkdir(tarDir);
+      };
+      if (opts.strace && opts.only !== 'export' && onPath('strace')) {
+        for (const k of importers) {
+          await prepareImport();
+          const out = join(scratch, 'strace.txt');
+          await sh('strace', ['-f', '-c', '-o', out, k.command, ...k.args], { maxBuffer: 64 << 20 });
+          log(`  strace · ${input.name} · ${k.name}: ${summarizeStrace(await readFile(out, 'utf8'))}`);
+        }
+      }
       if (opts.only !== 'export') rows.push(
         ...(await compare(
           {
             name: `import · ${input.name}`,
             contenders: importers,
             runs,
-            prepare: async () => {
-              await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
-              await mkdir(tarDir);
-            },
+            prepare: prepareImport,
           },
           log,
         )),
       );
 
       // --- export the same base layer, once imported by each store
-      if (opts.only === 'import') {
+      if (opts.only === 'import' || input.gzip) {
         await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
         continue;
       }
@@ -129,6 +164,17 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
   return rows;
 }
 
+/** "N syscalls, F futex, E epoll_pwait" from a `strace -c` table. */
+function summarizeStrace(table: string): string {
+  const calls = (name: string): number => {
+    const line = table.split('\n').find((l) => l.trim().split(/\s+/).at(-1) === name);
+    if (line === undefined) return 0;
+    const cols = line.trim().split(/\s+/);
+    return Number(cols[3]);
+  };
+  return `${calls('total')} syscalls, ${calls('futex')} futex, ${calls('epoll_pwait') + calls('epoll_wait')} epoll waits, ${calls('openat')} openat`;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const arg = (name: string): string | undefined => {
     const at = process.argv.indexOf(name);
@@ -137,5 +183,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const runs = arg('--runs');
   const only = arg('--only');
   if (only !== undefined && only !== 'import' && only !== 'export') throw new Error('--only takes import or export');
-  await run({ ...(runs !== undefined ? { runs: Number(runs) } : {}), ...(only !== undefined ? { only } : {}) });
+  await run({
+    ...(runs !== undefined ? { runs: Number(runs) } : {}),
+    ...(only !== undefined ? { only } : {}),
+    threadsAb: process.argv.includes('--threads-ab'),
+    strace: process.argv.includes('--strace'),
+  });
 }

@@ -82,7 +82,6 @@ interface Addon {
     dst: PathLike,
     options: { hardlink: boolean; threads: number; abortFlag: Buffer; onProgress?: (entries: number, bytes: number) => void },
   ): Promise<CopyStats>;
-  writeNewFile(path: PathLike, data: Buffer, ...meta: MetaArgs): Promise<void>;
   setMeta(path: PathLike, ...meta: MetaArgs): Promise<void>;
   scanTree(root: PathLike, procXattrs?: boolean): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer }>;
   readFiles(root: PathLike, paths: Buffer, sizes: number[], frames?: Buffer, frameLengths?: number[], fd?: number): Promise<{ data: Buffer; shrunk: number; written?: number }>;
@@ -97,13 +96,27 @@ interface Addon {
     options: { abortFlag: Buffer; onProgress?: (entries: number, bytes: number) => void },
   ): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer; kinds: Buffer; opaque: Buffer; linkKeys: ArrayBuffer; linkNames: Buffer; entries: number }>;
   removeTree(path: PathLike): Promise<{ removed: number }>;
+  applyTar(
+    root: PathLike,
+    options: {
+      uidMaps: number[];
+      gidMaps: number[];
+      allowPrivilegedXattrs: boolean;
+      threads: number;
+      abortFlag: Buffer;
+      onDrain: () => void;
+      onProgress?: (entries: number, bytes: number) => void;
+    },
+  ): { done: Promise<{ entries: number; bytes: number }>; feeder: unknown };
+  applyTarPush(feeder: unknown, chunk: Uint8Array): boolean;
+  applyTarEnd(feeder: unknown, failed: boolean): void;
   constants: NativeConstants;
 }
 
 /** uid, gid (-1: keep), mode (-1: keep), atime s/ns, mtime s/ns (a negative ns: keep the times). */
 type MetaArgs = [uid: number, gid: number, mode: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number];
 
-/** Owner, mode and times for writeNewFile/setMeta; a field left out is left as it is. */
+/** Owner, mode and times for setMeta; a field left out is left as it is. */
 export interface EntryMeta {
   uid?: number;
   gid?: number;
@@ -414,17 +427,6 @@ function metaArgs(meta: EntryMeta): MetaArgs {
   }
   const times = a !== undefined && m !== undefined;
   return [ids ? meta.uid! : -1, ids ? meta.gid! : -1, meta.mode ?? -1, a?.sec ?? 0, times ? a.nsec : -1, m?.sec ?? 0, times ? m.nsec : -1];
-}
-
-/**
- * Creates a new regular file (EEXIST if anything is at `path`; a final symlink is not
- * followed), writes `data`, then sets owner, mode and times (nanoseconds), all in one
- * thread-pool trip: a layer apply's small file in one call.
- */
-export function writeNewFile(path: PathLike, data: Buffer, meta: EntryMeta = {}): Promise<void> {
-  checkPath(path, 'path');
-  if (!Buffer.isBuffer(data)) throw invalidArg('data', 'must be a Buffer');
-  return withStack(addon.writeNewFile(path, data, ...metaArgs(meta)));
 }
 
 /** lchown, chmod (only when meta.mode is given: never for symlinks, chmod follows them) and utimensat(AT_SYMLINK_NOFOLLOW), in one trip. */
@@ -757,4 +759,83 @@ async function runPack(root: PathLike, fd: number, uidMaps: number[], gidMaps: n
   job.throwProgressError();
   onProgress?.({ entries: result.entries, bytes: result.bytes });
   return result;
+}
+
+export interface ApplyTarJobOptions {
+  /** Container → host id maps: a tar's uid/gid are container ids. */
+  uidMaps?: readonly IDMap[];
+  gidMaps?: readonly IDMap[];
+  allowPrivilegedXattrs?: boolean;
+  /** Threads that create and write small files beside the parsing one (0: all on one thread). Default 2. */
+  threads?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: CopyProgress) => void;
+}
+
+/**
+ * How applyTar's native job stops when no syscall failed: `applyError` says why
+ * ('invalid' archive, 'unsafe' entry, 'aborted', or 'source': the input failed),
+ * `entry` names the entry (raw bytes), `reason` in words. A system error carries
+ * `entry` too when it happened on one.
+ */
+export interface ApplyTarError extends Error {
+  code: string;
+  applyError?: 'invalid' | 'unsafe' | 'aborted' | 'source';
+  entry?: Buffer;
+  reason?: string;
+}
+
+/**
+ * A layer apply running as one native job (native/apply_tar.cc): `push` hands it the
+ * tar's bytes in order (false: wait for `drained` before pushing more), `end` says
+ * the input is over (failed: the source failed), `done` settles with the entries
+ * and content bytes applied. The job polls the signal between entries and while
+ * it waits for input.
+ */
+export interface ApplyTarJob {
+  done: Promise<{ entries: number; bytes: number }>;
+  push(chunk: Uint8Array): boolean;
+  /** Resolves once the job has taken the queue down (or has finished). */
+  drained(): Promise<void>;
+  end(failed: boolean): void;
+  /** Throws what the progress callback threw, if it did. */
+  throwProgressError(): void;
+}
+
+export function startApplyTar(root: PathLike, options: ApplyTarJobOptions = {}): ApplyTarJob {
+  checkPath(root, 'root');
+  const uidMaps = mapTriples(options.uidMaps, 'options.uidMaps');
+  const gidMaps = mapTriples(options.gidMaps, 'options.gidMaps');
+  const threads = options.threads ?? 2;
+  checkInt(threads, 'options.threads');
+  if (threads > 64) throw invalidArg('options.threads', 'must be at most 64');
+  const job = new NativeJob(options.signal, options.onProgress);
+  let wake: (() => void) | undefined;
+  let finished = false;
+  const onDrain = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const { done, feeder } = addon.applyTar(root, {
+    uidMaps,
+    gidMaps,
+    allowPrivilegedXattrs: options.allowPrivilegedXattrs === true,
+    threads,
+    abortFlag: job.abortFlag,
+    onDrain,
+    ...job.progressOption(),
+  });
+  const settled = withStack(done).finally(() => {
+    finished = true;
+    job.settle();
+    onDrain();
+  });
+  return {
+    done: settled,
+    push: (chunk) => addon.applyTarPush(feeder, chunk),
+    drained: () => (finished ? Promise.resolve() : new Promise<void>((resolve) => (wake = resolve))),
+    end: (failed) => addon.applyTarEnd(feeder, failed),
+    throwProgressError: () => job.throwProgressError(),
+  };
 }

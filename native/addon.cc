@@ -47,13 +47,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resolveInRoot", Napi::Function::New(env, ResolveInRoot, "resolveInRoot"));
   exports.Set("rename2", Napi::Function::New(env, Rename2, "rename2"));
   exports.Set("copyTree", Napi::Function::New(env, CopyTree, "copyTree"));
-  exports.Set("writeNewFile", Napi::Function::New(env, WriteNewFile, "writeNewFile"));
   exports.Set("setMeta", Napi::Function::New(env, SetMeta, "setMeta"));
   exports.Set("scanTree", Napi::Function::New(env, ScanTree, "scanTree"));
   exports.Set("readFiles", Napi::Function::New(env, ReadFiles, "readFiles"));
   exports.Set("packTree", Napi::Function::New(env, PackTree, "packTree"));
   exports.Set("compareTrees", Napi::Function::New(env, CompareTrees, "compareTrees"));
   exports.Set("removeTree", Napi::Function::New(env, RemoveTree, "removeTree"));
+  exports.Set("applyTar", Napi::Function::New(env, ApplyTar, "applyTar"));
+  exports.Set("applyTarPush", Napi::Function::New(env, ApplyTarPush, "applyTarPush"));
+  exports.Set("applyTarEnd", Napi::Function::New(env, ApplyTarEnd, "applyTarEnd"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -13,11 +13,13 @@ Napi::Value RemoveXattr(const Napi::CallbackInfo& info);  // xattr.cc
 Napi::Value ResolveInRoot(const Napi::CallbackInfo& info);  // resolve.cc
 Napi::Value Rename2(const Napi::CallbackInfo& info);      // rename.cc
 Napi::Value CopyTree(const Napi::CallbackInfo& info);     // copy_tree.cc
-Napi::Value WriteNewFile(const Napi::CallbackInfo& info);  // apply_entry.cc
-Napi::Value SetMeta(const Napi::CallbackInfo& info);      // apply_entry.cc
+Napi::Value SetMeta(const Napi::CallbackInfo& info);      // set_meta.cc
 Napi::Value ScanTree(const Napi::CallbackInfo& info);     // scan_tree.cc
 Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // read_files.cc
 Napi::Value PackTree(const Napi::CallbackInfo& info);     // pack_tree.cc
 Napi::Value CompareTrees(const Napi::CallbackInfo& info);  // compare_trees.cc
 Napi::Value RemoveTree(const Napi::CallbackInfo& info);   // remove_tree.cc
+Napi::Value ApplyTar(const Napi::CallbackInfo& info);      // apply_tar.cc
+Napi::Value ApplyTarPush(const Napi::CallbackInfo& info);  // apply_tar.cc
+Napi::Value ApplyTarEnd(const Napi::CallbackInfo& info);   // apply_tar.cc
 }  // namespace ogd

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "args.h"
+#include "resolve.h"
 #include "exports.h"
 #include "worker.h"
 
@@ -41,7 +42,8 @@ void SplitPath(const std::string& path, std::deque<std::string>& out, bool atFro
   out.insert(atFront ? out.begin() : out.end(), parts.begin(), parts.end());
 }
 
-// The userspace RESOLVE_IN_ROOT walk. Returns an O_PATH fd, or -1 with errno set.
+}  // namespace
+
 int WalkInRoot(int rootFd, const std::string& rel, bool followLast) {
   struct stat rootSt;
   if (::fstat(rootFd, &rootSt) != 0) return -1;
@@ -99,6 +101,8 @@ int WalkInRoot(int rootFd, const std::string& rel, bool followLast) {
   for (int fd : stack) ::close(fd);
   return result;
 }
+
+namespace {
 
 class ResolveWorker : public PromiseWorker {
  public:

@@ -1,0 +1,130 @@
+// The bytes of a stream handed from the JS thread to a native job: JS pushes the
+// chunks it reads (a file's, gunzip's), the job's thread takes them in order. Small
+// chunks are gathered into blocks of up to kBlock, so the job wakes once per block,
+// not per chunk. Bounded: Push says "stop" above kHigh bytes queued, and the job
+// calls onDrain once it has taken the queue down to kLow (JS then pushes again).
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ogd {
+
+class ChunkQueue {
+ public:
+  static constexpr size_t kBlock = 1 << 20;
+  static constexpr size_t kHigh = 8 << 20;
+  static constexpr size_t kLow = 2 << 20;
+
+  enum class Pull { kData, kEnd, kFailed, kStopped };
+
+  // JS thread. False when the producer should wait for onDrain before pushing again.
+  bool Push(const char* data, size_t n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_ || ended_) return true;  // nobody takes it any more: dropped
+    if (blocks_.empty() || blocks_.back().size() + n > kBlock) {
+      blocks_.emplace_back();
+      if (!spare_.empty()) {
+        blocks_.back().swap(spare_.back());
+        spare_.pop_back();
+      }
+      blocks_.back().reserve(n > kBlock ? n : kBlock);
+    }
+    blocks_.back().append(data, n);
+    queued_ += n;
+    if (consumerWaiting_) cv_.notify_one();
+    if (queued_ >= kHigh) {
+      producerWaiting_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  // JS thread: no more input; `failed` when the source failed rather than ended.
+  void End(bool failed) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ended_) return;
+    ended_ = true;
+    failed_ = failed;
+    cv_.notify_one();
+  }
+
+  // Job thread, once it is done: what JS pushes from now on is dropped.
+  void Close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    blocks_.clear();
+    spare_.clear();
+    queued_ = 0;
+  }
+
+  // Job thread: the next block into `out` (its old content is dropped, its memory
+  // reused: fresh blocks would cost a page fault per 4 KiB). Waits for
+  // data, polling `stop` every few milliseconds (the abort flag).
+  Pull Next(std::string& out, const std::function<bool()>& stop, const std::function<void()>& onDrain) {
+    bool drained = false;
+    Pull result;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      for (;;) {
+        if (!blocks_.empty()) {
+          if (out.capacity() >= kBlock && spare_.size() < 4) {
+            out.clear();
+            spare_.push_back(std::move(out));
+            out = std::string();
+          }
+          out.swap(blocks_.front());
+          blocks_.pop_front();
+          queued_ -= out.size();
+          if (producerWaiting_ && queued_ <= kLow) {
+            producerWaiting_ = false;
+            drained = true;
+          }
+          result = Pull::kData;
+          break;
+        }
+        if (ended_) {
+          result = failed_ ? Pull::kFailed : Pull::kEnd;
+          break;
+        }
+        if (stop()) {
+          result = Pull::kStopped;
+          break;
+        }
+        if (producerWaiting_) {  // cannot happen with an empty queue, but never leave JS waiting
+          producerWaiting_ = false;
+          drained = true;
+          lock.unlock();
+          onDrain();
+          lock.lock();
+          drained = false;
+          continue;
+        }
+        consumerWaiting_ = true;
+        cv_.wait_for(lock, std::chrono::milliseconds(10));
+        consumerWaiting_ = false;
+      }
+    }
+    if (drained) onDrain();
+    return result;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::string> blocks_;
+  std::vector<std::string> spare_;  // consumed blocks, for Push to fill again
+  size_t queued_ = 0;
+  bool ended_ = false;
+  bool failed_ = false;
+  bool closed_ = false;
+  bool consumerWaiting_ = false;
+  bool producerWaiting_ = false;
+};
+
+}  // namespace ogd
