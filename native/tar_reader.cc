@@ -55,6 +55,19 @@ uint64_t Number(const unsigned char* b, size_t off, size_t len, const char* fiel
   return v;
 }
 
+// A field that may be negative (an mtime before 1970): GNU tar and Go write it in
+// base-256 two's complement, 0xff first.
+int64_t SignedNumber(const unsigned char* b, size_t off, size_t len, const char* field, uint64_t at) {
+  if (b[off] != 0xff) return static_cast<int64_t>(Number(b, off, len, field, at));
+  uint64_t v = 0;  // the complement's magnitude: -(v + 1)
+  for (size_t i = 1; i < len; i++) {
+    if (v > (kMaxSafe >> 8)) throw BadHeader(at, std::string(field) + " too large");
+    v = v * 256 + (0xff - b[off + i]);
+  }
+  if (v > kMaxSafe) throw BadHeader(at, std::string(field) + " too large");
+  return -static_cast<int64_t>(v) - 1;
+}
+
 void VerifyChecksum(const unsigned char* b, uint64_t at) {
   int64_t unsignedSum = 8 * 0x20, signedSum = 8 * 0x20;
   for (size_t i = 0; i < kBlock; i++) {
@@ -73,6 +86,11 @@ bool AllDigits(std::string_view s, size_t maxLen) {
   for (char c : s)
     if (c < '0' || c > '9') return false;
   return true;
+}
+
+// PAX keys that override a header field.
+bool IsOverride(const std::string& key) {
+  return key == "path" || key == "linkpath" || key == "size" || key == "uid" || key == "gid" || key == "mtime" || key == "atime";
 }
 
 uint64_t PaxInt(std::string_view v, const std::string& key, uint64_t at) {
@@ -270,6 +288,7 @@ bool TarReader::Next(TarEntry& e) {
     }
 
     const char* h = reinterpret_cast<const char*>(b);
+    bool v7 = memcmp(h + 257, "ustar", 5) != 0;
     e.name = CString(h, 100);
     if (memcmp(h + 257, "ustar\0", 6) == 0 && h[345] != 0) e.name = CString(h + 345, 155) + "/" + e.name;
     e.linkname = CString(h + 157, 100);
@@ -280,17 +299,17 @@ bool TarReader::Next(TarEntry& e) {
     e.mode = static_cast<uint32_t>(Number(b, 100, 8, "mode", start) & 07777);
     e.uid = Number(b, 108, 8, "uid", start);
     e.gid = Number(b, 116, 8, "gid", start);
-    e.mtime.tv_sec = static_cast<time_t>(Number(b, 136, 12, "mtime", start));
+    e.mtime.tv_sec = static_cast<time_t>(SignedNumber(b, 136, 12, "mtime", start));
     e.mtime.tv_nsec = 0;
     e.hasAtime = false;
     e.atime = {};
     e.xattrs.clear();
-    bool paxPath = false;
     for (auto& [key, value] : pax) {
+      // An empty value deletes the override (POSIX): the header's field stands, as Go reads it.
+      if (value.empty() && IsOverride(key)) continue;
       if (key == "path" || key == "linkpath") {
         if (value.find('\0') != std::string::npos) throw BadPax(headerAt, key + " contains a NUL byte");
         (key == "path" ? e.name : e.linkname) = value;
-        if (key == "path") paxPath = true;
       } else if (key == "size") {
         e.size = PaxInt(value, key, headerAt);
       } else if (key == "uid") {
@@ -312,8 +331,11 @@ bool TarReader::Next(TarEntry& e) {
       case 0:
       case '0':
       case '7':  // contiguous file
-        // Pre-POSIX writers mark a directory only by the trailing slash of its name.
-        e.type = !paxPath && !e.name.empty() && e.name.back() == '/' ? '5' : '0';
+        // Pre-POSIX tars (a NUL flag, or a V7 header without the ustar magic) mark a
+        // directory by a trailing slash on the final name (after GNU L and PAX path,
+        // never the header's field: Go puts only an ASCII remainder there, and a long
+        // name cut at 100 bytes may end in '/'). A POSIX or GNU flag '0' is a file.
+        e.type = (flag == 0 || v7) && !e.name.empty() && e.name.back() == '/' ? '5' : '0';
         break;
       case '1':
       case '2':
