@@ -52,6 +52,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scanTree", Napi::Function::New(env, ScanTree, "scanTree"));
   exports.Set("readFiles", Napi::Function::New(env, ReadFiles, "readFiles"));
   exports.Set("packTree", Napi::Function::New(env, PackTree, "packTree"));
+  exports.Set("ofdTryLock", Napi::Function::New(env, OfdTryLock, "ofdTryLock"));
+  exports.Set("ofdLock", Napi::Function::New(env, OfdLock, "ofdLock"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -18,4 +18,6 @@ Napi::Value SetMeta(const Napi::CallbackInfo& info);      // apply_entry.cc
 Napi::Value ScanTree(const Napi::CallbackInfo& info);     // scan_tree.cc
 Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // read_files.cc
 Napi::Value PackTree(const Napi::CallbackInfo& info);     // pack_tree.cc
+Napi::Value OfdTryLock(const Napi::CallbackInfo& info);   // ofd_lock.cc
+Napi::Value OfdLock(const Napi::CallbackInfo& info);      // ofd_lock.cc
 }  // namespace ogd

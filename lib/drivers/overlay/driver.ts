@@ -22,6 +22,7 @@ import { acquireHomeMount, canonicalHome, checkBackingFs, mkdirAllAs, releaseHom
 import type { LayerPaths, OverlayInternals } from './internals.js';
 import { layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
+import { mountPointsUnder } from '../../mountinfo.js';
 
 // Applying and exporting load what they need (tar reader, exporter) on first use:
 // a process that only mounts, or only exports, does not pay for the other.
@@ -172,7 +173,7 @@ export class OverlayDriver implements Driver, OverlayInternals {
       if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
       await mounts.withLock(dirs.merged, async (references) => {
         if (references > 0) throw new LayerInUseError(id, `mounted at ${dirs.merged}`);
-        const below = await mountsBelow(dirs.dir);
+        const below = await mountPointsUnder(dirs.dir);
         if (below.length > 0) throw new LayerInUseError(id, `${below[0]} is a mount point`);
         const users = await this.#layersOver(id);
         if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} uses it as its lower layer`);
@@ -311,13 +312,3 @@ export class OverlayDriver implements Driver, OverlayInternals {
   }
 }
 
-/** Mount points at or below `dir` in this process's mount namespace. */
-async function mountsBelow(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m !== undefined)
-    .map((m) => m.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
-    .filter((m) => m === dir || m.startsWith(dir + '/'));
-}

@@ -9,6 +9,7 @@ import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../err
 import { fsName, incompatibleBackingFs } from '../../fs-magic.js';
 import type { IdPair } from '../../idmap.js';
 import { KeyedLock } from '../../mount-counter.js';
+import { mountPointsUnder, readMountInfo } from '../../mountinfo.js';
 import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
 
 let overlaySupport: Promise<void> | undefined;
@@ -115,15 +116,10 @@ export function releaseHomeMount(home: string): Promise<void> {
 // same device as the mount below it; a filesystem mounted on home (a tmpfs, a loop
 // device) does not, and is not ours to unmount.
 async function isSelfBind(home: string): Promise<boolean> {
-  const lines = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' '));
-  const byId = new Map(lines.map((f) => [f[0], f]));
-  const top = lines.filter((f) => f[4] !== undefined && unescape(f[4]) === home).at(-1);
-  const parent = top === undefined ? undefined : byId.get(top[1]);
-  return top !== undefined && parent !== undefined && top[2] === parent[2] && top[3] !== '/';
-}
-
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  const mounts = await readMountInfo();
+  const top = mounts.filter((m) => m.mountPoint === home).at(-1);
+  const parent = top === undefined ? undefined : mounts.find((m) => m.id === top.parentId);
+  return top !== undefined && parent !== undefined && top.device === parent.device && top.root !== '/';
 }
 
 /**
@@ -132,12 +128,7 @@ function unescape(field: string): string {
  * root/, the upper/work/merged/lower-id the finished applyDiff did not get to remove.
  */
 export async function removeLeftovers(home: string): Promise<void> {
-  const mountsBelow = (await readFile('/proc/self/mountinfo', 'utf8'))
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m !== undefined)
-    .map(unescape)
-    .filter((m) => m.startsWith(home + '/'));
+  const mountsBelow = (await mountPointsUnder(home)).filter((m) => m !== home);
   const entries = await readdir(home, { withFileTypes: true });
   await Promise.all(
     entries
