@@ -14,6 +14,8 @@ export interface MountEntry {
   mountPoint: string;
   fsType: string;
   source: string;
+  /** A member of a shared peer group ("shared:N" among the optional fields): mounts below it propagate. */
+  shared: boolean;
 }
 
 function unescapeField(field: string): string {
@@ -36,6 +38,7 @@ export function parseMountInfo(text: string): MountEntry[] {
       mountPoint: unescapeField(f[4]!),
       fsType: f[dash + 1]!,
       source: unescapeField(f[dash + 2]!),
+      shared: f.slice(6, dash).some((o) => o.startsWith('shared:')),
     });
   }
   return entries;
