@@ -60,5 +60,5 @@ export async function holderAlive(h: Holder, cache?: Map<number, string | undefi
 }
 
 export function describeHolder(h: Holder): string {
-  return h.pid === 0 ? 'ogd mount (detached)' : `pid ${h.pid}`;
+  return h.pid === 0 ? 'ogd mount' : `pid ${h.pid}`;
 }

@@ -142,12 +142,16 @@ export class LayerStore implements Store {
   async #withLayers<T>(wanted: Array<[string, 'read' | 'write']>, fn: () => Promise<T>): Promise<T> {
     const byId = new Map<string, 'read' | 'write'>();
     for (const [id, kind] of wanted) if (byId.get(id) !== 'write') byId.set(id, kind);
-    const held: HeldLock[] = [];
+    const held: Array<[string, HeldLock]> = [];
     try {
-      for (const id of [...byId.keys()].sort()) held.push(await lock(this.files.layerLock(id), byId.get(id)!));
+      for (const id of [...byId.keys()].sort()) held.push([id, await lock(this.files.layerLock(id), byId.get(id)!)]);
       return await fn();
     } finally {
-      for (const h of held.reverse()) await h.release();
+      for (const [id, h] of held.reverse()) {
+        // A layer that is gone (removed, or an import undone) takes its lock file with it.
+        if (h.kind === 'write' && (await this.record(id).catch(() => undefined)) === undefined) await h.removeAndRelease();
+        else await h.release();
+      }
     }
   }
 
@@ -240,7 +244,7 @@ export class LayerStore implements Store {
       const children = await this.#children(id);
       if (children.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(children[0])} stands on it; applying a diff would change what it shows`);
       const live = (await this.#reconcile(id)).filter((r) => r.live);
-      if (live.length > 0) throw new LayerInUseError(id, `mounted by ${describeHolder(live[0]!.ref)}`);
+      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
       const tar = digesting(diff);
       const bytes = await this.driver.applyDiff(id, rec.parent, tar.source, applyOpts(opts));
       killPoint('after-rename');
@@ -396,9 +400,9 @@ export class LayerStore implements Store {
     await this.#withLayers([[id, 'write']], async () => {
       const rec = await this.#committed(id);
       const children = await this.#children(id);
-      if (children.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(children[0])} stands on it`);
+      if (children.length > 0) throw new LayerInUseError(id, `it is the parent of ${children.join(', ')}`);
       const live = await this.#reconcile(id);
-      if (live.length > 0) throw new LayerInUseError(id, `mounted by ${describeHolder(live[0]!.ref)}`);
+      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
       // A mount nobody holds (a killed process's) is reclaimed.
       await this.driver.unmountLayer(id);
       rec.incomplete = true;
