@@ -181,3 +181,76 @@ test('ogd check finds planted damage and --repair fixes each', async (t) => {
   assert.deepEqual(ls.map((l) => l.id), ['base', 'c1']);
   await ogdOk(['--home', home, 'cleanup']);
 });
+
+test('an import raced by a remove of the same id either fails or leaves the whole layer', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { dir, home, cli } = await setup(t);
+  const big = join(dir, 'big.tar');
+  await writeFile(big, await pack(Array.from({ length: 1500 }, (_, i) => ({ name: `f${i}`, content: `${i}\n` }))));
+  for (let round = 0; round < 2; round++) {
+    const imp = cli('import', 'k', big);
+    await new Promise((r) => setTimeout(r, 150 + round * 100));
+    const rem = await cli('remove', 'k');
+    const i = await imp;
+    assert.ok(rem.code === 0 || /ERR_OGD_LAYER_NOT_FOUND/.test(rem.stderr), `remove: ${rem.stderr}`);
+    if (i.code === 0 && (await cli('exists', 'k')).code === 0) {
+      assert.equal((await readdir(join(home, 'overlay/k/root'))).length, 1500, 'a layer that lists is whole');
+    }
+    await cli('remove', 'k');
+  }
+  assert.equal((await cli('check')).code, 0);
+  await ogdOk(['--home', home, 'cleanup']);
+});
+
+test('three ogd processes mounting, writing and unmounting one container never lose a mount or leak one', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { home, cli } = await setup(t);
+  const { fsMagic } = await import('../lib/native.js');
+  const { FsMagic } = await import('../lib/fs-magic.js');
+  const problems: string[] = [];
+  const loop = async (who: number) => {
+    for (let i = 0; i < 3; i++) {
+      const m = await cli('mount', 'c1');
+      if (m.code !== 0) {
+        problems.push(`mount: ${m.stderr}`);
+        continue;
+      }
+      const path = m.stdout.trim();
+      if ((await fsMagic(path)) !== FsMagic.overlayfs) problems.push(`${who}/${i}: mount returned an unmounted path`);
+      await writeFile(join(path, `w${who}-${i}`), 'x');
+      const u = await cli('unmount', 'c1');
+      if (u.code !== 0 || /was not mounted/.test(u.stdout)) problems.push(`${who}/${i}: unmount said ${u.stdout}${u.stderr}`);
+    }
+  };
+  await Promise.all([loop(1), loop(2), loop(3)]);
+  assert.deepEqual(problems, []);
+  assert.ok(!(await mountPoints()).includes(join(home, 'overlay/c1/merged')), 'no mount leaked');
+  const changes = (await cli('changes', 'c1')).stdout.trim().split('\n');
+  assert.equal(changes.length, 9, 'every write went into the container layer');
+  await ogdOk(['--home', home, 'cleanup']);
+});
+
+test('a mount whose reference cannot be written is undone', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { home, cli } = await setup(t);
+  // The references' directory replaced by a file: writing the reference fails after the mount.
+  await rm(join(home, 'mounts'), { recursive: true });
+  await writeFile(join(home, 'mounts'), '');
+  const r = await cli('mount', 'c1');
+  assert.equal(r.code, 1);
+  assert.ok(!(await mountPoints()).includes(join(home, 'overlay/c1/merged')), 'not left mounted');
+  await rm(join(home, 'mounts'));
+  await ogdOk(['--home', home, 'cleanup']);
+});
+
+test('a store written by an older ogd (home/layers.json) is converted at its first open', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { home, cli } = await setup(t);
+  // Back to the old layout: records gone, an index in their place.
+  await rm(join(home, 'layers'), { recursive: true });
+  await writeFile(join(home, 'layers.json'), JSON.stringify({ version: 1, layers: { base: { kind: 'image', created: '2026-01-01T00:00:00.000Z', size: 5 }, c1: { kind: 'container', parent: 'base', created: '2026-01-01T00:00:00.000Z', mounts: 2 } } }));
+  const ls = JSON.parse((await cli('--json', 'ls')).stdout) as Array<{ id: string; kind: string; parent: string | null }>;
+  assert.deepEqual(ls.map((l) => [l.id, l.kind, l.parent]), [['base', 'image', null], ['c1', 'container', 'base']]);
+  assert.equal((await cli('check')).code, 0);
+  await ogdOk(['--home', home, 'cleanup']);
+});
