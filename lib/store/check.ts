@@ -10,6 +10,7 @@
 // losing a committed layer's data, except a container whose lower layer is gone (it
 // can never be mounted again), which it removes.
 import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { lock } from '../locks.js';
 import type { HeldLock } from '../locks.js';
 import { isMountPoint } from '../native.js';
@@ -47,11 +48,25 @@ async function removeIncomplete(s: LayerStore, id: string): Promise<void> {
   await s.driver.destroy(id);
   await s.files.remove(s.files.mounts, id);
   await s.files.remove(s.files.layers, id);
+  await s.files.remove(s.files.incomplete, id);
 }
 
 /** What recover() fixes: found without the lock first, so an open with nothing to do takes no write lock. */
-async function debris(s: LayerStore, recs: LayerRecord[]): Promise<Finding[]> {
+async function debris(s: LayerStore, recs: LayerRecord[], full: boolean): Promise<Finding[]> {
   const found: Finding[] = [];
+  for (const id of await readdir(s.files.incomplete)) {
+    if (recs.some((r) => r.id === id)) continue;
+    // A marker without its record: killed before the record was written (nothing else was).
+    found.push({
+      kind: 'leftover',
+      path: join(s.files.incomplete, id),
+      message: `marker of an unfinished layer ${JSON.stringify(id)} that was never recorded`,
+      repair: 'delete it',
+      fix: () => ifIdle(s, id, async () => {
+        if ((await s.record(id)) === undefined) await rm(join(s.files.incomplete, id), { force: true });
+      }).then(() => undefined),
+    });
+  }
   for (const r of recs.filter((r) => r.incomplete === true)) {
     found.push({
       kind: 'incomplete-layer',
@@ -66,7 +81,8 @@ async function debris(s: LayerStore, recs: LayerRecord[]): Promise<Finding[]> {
   for (const path of await s.files.staleTemps()) {
     found.push({ kind: 'leftover', path, message: `temp file ${path} of a process that is gone`, repair: 'delete it', fix: () => rm(path, { force: true }) });
   }
-  for (const path of await s.driver.leftovers()) {
+  // The driver sweeps its own at init; check() reports what appeared since.
+  for (const path of full ? await s.driver.leftovers() : []) {
     found.push({ kind: 'leftover', path, message: `${path} left by an interrupted apply`, repair: 'delete it', fix: () => s.driver.removeLeftovers() });
   }
   // Only layers with references or a mount need a look: an open of a big store stays cheap.
@@ -107,16 +123,24 @@ async function debris(s: LayerStore, recs: LayerRecord[]): Promise<Finding[]> {
 
 export async function recover(s: LayerStore): Promise<void> {
   const migrate = await s.files.readJson(s.home, 'layers.json').catch(() => undefined);
-  if (migrate === undefined && (await debris(s, await s.records())).length === 0) return;
+  // Only the layers that can hold debris are read: those marked incomplete, and those with references or a mount.
+  const candidates = async (): Promise<LayerRecord[]> => {
+    const prefix = s.driver.home + '/';
+    const ids = new Set([...(await readdir(s.files.incomplete)), ...(await readdir(s.files.mounts))]);
+    for (const m of await readMountInfo()) if (m.mountPoint.startsWith(prefix)) ids.add(m.mountPoint.slice(prefix.length).split('/')[0]!);
+    const recs = await Promise.all([...ids].map((id) => s.record(id).catch(() => undefined)));
+    return recs.filter((r): r is LayerRecord => r !== undefined);
+  };
+  if (migrate === undefined && (await debris(s, await candidates(), false)).length === 0) return;
   await underStoreLock(s, async () => {
     await s.migrateV1();
-    for (const f of await debris(s, await s.records())) await f.fix().catch(() => undefined);
+    for (const f of await debris(s, await candidates(), false)) await f.fix().catch(() => undefined);
   });
 }
 
 async function findings(s: LayerStore): Promise<Finding[]> {
   const recs = await s.records();
-  const found = await debris(s, recs);
+  const found = await debris(s, recs, true);
   const byId = new Map(recs.map((r) => [r.id, r]));
   const cache = new Map<number, string | undefined>();
 

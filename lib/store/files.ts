@@ -13,6 +13,9 @@
 //                      unmount of the layer, read while it is read (diff, changes) or
 //                      stood on (create of a child)
 //   home/tmp/          temp files of atomic writes, named <pid>-<random>
+//   home/incomplete/<id>  an empty marker while the layer's record says incomplete (made
+//                      before the record, removed after its commit): an open finds the
+//                      layers to recover without reading every record
 //
 // Lock order: a layer's lock (child before parent), then the store lock; whoever
 // holds the store lock only ever tries a layer's lock without waiting.
@@ -32,8 +35,10 @@ export class StoreFiles {
   readonly mounts: string;
   readonly locks: string;
   readonly tmp: string;
+  readonly incomplete: string;
 
   constructor(home: string) {
+    this.incomplete = join(home, 'incomplete');
     this.home = home;
     this.layers = join(home, 'layers');
     this.mounts = join(home, 'mounts');

@@ -21,7 +21,7 @@
 //   releases only the caller's reference; the last live one unmounts.
 // - Refusals: applyDiff into a layer with children or mounts, remove of a layer with
 //   children or a live holder (named in the error), both ERR_OGD_LAYER_IN_USE.
-import { mkdir, readdir, realpath, rename } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
@@ -30,7 +30,7 @@ import { lock, tryLock, withLock } from '../locks.js';
 import type { HeldLock } from '../locks.js';
 import { readMountInfo } from '../mountinfo.js';
 import { createStoreDriver } from '../drivers/create-driver.js';
-import type { StoreDriver } from '../drivers/store-driver.js';
+import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
 import { digesting } from './digest.js';
 import { StoreFiles } from './files.js';
@@ -69,7 +69,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   await mkdir(resolve(home), { recursive: true, mode: 0o700 });
   const real = await realpath(resolve(home));
   const files = new StoreFiles(real);
-  await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
+  await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
   const driver = await createStoreDriver(driverName, join(real, driverName), {
     ...(opts.uidMaps ? { uidMaps: opts.uidMaps } : {}),
     ...(opts.gidMaps ? { gidMaps: opts.gidMaps } : {}),
@@ -89,6 +89,8 @@ export class LayerStore implements Store {
   readonly driver: StoreDriver;
   readonly #me: Holder;
   #openLock: HeldLock | undefined;
+  /** Layers this store removed (or whose import it undid) under a lock it still holds: their lock files go too. */
+  readonly #gone = new Set<string>();
 
   constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock) {
     this.home = files.home;
@@ -118,11 +120,18 @@ export class LayerStore implements Store {
 
   async writeRecord(rec: LayerRecord): Promise<void> {
     // The store lock's read side: recovery and repair (its write side) see no record appear or go mid-scan.
-    await withLock(this.files.storeLock(), 'read', () => this.files.writeJson(this.files.layers, rec.id, rec, true));
+    await withLock(this.files.storeLock(), 'read', async () => {
+      if (rec.incomplete === true) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
+      await this.files.writeJson(this.files.layers, rec.id, rec, true);
+      if (rec.incomplete !== true) await this.files.remove(this.files.incomplete, rec.id);
+    });
   }
 
   async deleteRecord(id: string): Promise<void> {
-    await withLock(this.files.storeLock(), 'read', () => this.files.remove(this.files.layers, id));
+    await withLock(this.files.storeLock(), 'read', async () => {
+      await this.files.remove(this.files.layers, id);
+      await this.files.remove(this.files.incomplete, id);
+    });
   }
 
   /** Every record, incomplete ones included. */
@@ -149,7 +158,7 @@ export class LayerStore implements Store {
     } finally {
       for (const [id, h] of held.reverse()) {
         // A layer that is gone (removed, or an import undone) takes its lock file with it.
-        if (h.kind === 'write' && (await this.record(id).catch(() => undefined)) === undefined) await h.removeAndRelease();
+        if (h.kind === 'write' && this.#gone.delete(id)) await h.removeAndRelease();
         else await h.release();
       }
     }
@@ -235,6 +244,7 @@ export class LayerStore implements Store {
   async #undoCreate(id: string): Promise<void> {
     await this.driver.destroy(id).catch(() => undefined);
     await this.deleteRecord(id).catch(() => undefined);
+    this.#gone.add(id);
   }
 
   async applyDiff(id: string, diff: DiffSource, opts: ApplyDiffOptions = {}): Promise<LayerRecord> {
@@ -273,9 +283,8 @@ export class LayerStore implements Store {
    * those of a container that is not mounted any more (the kernel wins) and reclaiming
    * dead holders' (written back when anything changed).
    */
-  async #reconcile(id: string): Promise<Array<{ ref: MountRef; live: boolean }>> {
-    const refs = await this.readRefs(id);
-    const disk = await this.driver.inspect(id);
+  async #reconcile(id: string, known?: LayerOnDisk): Promise<Array<{ ref: MountRef; live: boolean }>> {
+    const [refs, disk] = await Promise.all([this.readRefs(id), known ?? this.driver.inspect(id)]);
     const mounted = disk.state === 'container' ? disk.mounted : true;
     const cache = new Map<number, string | undefined>();
     const kept = mounted ? await Promise.all(refs.map(async (ref) => ({ ref, live: await holderAlive(ref, cache) }))) : [];
@@ -294,8 +303,8 @@ export class LayerStore implements Store {
     const holder = opts.detached === true ? DETACHED : this.#me;
     return this.#withLayers([[id, 'write']], async () => {
       const rec = await this.#committed(id);
-      const refs = (await this.#reconcile(id)).map((k) => k.ref);
       const disk = await this.driver.inspect(id);
+      const refs = (await this.#reconcile(id, disk)).map((k) => k.ref);
       let path: string;
       let mountedNow = false;
       if (disk.state === 'container' && !disk.mounted) {
@@ -417,6 +426,7 @@ export class LayerStore implements Store {
       }
       await this.files.remove(this.files.mounts, id);
       await this.deleteRecord(id);
+      this.#gone.add(id);
     });
   }
 
