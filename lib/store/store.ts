@@ -70,12 +70,19 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   const real = await realpath(resolve(home));
   const files = new StoreFiles(real);
   await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
-  const driver = await createStoreDriver(driverName, join(real, driverName), {
-    ...(opts.uidMaps ? { uidMaps: opts.uidMaps } : {}),
-    ...(opts.gidMaps ? { gidMaps: opts.gidMaps } : {}),
-    ...(opts.options ? { options: opts.options } : {}),
-  });
+  // Taken before the driver binds the home: a cleanup() elsewhere then sees this store open and leaves the home's mount.
   const openLock = await lock(files.openLock(), 'read');
+  let driver: StoreDriver;
+  try {
+    driver = await createStoreDriver(driverName, join(real, driverName), {
+      ...(opts.uidMaps ? { uidMaps: opts.uidMaps } : {}),
+      ...(opts.gidMaps ? { gidMaps: opts.gidMaps } : {}),
+      ...(opts.options ? { options: opts.options } : {}),
+    });
+  } catch (err) {
+    await openLock.release();
+    throw err;
+  }
   const me = await thisProcess();
   const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock);
   await store.recover();
