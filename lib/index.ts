@@ -1,5 +1,26 @@
 // The public surface of overlay-graphdriver: nothing else is API.
 export { createDriver } from './drivers/create-driver.js';
+export { openStore } from './store/store.js';
+export type {
+  CheckReport,
+  CleanupOptions,
+  CleanupResult,
+  Layer,
+  LayerKind,
+  LayerRecord,
+  MountHolder,
+  Problem,
+  ProblemKind,
+  RepairReport,
+  Store,
+  StoreCreateOptions,
+  StoreDiffOptions,
+  StoreImportOptions,
+  StoreMountOptions,
+  StoreOptions,
+  StoreUnmountOptions,
+  UnmountResult,
+} from './store/types.js';
 export type {
   ApplyDiffOptions,
   Change,

@@ -2,7 +2,8 @@
 // overlapping async calls: every operation on one mount path runs under that path's
 // lock, so a hundred concurrent get/put pairs mount once and unmount once. As in the
 // Go counter, a path found mounted when first seen counts as one reference (someone
-// else's), and a path found unmounted behind our back drops its stale references.
+// else's, which this process never unmounts), and a path found unmounted behind our
+// back drops its stale references.
 
 /** Runs async functions one at a time per key, in call order. */
 export class KeyedLock {
@@ -31,8 +32,15 @@ export class KeyedLock {
   }
 }
 
+/**
+ * References this process took on each mount path. A mount found in place when a path is
+ * first seen belongs to someone else (another process, or a store's reference): it is
+ * counted as one foreign reference that this counter never releases, so the last put()
+ * here unmounts only a mount this counter made.
+ */
 export class MountCounter {
-  readonly #counts = new Map<string, number>();
+  /** Own references per path, and whether the path was mounted by someone else when first seen. */
+  readonly #counts = new Map<string, { own: number; foreign: boolean }>();
   readonly #lock = new KeyedLock();
   readonly #isMounted: (path: string) => Promise<boolean>;
 
@@ -41,57 +49,58 @@ export class MountCounter {
     this.#isMounted = isMounted;
   }
 
-  /** Runs `fn` while no reference to `path` can be taken or dropped; `fn` gets the current count. */
+  /** Runs `fn` while no reference to `path` can be taken or dropped; `fn` gets the current count (a foreign mount counts one). */
   withLock<T>(path: string, fn: (references: number) => Promise<T>): Promise<T> {
-    return this.#lock.run(path, async () => fn(await this.#sync(path)));
+    return this.#lock.run(path, async () => {
+      const s = await this.#sync(path);
+      return fn(s.own + (s.foreign ? 1 : 0));
+    });
   }
 
-  /** Takes a reference to `path`, calling `mount()` first when there is none. A failed mount takes no reference. */
+  /** Takes a reference to `path`, calling `mount()` first when nothing is mounted there. A failed mount takes no reference. */
   acquire(path: string, mount: () => Promise<void>): Promise<number> {
     return this.#lock.run(path, async () => {
-      const count = await this.#sync(path);
-      if (count === 0) await mount();
-      this.#counts.set(path, count + 1);
-      return count + 1;
+      const s = await this.#sync(path);
+      if (s.own === 0 && !s.foreign) await mount();
+      this.#counts.set(path, { own: s.own + 1, foreign: s.foreign });
+      return s.own + 1;
     });
   }
 
   /**
-   * Drops a reference to `path`, calling `unmount()` when it was the last one, and
-   * returns the references left. Dropping a reference that is not held does nothing
-   * and returns undefined. When the unmount fails the reference is kept (the path is
-   * still mounted) and the error is thrown.
+   * Drops a reference this process took on `path`, calling `unmount()` when it was the
+   * last one and the mount is this counter's own; returns the own references left.
+   * Dropping a reference that is not held does nothing (a foreign mount is never
+   * unmounted) and returns undefined. When the unmount fails the reference is kept.
    */
   release(path: string, unmount: () => Promise<void>): Promise<number | undefined> {
     return this.#lock.run(path, async () => {
-      const count = await this.#sync(path);
-      if (count === 0) return undefined;
-      if (count === 1) await unmount();
-      this.#set(path, count - 1);
-      return count - 1;
+      const s = await this.#sync(path);
+      if (s.own === 0) return undefined;
+      if (s.own === 1 && !s.foreign) await unmount();
+      if (s.own === 1) this.#counts.delete(path);
+      else this.#counts.set(path, { own: s.own - 1, foreign: s.foreign });
+      return s.own - 1;
     });
   }
 
-  /** The references held on `path` right now (after checking the mount is still there). */
+  /** The references on `path` right now (after checking the mount is still there); a foreign mount counts one. */
   references(path: string): Promise<number> {
-    return this.#lock.run(path, () => this.#sync(path));
+    return this.#lock.run(path, async () => {
+      const s = await this.#sync(path);
+      return s.own + (s.foreign ? 1 : 0);
+    });
   }
 
-  // Reconciles the count with the mount table: adopt an unknown mount as one reference,
-  // forget references to a mount that someone else removed.
-  async #sync(path: string): Promise<number> {
+  // Reconciles with the mount table: a mount not made here is foreign; references to a
+  // mount that someone else removed are forgotten.
+  async #sync(path: string): Promise<{ own: number; foreign: boolean }> {
     const known = this.#counts.get(path);
     const mounted = await this.#isMounted(path);
-    if (known === undefined) return mounted ? 1 : 0;
     if (!mounted) {
       this.#counts.delete(path);
-      return 0;
+      return { own: 0, foreign: false };
     }
-    return known;
-  }
-
-  #set(path: string, count: number): void {
-    if (count === 0) this.#counts.delete(path);
-    else this.#counts.set(path, count);
+    return known ?? { own: 0, foreign: true };
   }
 }

@@ -11,6 +11,9 @@ import type { IDMap } from './types.js';
 
 export type PathLike = string | Buffer;
 
+/** An OFD lock's mode: shared ('read') or exclusive ('write'). */
+export type LockKind = 'read' | 'write';
+
 /**
  * Counts of what a copy created, by type (the root directory counts as one entry),
  * and the bytes of file content it copied. Entries hardlinked instead of copied add no
@@ -110,6 +113,8 @@ interface Addon {
   ): { done: Promise<{ entries: number; bytes: number }>; feeder: unknown };
   applyTarPush(feeder: unknown, chunk: Uint8Array): boolean;
   applyTarEnd(feeder: unknown, failed: boolean): void;
+  ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean;
+  ofdLock(fd: number, kind: LockKind): Promise<void>;
   constants: NativeConstants;
 }
 
@@ -204,6 +209,21 @@ export function unmount(target: PathLike, flags = 0): Promise<void> {
   return withStack(addon.unmount(target, flags));
 }
 
+/**
+ * Takes (or with 'unlock' drops) an OFD lock on the whole file open as `fd`, without
+ * waiting: false when another open file description holds a conflicting lock.
+ */
+export function ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean {
+  checkInt(fd, 'fd');
+  return addon.ofdTryLock(fd, kind);
+}
+
+/** Waits for an OFD lock on the whole file open as `fd` (the wait runs on its own thread). */
+export function ofdLock(fd: number, kind: LockKind): Promise<void> {
+  checkInt(fd, 'fd');
+  return withStack(addon.ofdLock(fd, kind));
+}
+
 /** Bind-mounts a directory onto itself (if it is not a mount point already) and makes it private. */
 export async function makePrivateMount(dir: string): Promise<void> {
   if (!(await isMountPoint(dir))) await mount(dir, dir, '', constants.MS_BIND);
@@ -212,19 +232,9 @@ export async function makePrivateMount(dir: string): Promise<void> {
 
 /** True when `dir` is the root of a mount in this process's mount namespace. */
 export async function isMountPoint(dir: string): Promise<boolean> {
-  const { readFile, realpath } = await import('node:fs/promises');
+  const [{ realpath }, { readMountInfo }] = await Promise.all([import('node:fs/promises'), import('./mountinfo.js')]);
   const target = await realpath(dir);
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  for (const line of info.split('\n')) {
-    const mountPoint = line.split(' ')[4];
-    if (mountPoint !== undefined && unescapeMountinfo(mountPoint) === target) return true;
-  }
-  return false;
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo octal.
-function unescapeMountinfo(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  return (await readMountInfo()).some((m) => m.mountPoint === target);
 }
 
 /** The statfs(2) f_type of the filesystem holding `path` (see lib/fs-magic.ts for names). */

@@ -56,6 +56,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("applyTar", Napi::Function::New(env, ApplyTar, "applyTar"));
   exports.Set("applyTarPush", Napi::Function::New(env, ApplyTarPush, "applyTarPush"));
   exports.Set("applyTarEnd", Napi::Function::New(env, ApplyTarEnd, "applyTarEnd"));
+  exports.Set("ofdTryLock", Napi::Function::New(env, OfdTryLock, "ofdTryLock"));
+  exports.Set("ofdLock", Napi::Function::New(env, OfdLock, "ofdLock"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -22,4 +22,6 @@ Napi::Value RemoveTree(const Napi::CallbackInfo& info);   // remove_tree.cc
 Napi::Value ApplyTar(const Napi::CallbackInfo& info);      // apply_tar.cc
 Napi::Value ApplyTarPush(const Napi::CallbackInfo& info);  // apply_tar.cc
 Napi::Value ApplyTarEnd(const Napi::CallbackInfo& info);   // apply_tar.cc
+Napi::Value OfdTryLock(const Napi::CallbackInfo& info);   // ofd_lock.cc
+Napi::Value OfdLock(const Napi::CallbackInfo& info);      // ofd_lock.cc
 }  // namespace ogd

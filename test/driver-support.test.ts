@@ -173,16 +173,20 @@ test('MountCounter: a failed mount takes no reference; a failed unmount keeps it
   assert.equal(await counter.references(target), 0);
 });
 
-test('MountCounter: a mount found in place counts as one reference; one removed behind its back is forgotten', async (t) => {
+test('MountCounter: a mount found in place is foreign: counted, never unmounted; one removed behind its back is forgotten', async (t) => {
   if (skipUnlessRoot(t)) return;
   const { target, calls, counter, mount, unmount } = await tmpfsCounter(t);
   await native.mount('tmpfs', target, 'tmpfs', 0, 'size=1m'); // someone else's
-  assert.equal(await counter.acquire(target, mount), 2);
-  assert.equal(calls.mount, 0, 'not mounted again');
-  assert.equal(await counter.release(target, unmount), 1);
+  assert.equal(await counter.references(target), 1, 'the foreign mount counts as one');
+  assert.equal(await counter.release(target, unmount), undefined, 'a put without a get releases nothing');
   assert.equal(calls.unmount, 0);
+  assert.equal(await counter.acquire(target, mount), 1);
+  assert.equal(calls.mount, 0, 'not mounted again');
+  assert.equal(await counter.references(target), 2);
   assert.equal(await counter.release(target, unmount), 0);
-  assert.equal(calls.unmount, 1);
+  assert.equal(calls.unmount, 0, 'our last put leaves the foreign mount in place');
+  assert.equal(await counter.references(target), 1);
+  await native.unmount(target);
 
   await counter.acquire(target, mount);
   await counter.acquire(target, mount);

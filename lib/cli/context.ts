@@ -1,12 +1,15 @@
 // What a command gets from main.ts: the global flags, an AbortSignal fired by Ctrl-C,
-// the driver (opened lazily, so `ogd copy` and `--help` never touch a store), the CLI's
-// layer index, and the two ways to print (human text, or one JSON document with --json).
+// the store (opened lazily, so `ogd copy` and `--help` never touch one; read-only
+// commands use storeIfExists() and create nothing), and the two ways to print (human
+// text, or one JSON document with --json). The CLI keeps no bookkeeping of its own:
+// parents, kinds and mount references are the store's records, shared with every
+// library user of the same home.
+import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { createDriver, Driver } from '../index.js';
-import { LayerIndex } from './layer-index.js';
+import type { Store, StoreOptions } from '../index.js';
 import { ProgressBar } from './progress.js';
 
-export type DriverName = Parameters<typeof createDriver>[0];
+export type DriverName = NonNullable<StoreOptions['driver']>;
 export const DRIVER_NAMES: readonly DriverName[] = ['overlay'];
 
 export interface GlobalOptions {
@@ -20,37 +23,38 @@ export class CliContext {
   readonly driverName: DriverName;
   readonly json: boolean;
   readonly signal: AbortSignal;
-  readonly index: LayerIndex;
-  #driver: Promise<Driver> | undefined;
+  #store: Promise<Store> | undefined;
 
   constructor(opts: GlobalOptions, signal: AbortSignal) {
     this.home = resolve(opts.home);
     this.driverName = opts.driverName;
     this.json = opts.json;
     this.signal = signal;
-    this.index = new LayerIndex(this.home);
   }
 
-  /** The graph driver's own directory: <home>/<driver>, as containers/storage lays out its graph root. */
-  get driverHome(): string {
-    return join(this.home, this.driverName);
-  }
-
-  driver(): Promise<Driver> {
-    this.#driver ??= (async () => {
-      // No mkdir of the home here: the driver creates it with its own dir, after its
-      // checks, and takes it away again when init is refused.
-      // Loaded here, not at the top: commands without a store (copy) skip the driver's modules.
-      const { createDriver } = await import('../drivers/create-driver.js');
-      return createDriver(this.driverName, this.driverHome);
+  /** The store at --home, created when missing. */
+  store(): Promise<Store> {
+    this.#store ??= (async () => {
+      // Loaded here, not at the top: commands without a store (copy) skip the store's modules.
+      const { openStore } = await import('../index.js');
+      return openStore(this.home, { driver: this.driverName });
     })();
-    return this.#driver;
+    return this.#store;
   }
 
-  /** The parent to diff against: --parent when given ("" means none), else the one the index remembers. */
-  async parentOf(id: string, explicit: string | undefined): Promise<string | undefined> {
-    if (explicit !== undefined) return explicit === '' ? undefined : explicit;
-    return (await this.index.get(id))?.parent;
+  /** The store at --home when one is there; undefined (and nothing created) otherwise. */
+  async storeIfExists(): Promise<Store | undefined> {
+    const markers = [join(this.home, 'layers'), join(this.home, 'layers.json'), join(this.home, this.driverName)];
+    for (const m of markers) {
+      if (await access(m).then(() => true, () => false)) return this.store();
+    }
+    return undefined;
+  }
+
+  /** The --parent option for diff, changes, diff-size: "" means none (null), absent means the record's. */
+  static parentArg(explicit: string | undefined): string | null | undefined {
+    if (explicit === undefined) return undefined;
+    return explicit === '' ? null : explicit;
   }
 
   progress(label: string): ProgressBar {

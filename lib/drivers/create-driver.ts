@@ -1,10 +1,16 @@
 // Picks a driver by name, as containers/storage's graphdriver.New does.
 import { InvalidOptionError } from '../errors.js';
 import type { Driver, DriverOptions } from '../types.js';
+import type { StoreDriver } from './store-driver.js';
 
 export type DriverName = 'overlay';
 
-export async function createDriver(name: DriverName, home: string, opts: DriverOptions = {}): Promise<Driver> {
+export function createDriver(name: DriverName, home: string, opts: DriverOptions = {}): Promise<Driver> {
+  return createStoreDriver(name, home, opts);
+}
+
+/** The same driver, with what a Store needs of it (lib/drivers/store-driver.ts). */
+export async function createStoreDriver(name: DriverName, home: string, opts: DriverOptions = {}): Promise<StoreDriver> {
   switch (name) {
     case 'overlay': {
       const { initOverlay } = await import('./overlay/driver.js');

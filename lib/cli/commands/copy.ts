@@ -1,7 +1,7 @@
 // `ogd copy SRC DST [--hardlink]`: the native copy engine on its own, with no store
 // involved; the benchmarks and anyone comparing it with `cp -a` / `cp -al` call it.
 import { lstat, rm } from 'node:fs/promises';
-import { copyTree } from '../../native.js';
+import { copyTree } from '../../index.js';
 import { UsageError } from '../command.js';
 import type { Command } from '../command.js';
 import { formatBytes, formatDuration } from '../progress.js';

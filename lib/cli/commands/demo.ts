@@ -8,11 +8,9 @@ import { mkdtemp, readFile, readdir, rm, unlink, writeFile, mkdir, access } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { IncompatibleFsError, createDriver } from '../../index.js';
-import type { Driver } from '../../index.js';
-import { constants, mount as mountFs, unmount as unmountFs } from '../../native.js';
+import { IncompatibleFsError, openStore } from '../../index.js';
+import type { Store } from '../../index.js';
 import type { Command } from '../command.js';
-import { mountedPaths } from '../mounts.js';
 import { formatDuration } from '../progress.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink'; mode?: number; body?: string; linkname?: string };
@@ -102,62 +100,60 @@ export const demo: Command = {
       return value;
     };
 
-    const home = await mkdtemp(join(tmpdir(), 'ogd-demo-'));
+    let home = await mkdtemp(join(tmpdir(), 'ogd-demo-'));
     ctx.say(`ogd demo: a layered image and a container on overlayfs, in ${home}`);
-    let driver: Driver | undefined;
-    let tmpfs = false;
+    let store: Store | undefined;
+    let fallback = false;
     const layers: string[] = [];
     try {
-      driver = await step(
+      store = await step(
         async () => {
           try {
-            return await createDriver(ctx.driverName, join(home, 'overlay'));
+            return await openStore(home, { driver: ctx.driverName });
           } catch (err) {
-            // /tmp on btrfs, overlay, zfs…: give the demo a tmpfs of its own instead.
+            // /tmp on btrfs, overlay, zfs…: the demo moves to /dev/shm (a tmpfs) instead.
             if (!(err instanceof IncompatibleFsError)) throw err;
-            await mountFs('tmpfs', home, 'tmpfs', constants.MS_NODEV | constants.MS_NOSUID, 'size=64m,mode=0700');
-            tmpfs = true;
-            return createDriver(ctx.driverName, join(home, 'overlay'));
+            await rm(home, { recursive: true, force: true });
+            home = await mkdtemp(join('/dev/shm', 'ogd-demo-'));
+            fallback = true;
+            return openStore(home, { driver: ctx.driverName });
           }
         },
-        (d) => `open a fresh store (${d.name} on ${Object.fromEntries(d.status())['Backing Filesystem'] ?? 'unknown fs'}${tmpfs ? ', tmpfs' : ''})`,
+        (s) => `open a fresh store (${s.driverName} on ${Object.fromEntries(s.status())['Backing Filesystem'] ?? 'unknown fs'}${fallback ? ', /dev/shm' : ''})`,
       );
-      const d = driver;
+      const d = store;
       const opts = { signal: ctx.signal };
       await step(
         async () => {
-          await d.create('base');
           layers.push('base');
-          return d.applyDiff('base', undefined, layerTar(baseLayer), opts);
+          return (await d.importLayer('base', layerTar(baseLayer), opts)).diffSize ?? 0;
         },
         (bytes) => `import "base": ${baseLayer.length} entries, ${bytes} bytes (binaries, /etc, docs, /opt/app)`,
       );
       await step(
         async () => {
-          await d.create('child', 'base');
           layers.push('child');
-          return d.applyDiff('child', 'base', layerTar(childLayer), opts);
+          return d.importLayer('child', layerTar(childLayer), { ...opts, parent: 'base' });
         },
         () => 'import "child" on base: adds /etc/app.conf, changes os-release, deletes README',
       );
       await step(
         async () => {
-          await d.create('grandchild', 'child');
           layers.push('grandchild');
-          return d.applyDiff('grandchild', 'child', layerTar(grandchildLayer), opts);
+          return d.importLayer('grandchild', layerTar(grandchildLayer), { ...opts, parent: 'child' });
         },
         () => 'import "grandchild" on child: /opt/app made opaque, adds /opt/app/main.js',
       );
       await step(
         async () => {
-          await d.createReadWrite('web', 'grandchild');
+          await d.create('web', { parent: 'grandchild', kind: 'container' });
           layers.push('web');
         },
         () => 'create container layer "web" on grandchild',
       );
       const merged = await step(
         async () => {
-          const path = await d.get('web');
+          const path = await d.mount('web');
           const osRelease = await readFile(join(path, 'etc/os-release'), 'utf8');
           check(osRelease.includes('VERSION=2'), 'the child layer changed /etc/os-release');
           check(!(await exists(join(path, 'usr/share/doc/demo/README'))), "the child layer's whiteout hides README");
@@ -177,7 +173,7 @@ export const demo: Command = {
         () => 'write through the mount: add /root/notes.txt, change app.conf, delete /bin/hello',
       );
       const changed = await step(
-        () => d.changes('web', 'grandchild', opts),
+        () => d.changes('web', opts),
         (list) => `changes of "web": ${list.map((c) => `${c.kind} ${c.path}`).join(', ')}`,
       );
       check(
@@ -188,7 +184,7 @@ export const demo: Command = {
         async () => {
           const names: string[] = [];
           const extract = tar.extract();
-          const stream = await d.diff('web', 'grandchild', opts);
+          const stream = await d.diff('web', opts);
           stream.pipe(extract);
           for await (const entry of extract) {
             names.push(entry.header.name);
@@ -200,8 +196,8 @@ export const demo: Command = {
       );
       await step(
         async () => {
-          await d.put('web');
-          check(!(await mountedPaths()).has(merged.path), 'put unmounted web');
+          const r = await d.unmount('web');
+          check(!r.mounted && (await d.layer('web')).mountCount === 0, 'unmount released web');
         },
         () => 'unmount "web"',
       );
@@ -210,11 +206,12 @@ export const demo: Command = {
           for (const id of layers.reverse()) await d.remove(id);
           layers.length = 0;
           await d.cleanup();
+          store = undefined;
         },
         () => `remove the 4 layers and release the store`,
       );
     } finally {
-      await releaseHome(home, tmpfs);
+      await releaseHome(home, store);
     }
     const total = performance.now() - started;
     ctx.result({ home, steps, ms: Math.round(total) });
@@ -223,9 +220,7 @@ export const demo: Command = {
 };
 
 // Whatever happened above, leave no mount and no directory behind.
-async function releaseHome(home: string, tmpfs: boolean): Promise<void> {
-  const mounts = [...(await mountedPaths())].filter((m) => m.startsWith(home + '/') || (m === home && !tmpfs));
-  for (const m of mounts.sort((a, b) => b.length - a.length)) await unmountFs(m, constants.MNT_DETACH).catch(() => {});
-  if (tmpfs) await unmountFs(home, constants.MNT_DETACH).catch(() => {});
+async function releaseHome(home: string, store: Store | undefined): Promise<void> {
+  await store?.cleanup({ force: true }).catch(() => {});
   await rm(home, { recursive: true, force: true });
 }

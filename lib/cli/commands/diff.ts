@@ -1,8 +1,10 @@
 // `ogd diff`, `ogd changes`, `ogd diff-size`: what a layer changed against its parent
-// (remembered by the index unless --parent says otherwise).
+// (the store's record unless --parent says otherwise; --parent "" for the whole layer).
 import { rmSync } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
-import { isSystemError } from '../../index.js';
+import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { LayerNotFoundError, isSystemError } from '../../index.js';
+import { CliContext } from '../context.js';
 import { OutputClosedError, UsageError, parentOption, stringOption } from '../command.js';
 import type { Command } from '../command.js';
 import { formatBytes, formatDuration } from '../progress.js';
@@ -14,6 +16,22 @@ async function isRegularOrMissing(path: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
     throw err;
+  }
+}
+
+// `FILE.ogd-<pid>.tmp` files of diffs that were killed before their rename: removed by
+// the next `diff -o FILE` once their process is gone.
+async function sweepStaleTemps(output: string): Promise<void> {
+  const dir = dirname(output);
+  const prefix = `${basename(output)}.ogd-`;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const pid = Number(name.startsWith(prefix) && name.endsWith('.tmp') ? name.slice(prefix.length, -'.tmp'.length) : NaN);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await rm(join(dir, name), { force: true });
+    }
   }
 }
 
@@ -29,8 +47,9 @@ export const diff: Command = {
     if (output === undefined && process.stdout.isTTY === true) {
       throw new UsageError('refusing to write a tar to a terminal: use -o FILE or a pipe', this);
     }
-    const driver = await ctx.driver();
-    const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
+    const store = await ctx.store();
+    const parentArg = CliContext.parentArg(stringOption(values, 'parent'));
+    const parent = parentArg === undefined ? (await store.layer(id!)).parent : (parentArg ?? undefined);
     const bar = ctx.progress('diff');
     const started = process.hrtime.bigint();
     // A regular FILE is written next to itself and renamed at the end, so an interrupted
@@ -38,12 +57,13 @@ export const diff: Command = {
     // The tar goes to the descriptor natively (writeDiff), not through a stream.
     const staged = output !== undefined && (await isRegularOrMissing(output));
     const tmp = staged ? `${output}.ogd-${process.pid}.tmp` : undefined;
+    if (staged) await sweepStaleTemps(output!);
     let bytes: number;
     const forget = tmp === undefined ? undefined : onForcedExit(() => rmSync(tmp, { force: true }));
     try {
       const file = output === undefined ? undefined : await open(tmp ?? output, 'w', 0o644);
       try {
-        bytes = await driver.writeDiff(id!, parent, file?.fd ?? process.stdout.fd, { signal: ctx.signal, onProgress: (p) => bar.update(p) });
+        bytes = await store.writeDiff(id!, file?.fd ?? process.stdout.fd, { parent: parent ?? null, signal: ctx.signal, onProgress: (p) => bar.update(p) });
       } finally {
         await file?.close();
       }
@@ -73,9 +93,10 @@ export const changes: Command = {
   options: { ...parentOption },
   positionals: [1, 1],
   async run(ctx, [id], values) {
-    const driver = await ctx.driver();
-    const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
-    const list = await driver.changes(id!, parent, { signal: ctx.signal });
+    const store = await ctx.storeIfExists();
+    if (store === undefined) throw new LayerNotFoundError(id!);
+    const parent = CliContext.parentArg(stringOption(values, 'parent'));
+    const list = await store.changes(id!, { ...(parent !== undefined ? { parent } : {}), signal: ctx.signal });
     ctx.result(list);
     if (!ctx.json) process.stdout.write(list.map((c) => `${c.kind} ${c.path}\n`).join(''));
   },
@@ -89,9 +110,11 @@ export const diffSize: Command = {
   options: { ...parentOption },
   positionals: [1, 1],
   async run(ctx, [id], values) {
-    const driver = await ctx.driver();
-    const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
-    const bytes = await driver.diffSize(id!, parent, { signal: ctx.signal });
+    const store = await ctx.storeIfExists();
+    if (store === undefined) throw new LayerNotFoundError(id!);
+    const parentArg = CliContext.parentArg(stringOption(values, 'parent'));
+    const parent = parentArg === undefined ? (await store.layer(id!)).parent : (parentArg ?? undefined);
+    const bytes = await store.diffSize(id!, { parent: parent ?? null, signal: ctx.signal });
     ctx.result({ id, parent: parent ?? null, bytes });
     ctx.say(String(bytes));
   },

@@ -1,12 +1,13 @@
 // `ogd import` (create + apply a layer tar) and `ogd apply-diff` (apply into an existing
-// layer). Input is a FILE or stdin, plain tar, gzip or zstd by its magic bytes. A failed
-// or interrupted import removes the layer it created, and the index is written only
-// after success, so the store is left exactly as it was.
+// layer). Input is a FILE or stdin, plain tar, gzip or zstd by its magic bytes. The
+// store makes an import all or nothing: a failed, interrupted or killed import leaves
+// no layer (a kill leaves an incomplete record the next command removes).
 import { open } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
-import { InvalidArchiveError, LayerExistsError } from '../../index.js';
-import type { Driver } from '../../index.js';
+import type { Readable } from 'node:stream';
+import { InvalidArchiveError, InvalidOptionError, LayerExistsError } from '../../index.js';
+import type { LayerRecord, Store } from '../../index.js';
 import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command, OptionValues } from '../command.js';
 import type { CliContext } from '../context.js';
@@ -62,45 +63,46 @@ interface Applied {
   bytes: number;
   inputBytes: number;
   seconds: number;
+  /** sha256 of the uncompressed tar, as the store records it. */
+  digest: string | null;
 }
 
 interface ApplyRequest {
-  driver: Driver;
+  store: Store;
   id: string;
   parent: string | undefined;
   file: string | undefined;
-  /** Create the layer once the input looks like a layer, and remove it again if applying fails. */
+  /** Import (create + apply, all or nothing) rather than apply to an existing layer. */
   create: boolean;
   /** Accept a 0-byte input as an empty layer (--allow-empty). */
   allowEmpty: boolean;
 }
 
 async function applyFromInput(ctx: CliContext, command: Command, req: ApplyRequest): Promise<Applied> {
-  const { driver, id, parent } = req;
+  const { store, id, parent } = req;
   const input = await openInput(command, req.file, ctx.signal);
   const bar = ctx.progress(command.name);
   const started = process.hrtime.bigint();
   let opened: OpenedLayer | undefined;
   try {
     opened = await openLayer(input.chunks);
-    if (req.create) await driver.create(id, parent);
-    let bytes: number;
+    const opts = {
+      signal: ctx.signal,
+      allowEmpty: req.allowEmpty,
+      onProgress: (p: { entries: number; bytes: number }) => bar.update({ ...p, doneBytes: input.read.bytes, ...(input.totalBytes ? { totalBytes: input.totalBytes } : {}) }),
+    };
+    let rec: LayerRecord;
     try {
-      bytes = await driver.applyDiff(id, parent, opened.tar, {
-        signal: ctx.signal,
-        allowEmpty: req.allowEmpty,
-        onProgress: (p) => bar.update({ ...p, doneBytes: input.read.bytes, ...(input.totalBytes ? { totalBytes: input.totalBytes } : {}) }),
-      });
+      // Both are all or nothing: a failed import leaves no layer, a failed apply the layer as it was.
+      rec = req.create ? await store.importLayer(id, opened.tar, { ...opts, ...(parent ? { parent } : {}) }) : await store.applyDiff(id, opened.tar, opts);
     } catch (err) {
-      // applyDiff itself is all or nothing; the layer we created for it must go too.
-      if (req.create) await driver.remove(id).catch(() => {});
       if (err instanceof InvalidArchiveError && input.read.bytes === 0) {
         throw new InvalidArchiveError(`the layer ${req.file === undefined || req.file === '-' ? 'on stdin' : JSON.stringify(req.file)} is empty (0 bytes), not a tar; --allow-empty applies it as an empty layer`, { cause: err });
       }
       throw await opened.explain(err);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { id, parent: parent ?? null, format: opened.format, bytes, inputBytes: input.read.bytes, seconds };
+    return { id, parent: parent ?? null, format: opened.format, bytes: rec.diffSize ?? 0, inputBytes: input.read.bytes, seconds, digest: rec.uncompressedDigest ?? null };
   } finally {
     bar.done();
     opened?.tar.destroy();
@@ -126,17 +128,18 @@ export const importLayer: Command = {
   options: { ...parentOption, ...allowEmptyOption },
   positionals: [1, 2],
   async run(ctx, [id, file], values) {
-    const driver = await ctx.driver();
-    const record = await ctx.index.get(id!);
-    const existed = await driver.exists(id!);
+    const store = await ctx.store();
+    const parent = stringOption(values, 'parent') || undefined;
+    const allowEmpty = values['allow-empty'] === true;
     // Importing into a layer made empty by `ogd create` fills it; a filled one is refused.
-    if (existed && (record === undefined || record.size !== undefined)) throw new LayerExistsError(id!);
-    const parent = existed ? await ctx.parentOf(id!, stringOption(values, 'parent')) : stringOption(values, 'parent') || undefined;
-    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: !existed, allowEmpty: values['allow-empty'] === true });
-    await ctx.index.update((layers) => {
-      layers[id!] = { ...(layers[id!] ?? { kind: 'image', created: new Date().toISOString() }), ...(parent ? { parent } : {}), size: applied.bytes };
-    });
-    report(ctx, 'imported', applied);
+    if (await store.exists(id!)) {
+      const rec = await store.layer(id!);
+      if (rec.diffSize !== undefined || rec.uncompressedDigest !== undefined) throw new LayerExistsError(id!);
+      if (parent !== undefined && parent !== rec.parent) throw new InvalidOptionError(`layer ${JSON.stringify(id)} exists on ${JSON.stringify(rec.parent ?? null)}, not on ${JSON.stringify(parent)}`);
+      report(ctx, 'imported', await applyFromInput(ctx, this, { store, id: id!, parent: rec.parent, file, create: false, allowEmpty }));
+      return;
+    }
+    report(ctx, 'imported', await applyFromInput(ctx, this, { store, id: id!, parent, file, create: true, allowEmpty }));
   },
 };
 
@@ -148,13 +151,14 @@ export const applyDiff: Command = {
   options: { ...parentOption, ...allowEmptyOption },
   positionals: [1, 2],
   async run(ctx, [id, file], values: OptionValues) {
-    const driver = await ctx.driver();
-    const parent = await ctx.parentOf(id!, stringOption(values, 'parent'));
-    const applied = await applyFromInput(ctx, this, { driver, id: id!, parent, file, create: false, allowEmpty: values['allow-empty'] === true });
-    await ctx.index.update((layers) => {
-      const record = layers[id!];
-      if (record !== undefined) record.size = (record.size ?? 0) + applied.bytes;
-    });
+    const store = await ctx.store();
+    const rec = await store.layer(id!);
+    const explicit = stringOption(values, 'parent');
+    // The parent is the record's; --parent is only checked against it.
+    if (explicit !== undefined && (explicit || undefined) !== rec.parent) {
+      throw new InvalidOptionError(`layer ${JSON.stringify(id)} was created on ${JSON.stringify(rec.parent ?? null)}, not on ${JSON.stringify(explicit || null)}`);
+    }
+    const applied = await applyFromInput(ctx, this, { store, id: id!, parent: rec.parent, file, create: false, allowEmpty: values['allow-empty'] === true });
     report(ctx, 'applied to', applied);
   },
 };

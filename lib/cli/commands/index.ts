@@ -18,6 +18,7 @@ const loaders = {
   'diff-size': async () => (await import('./diff.js')).diffSize,
   remove: async () => (await import('./layers.js')).remove,
   cleanup: async () => (await import('./layers.js')).cleanup,
+  check: async () => (await import('./layers.js')).check,
   copy: async () => (await import('./copy.js')).copy,
   demo: async () => (await import('./demo.js')).demo,
 } satisfies Record<string, () => Promise<Command>>;

@@ -1,14 +1,13 @@
-// The bookkeeping commands: status, ls, exists, metadata, create, remove, cleanup.
-// They are thin: the driver does the work, the index remembers parents and kinds.
+// The bookkeeping commands: status, ls, exists, metadata, create, remove, cleanup,
+// check. They are thin: the store does the work and keeps the records. Read-only
+// commands on a home without a store say so and create nothing.
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LayerInUseError } from '../../index.js';
-import type { Driver } from '../../index.js';
+import type { Layer, LayerKind, Store } from '../../index.js';
+import { LayerNotFoundError } from '../../index.js';
 import { parentOption, stringOption } from '../command.js';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
-import type { LayerKind } from '../layer-index.js';
-import { mountedPaths } from '../mounts.js';
 import { formatBytes } from '../progress.js';
 
 export const status: Command = {
@@ -19,11 +18,16 @@ export const status: Command = {
   options: {},
   positionals: [0, 0],
   async run(ctx) {
-    const driver = await ctx.driver();
-    const pairs = driver.status();
-    const layers = Object.keys(await ctx.index.all()).length;
-    ctx.result({ driver: driver.name, home: ctx.home, driverHome: driver.home, layers, status: Object.fromEntries(pairs) });
-    const rows: Array<[string, string]> = [['Driver', driver.name], ['Home', ctx.home], ...pairs, ['Layers', String(layers)]];
+    const store = await ctx.storeIfExists();
+    if (store === undefined) {
+      ctx.result({ driver: ctx.driverName, home: ctx.home, exists: false, layers: 0 });
+      ctx.say(`no store at ${ctx.home}`);
+      return;
+    }
+    const pairs = store.status();
+    const layers = (await store.list()).length;
+    ctx.result({ driver: store.driverName, home: ctx.home, exists: true, layers, status: Object.fromEntries(pairs) });
+    const rows: Array<[string, string]> = [['Driver', store.driverName], ['Home', ctx.home], ...pairs, ['Layers', String(layers)]];
     const width = Math.max(...rows.map(([k]) => k.length));
     for (const [k, v] of rows) ctx.say(`${(k + ':').padEnd(width + 1)} ${v}`);
   },
@@ -31,11 +35,13 @@ export const status: Command = {
 
 export interface LayerListing {
   id: string;
-  kind: LayerKind | 'unknown';
+  kind: LayerKind;
   parent: string | null;
   /** Bytes of content applied (images) or in the upper dir (containers); null when unknown. */
   size: number | null;
   mounted: boolean;
+  /** Live mount references (ogd mounts and library holders). */
+  references: number;
 }
 
 export const ls: Command = {
@@ -46,44 +52,34 @@ export const ls: Command = {
   options: {},
   positionals: [0, 0],
   async run(ctx) {
-    const driver = await ctx.driver();
-    const listing = await listLayers(ctx, driver);
+    const store = await ctx.storeIfExists();
+    const listing = store === undefined ? [] : await listLayers(store);
     ctx.result(listing);
     if (ctx.json) return;
+    if (store === undefined) {
+      ctx.say(`no store at ${ctx.home}`);
+      return;
+    }
     const rows = [
       ['ID', 'KIND', 'PARENT', 'SIZE', 'MOUNTED'],
-      ...listing.map((l) => [l.id, l.kind, l.parent ?? '-', l.size === null ? '-' : formatBytes(l.size), l.mounted ? 'yes' : 'no']),
+      ...listing.map((l) => [l.id, l.kind, l.parent ?? '-', l.size === null ? '-' : formatBytes(l.size), l.references > 0 ? 'yes' : 'no']),
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows) ctx.say(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
   },
 };
 
-async function listLayers(ctx: CliContext, driver: Driver): Promise<LayerListing[]> {
-  const records = await ctx.index.all();
-  const ids = new Set(Object.keys(records));
-  // Layers made through the library rather than this CLI are listed too, without a parent.
-  for (const name of await readdir(driver.home).catch(() => [] as string[])) {
-    if (!ids.has(name) && (await driver.exists(name).catch(() => false))) ids.add(name);
-  }
-  const mounted = await mountedPaths();
-  const listing: LayerListing[] = [];
-  for (const id of [...ids].sort()) {
-    if (!(await driver.exists(id).catch(() => false))) continue;
-    const record = records[id];
-    const meta = await driver.getMetadata(id).catch(() => ({}) as Record<string, string>);
-    const merged = meta['MergedDir'];
-    let size = record?.size ?? null;
-    if (record?.kind === 'container' && meta['UpperDir'] !== undefined) size = await treeBytes(meta['UpperDir']);
-    listing.push({
-      id,
-      kind: record?.kind ?? 'unknown',
-      parent: record?.parent ?? null,
-      size,
-      mounted: merged !== undefined && mounted.has(merged),
-    });
-  }
-  return listing;
+async function listLayers(store: Store): Promise<LayerListing[]> {
+  return Promise.all(
+    (await store.list()).map(async (l: Layer) => {
+      let size = l.diffSize ?? null;
+      if (l.kind === 'container') {
+        const upper = (await store.metadata(l.id).catch(() => ({}) as Record<string, string>))['UpperDir'];
+        if (upper !== undefined) size = await treeBytes(upper);
+      }
+      return { id: l.id, kind: l.kind, parent: l.parent ?? null, size, mounted: l.mountCount > 0, references: l.mountCount };
+    }),
+  );
 }
 
 /** Bytes of the regular files under `dir` (what a container wrote). */
@@ -106,7 +102,8 @@ export const exists: Command = {
   options: {},
   positionals: [1, 1],
   async run(ctx, [id]) {
-    const found = await (await ctx.driver()).exists(id!);
+    const store = await ctx.storeIfExists();
+    const found = store === undefined ? false : await store.exists(id!);
     ctx.result({ id, exists: found });
     ctx.say(String(found));
     return found ? 0 : 1;
@@ -121,9 +118,11 @@ export const metadata: Command = {
   options: {},
   positionals: [1, 1],
   async run(ctx, [id]) {
-    const meta = await (await ctx.driver()).getMetadata(id!);
-    const record = await ctx.index.get(id!);
-    ctx.result({ id, ...(record ? { parent: record.parent ?? null, kind: record.kind } : {}), metadata: meta });
+    const store = await ctx.storeIfExists();
+    if (store === undefined) throw new LayerNotFoundError(id!);
+    const meta = await store.metadata(id!);
+    const layer = await store.layer(id!);
+    ctx.result({ id, parent: layer.parent ?? null, kind: layer.kind, metadata: meta });
     for (const [k, v] of Object.entries(meta)) ctx.say(`${k}: ${v}`);
   },
 };
@@ -136,16 +135,11 @@ export const create: Command = {
   options: { ...parentOption, rw: { type: 'boolean' }, label: { type: 'string' } },
   positionals: [1, 1],
   async run(ctx, [id], values) {
-    const driver = await ctx.driver();
+    const store = await ctx.store();
     const parent = stringOption(values, 'parent') || undefined;
     const label = stringOption(values, 'label');
     const kind: LayerKind = values['rw'] === true ? 'container' : 'image';
-    const opts = label !== undefined ? { mountLabel: label } : {};
-    if (kind === 'container') await driver.createReadWrite(id!, parent, opts);
-    else await driver.create(id!, parent, opts);
-    await ctx.index.update((layers) => {
-      layers[id!] = { kind, created: new Date().toISOString(), ...(parent ? { parent } : {}), ...(label !== undefined ? { label } : {}) };
-    });
+    await store.create(id!, { kind, ...(parent ? { parent } : {}), ...(label !== undefined ? { mountLabel: label } : {}) });
     ctx.result({ id, kind, parent: parent ?? null });
     ctx.say(`created ${kind} layer ${id}${parent ? ` on ${parent}` : ''}`);
   },
@@ -159,21 +153,7 @@ export const remove: Command = {
   options: {},
   positionals: [1, 1],
   async run(ctx, [id]) {
-    const driver = await ctx.driver();
-    const records = await ctx.index.all();
-    // The driver, like containers/storage's, does not know a layer's children; the index does.
-    const children = Object.entries(records)
-      .filter(([, r]) => r.parent === id)
-      .map(([child]) => child);
-    if (children.length > 0) throw new LayerInUseError(id!, `it is the parent of ${children.join(', ')}`);
-    if (await driver.exists(id!)) {
-      const merged = (await driver.getMetadata(id!))['MergedDir'];
-      if (merged !== undefined && (await mountedPaths()).has(merged)) throw new LayerInUseError(id!, `it is mounted at ${merged}; run "ogd unmount ${id}" first`);
-    }
-    await driver.remove(id!);
-    await ctx.index.update((layers) => {
-      delete layers[id!];
-    });
+    await (await ctx.store()).remove(id!);
     ctx.result({ id, removed: true });
     ctx.say(`removed ${id}`);
   },
@@ -181,25 +161,51 @@ export const remove: Command = {
 
 export const cleanup: Command = {
   name: 'cleanup',
-  usage: 'cleanup',
-  summary: "unmount every layer of the store and the store's own bind mount (layers stay)",
+  usage: 'cleanup [--force]',
+  summary: "release `ogd mount`s and the store's own mount when no other process uses it (--force: every mount of every holder)",
   example: 'ogd cleanup',
-  options: {},
+  options: { force: { type: 'boolean' } },
   positionals: [0, 0],
-  async run(ctx) {
-    const driver = await ctx.driver();
-    const released: string[] = [];
-    for (const layer of await listLayers(ctx, driver)) {
-      if (!layer.mounted) continue;
-      // A fresh process counts a mounted layer as one reference; put drops it.
-      await driver.put(layer.id);
-      released.push(layer.id);
+  async run(ctx, _args, values) {
+    const store = await ctx.storeIfExists();
+    if (store === undefined) {
+      ctx.result({ unmounted: [], homeReleased: false });
+      ctx.say(`no store at ${ctx.home}`);
+      return;
     }
-    await driver.cleanup();
-    await ctx.index.update((layers) => {
-      for (const r of Object.values(layers)) delete r.mounts;
-    });
-    ctx.result({ unmounted: released });
-    ctx.say(released.length > 0 ? `unmounted ${released.join(', ')}; store released` : 'nothing mounted; store released');
+    const { unmounted, homeReleased } = await store.cleanup({ detached: true, force: values['force'] === true });
+    ctx.result({ unmounted, homeReleased });
+    const what = unmounted.length > 0 ? `unmounted ${unmounted.join(', ')}` : 'nothing unmounted';
+    ctx.say(`${what}; ${homeReleased ? 'store released' : 'store still in use by another process (ogd cleanup --force releases it anyway)'}`);
+  },
+};
+
+export const check: Command = {
+  name: 'check',
+  usage: 'check [--repair]',
+  summary: "check the store's records against its disk and mounts; --repair fixes what it can",
+  example: 'ogd check --repair',
+  options: { repair: { type: 'boolean' } },
+  positionals: [0, 0],
+  async run(ctx, _args, values) {
+    const store = await ctx.storeIfExists();
+    if (store === undefined) {
+      ctx.result({ ok: true, problems: [], exists: false });
+      ctx.say(`no store at ${ctx.home}`);
+      return 0;
+    }
+    if (values['repair'] === true) {
+      const report = await store.repair();
+      ctx.result({ ok: report.remaining.length === 0, repaired: report.repaired, problems: report.remaining });
+      for (const p of report.repaired) ctx.say(`repaired: ${p.message}: ${p.repair}`);
+      for (const p of report.remaining) ctx.say(`problem: ${p.message}`);
+      if (report.repaired.length === 0 && report.remaining.length === 0) ctx.say('ok: nothing to repair');
+      return report.remaining.length === 0 ? 0 : 1;
+    }
+    const report = await store.check();
+    ctx.result(report);
+    for (const p of report.problems) ctx.say(`problem (${p.kind}): ${p.message} [--repair: ${p.repair}]`);
+    if (report.ok) ctx.say('ok');
+    return report.ok ? 0 : 1;
   },
 };

@@ -1,18 +1,11 @@
-// `ogd mount` / `ogd unmount`. The driver counts mounts per process, but a mount made
-// by `ogd mount` must outlive its process. So the CLI keeps the count itself, in the
-// layer index, and checks it against the kernel's mount table (which wins after a reboot
-// or a manual umount). The first `ogd mount` mounts; `ogd unmount` releases one
-// reference and unmounts with the last. In a fresh process the driver sees an already
-// mounted layer as holding one reference, so its put() unmounts it.
+// `ogd mount` / `ogd unmount`. A mount made by `ogd mount` outlives its process, so it
+// is a detached reference in the store (counted with every other holder's, checked
+// against the kernel's mount table): each `ogd mount` adds one, each `ogd unmount`
+// releases one, and the last live reference of any holder unmounts. An image needs no
+// mount (its path is a plain tree) but is counted the same way, so the pair stays
+// symmetric and a counted image is not removed under its user.
 import { stringOption } from '../command.js';
 import type { Command } from '../command.js';
-import type { CliContext } from '../context.js';
-import { mountedPaths } from '../mounts.js';
-
-async function isMounted(ctx: CliContext, id: string): Promise<boolean> {
-  const merged = (await (await ctx.driver()).getMetadata(id))['MergedDir'];
-  return merged !== undefined && (await mountedPaths()).has(merged);
-}
 
 export const mount: Command = {
   name: 'mount',
@@ -22,16 +15,9 @@ export const mount: Command = {
   options: { label: { type: 'string' } },
   positionals: [1, 1],
   async run(ctx, [id], values) {
-    const driver = await ctx.driver();
-    const label = stringOption(values, 'label') ?? (await ctx.index.get(id!))?.label;
-    const wasMounted = await isMounted(ctx, id!);
-    const path = await driver.get(id!, label !== undefined ? { mountLabel: label } : {});
-    await ctx.index.update((layers) => {
-      const record = layers[id!] ?? { kind: 'container', created: new Date().toISOString() };
-      // A count without a mount behind it is stale (reboot, manual umount): start over.
-      record.mounts = (wasMounted ? (record.mounts ?? 0) : 0) + 1;
-      layers[id!] = record;
-    });
+    const store = await ctx.store();
+    const label = stringOption(values, 'label');
+    const path = await store.mount(id!, { detached: true, ...(label !== undefined ? { mountLabel: label } : {}) });
     ctx.result({ id, path });
     ctx.say(path);
   },
@@ -40,24 +26,19 @@ export const mount: Command = {
 export const unmount: Command = {
   name: 'unmount',
   usage: 'unmount ID [--force] [--lazy]',
-  summary: 'release one `ogd mount` of the layer; the last one unmounts it (--force: unmount now; --lazy: detach even if busy)',
+  summary: 'release one `ogd mount` of the layer; the last reference unmounts it (--force: drop every holder and unmount now; --lazy: detach even if busy)',
   example: 'ogd unmount web-1',
   options: { force: { type: 'boolean' }, lazy: { type: 'boolean' } },
   positionals: [1, 1],
   async run(ctx, [id], values) {
-    const driver = await ctx.driver();
-    const mounted = await isMounted(ctx, id!);
-    const held = mounted ? Math.max((await ctx.index.get(id!))?.mounts ?? 1, 1) : 0;
-    const left = values['force'] === true ? 0 : Math.max(held - 1, 0);
-    if (mounted && left === 0) await driver.put(id!, { lazy: values['lazy'] === true });
-    await ctx.index.update((layers) => {
-      const record = layers[id!];
-      if (record === undefined) return;
-      if (left > 0) record.mounts = left;
-      else delete record.mounts;
-    });
-    const stillMounted = mounted && left > 0;
-    ctx.result({ id, mounted: stillMounted, references: left });
-    ctx.say(!mounted ? `${id} was not mounted` : stillMounted ? `${id} stays mounted (${left} more)` : `unmounted ${id}`);
+    const store = await ctx.store();
+    const r = await store.unmount(id!, { detached: true, force: values['force'] === true, lazy: values['lazy'] === true });
+    ctx.result({ id, released: r.released, mounted: r.mounted, references: r.references, holders: r.holders });
+    if (!r.released) {
+      const others = r.holders.filter((h) => !h.detached).map((h) => `pid ${h.pid}`);
+      ctx.say(others.length > 0 ? `${id} is not held by ogd mount (held by ${others.join(', ')}); nothing released` : `${id} was not mounted`);
+    } else {
+      ctx.say(r.references > 0 ? `${id} stays mounted (${r.references} more)` : `unmounted ${id}`);
+    }
   },
 };

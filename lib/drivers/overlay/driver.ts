@@ -18,10 +18,12 @@ import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
 import { KeyedLock, MountCounter } from '../../mount-counter.js';
 import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
-import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
+import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, findLeftovers, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
+import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
 import { layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
+import { mountPointsUnder } from '../../mountinfo.js';
 
 // Applying and exporting load what they need (tar reader, exporter) on first use:
 // a process that only mounts, or only exports, does not pay for the other.
@@ -45,7 +47,7 @@ const mounts = new MountCounter(isOverlayMounted);
 const layerLocks = new KeyedLock();
 
 /** Creates the overlay driver on `home` (containers/storage's overlay.Init, with the checks of DESIGN.md section 2). */
-export async function initOverlay(home: string, opts: DriverOptions): Promise<Driver> {
+export async function initOverlay(home: string, opts: DriverOptions): Promise<OverlayDriver> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
   const unknown = opts.options ?? [];
   if (unknown.length > 0) throw new InvalidOptionError(`the overlay driver takes no options (got ${unknown.map((o) => JSON.stringify(o)).join(', ')})`);
@@ -77,7 +79,7 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Dr
   }
 }
 
-export class OverlayDriver implements Driver, OverlayInternals {
+export class OverlayDriver implements StoreDriver, OverlayInternals {
   readonly name = 'overlay';
   readonly home: string;
   readonly uidMaps: readonly IDMap[];
@@ -181,7 +183,7 @@ export class OverlayDriver implements Driver, OverlayInternals {
       if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
       await mounts.withLock(dirs.merged, async (references) => {
         if (references > 0) throw new LayerInUseError(id, `mounted at ${dirs.merged}`);
-        const below = await mountsBelow(dirs.dir);
+        const below = await mountPointsUnder(dirs.dir);
         if (below.length > 0) throw new LayerInUseError(id, `${below[0]} is a mount point`);
         const users = await this.#layersOver(id);
         if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} uses it as its lower layer`);
@@ -213,23 +215,84 @@ export class OverlayDriver implements Driver, OverlayInternals {
     const p = await this.layerPaths(id);
     if (p.root !== undefined) return p.root;
     const merged = p.merged!;
-    await mounts.acquire(merged, async () => {
-      try {
-        await mountOverlay(this.home, { lower: p.lowerRoot!, upper: p.upper!, work: p.work! }, merged, opts.mountLabel);
-      } catch (err) {
-        if (isSystemError(err, 'ENOENT') && !(await lstatOrUndefined(p.lowerRoot!))?.isDirectory()) throw new LayerNotFoundError(p.lowerId!, { cause: err });
-        throw err;
-      }
-      try {
-        // Overlay inside a user namespace needs work/work owned by its root to move a directory from lower to upper.
-        await chown(join(p.work!, 'work'), this.#owner.uid, this.#owner.gid);
-      } catch (err) {
-        await native.unmount(merged, 0).catch(() => native.unmount(merged, native.constants.MNT_DETACH));
-        throw err;
-      }
-    });
+    await mounts.acquire(merged, () => this.#mount(p, opts.mountLabel));
     this.#held.set(merged, (this.#held.get(merged) ?? 0) + 1);
     return merged;
+  }
+
+  async #mount(p: LayerPaths, mountLabel: string | undefined): Promise<void> {
+    const merged = p.merged!;
+    try {
+      await mountOverlay(this.home, { lower: p.lowerRoot!, upper: p.upper!, work: p.work! }, merged, mountLabel);
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT') && !(await lstatOrUndefined(p.lowerRoot!))?.isDirectory()) throw new LayerNotFoundError(p.lowerId!, { cause: err });
+      throw err;
+    }
+    try {
+      // Overlay inside a user namespace needs work/work owned by its root to move a directory from lower to upper.
+      await chown(join(p.work!, 'work'), this.#owner.uid, this.#owner.gid);
+    } catch (err) {
+      await native.unmount(merged, 0).catch(() => native.unmount(merged, native.constants.MNT_DETACH));
+      throw err;
+    }
+  }
+
+  // --- What a store asks of its driver (lib/drivers/store-driver.ts): mounts it
+  // counts itself, across processes, and the disk's own view of each layer.
+
+  async inspect(id: string): Promise<LayerOnDisk> {
+    validateId(id);
+    const dirs = layerDirs(this.home, id);
+    if (!(await layerExists(this.home, id))) return { state: 'missing' };
+    if ((await lstatOrUndefined(dirs.root))?.isDirectory()) return { state: 'image', path: dirs.root };
+    let lowerId: string;
+    try {
+      lowerId = await readLowerId(dirs);
+    } catch {
+      return { state: 'partial' };
+    }
+    const lowerOk = (await lstatOrUndefined(layerDirs(this.home, lowerId).root))?.isDirectory() ?? false;
+    return { state: 'container', path: dirs.merged, lowerId, lowerMissing: !lowerOk, mounted: await isOverlayMounted(dirs.merged) };
+  }
+
+  async mountLayer(id: string, opts: GetOptions = {}): Promise<string> {
+    const p = await this.layerPaths(id);
+    if (p.root !== undefined) return p.root;
+    await mounts.withLock(p.merged!, async () => {
+      if (!(await isOverlayMounted(p.merged!))) await this.#mount(p, opts.mountLabel);
+    });
+    return p.merged!;
+  }
+
+  async unmountLayer(id: string, opts: PutOptions = {}): Promise<void> {
+    const p = await this.layerPaths(id);
+    if (p.merged === undefined) return;
+    await mounts.withLock(p.merged, async () => {
+      if (await isOverlayMounted(p.merged!)) await native.unmount(p.merged!, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+    });
+  }
+
+  async layerIds(): Promise<string[]> {
+    const entries = await readdir(this.home, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+  }
+
+  async destroy(id: string): Promise<void> {
+    validateId(id);
+    const dir = layerDirs(this.home, id).dir;
+    for (const m of await mountPointsUnder(dir)) await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
+    // Natively, a directory buffer at a time: a layer of a million entries, off the JS thread.
+    await native.removeTree(dir).catch((err: unknown) => {
+      if (!isSystemError(err, 'ENOENT')) throw err;
+    });
+  }
+
+  leftovers(): Promise<string[]> {
+    return findLeftovers(this.home);
+  }
+
+  async removeLeftovers(): Promise<void> {
+    await removeLeftovers(this.home);
   }
 
   async put(id: string, opts: PutOptions = {}): Promise<void> {
@@ -321,13 +384,3 @@ export class OverlayDriver implements Driver, OverlayInternals {
   }
 }
 
-/** Mount points at or below `dir` in this process's mount namespace. */
-async function mountsBelow(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m !== undefined)
-    .map((m) => m.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
-    .filter((m) => m === dir || m.startsWith(dir + '/'));
-}

@@ -9,6 +9,7 @@ import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../err
 import { fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
 import type { IdPair } from '../../idmap.js';
 import { KeyedLock } from '../../mount-counter.js';
+import { mountPointsUnder, readMountInfo } from '../../mountinfo.js';
 import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
 
 let overlaySupport: Promise<void> | undefined;
@@ -169,50 +170,47 @@ export function releaseHomeMount(home: string): Promise<void> {
 // same device as the mount below it; a filesystem mounted on home (a tmpfs, a loop
 // device) does not, and is not ours to unmount.
 async function isSelfBind(home: string): Promise<boolean> {
-  const lines = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' '));
-  const byId = new Map(lines.map((f) => [f[0], f]));
-  const top = lines.filter((f) => f[4] !== undefined && unescape(f[4]) === home).at(-1);
-  const parent = top === undefined ? undefined : byId.get(top[1]);
-  return top !== undefined && parent !== undefined && top[2] === parent[2] && top[3] !== '/';
-}
-
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  const mounts = await readMountInfo();
+  const top = mounts.filter((m) => m.mountPoint === home).at(-1);
+  const parent = top === undefined ? undefined : mounts.find((m) => m.id === top.parentId);
+  return top !== undefined && parent !== undefined && top.device === parent.device && top.root !== '/';
 }
 
 /**
- * Removes what an interrupted applyDiff left: staging dirs (tmproot*, with any mount a
- * killed process left in them) of processes that are gone and, in a layer that already has its
- * root/, the upper/work/merged/lower-id the finished applyDiff did not get to remove.
+ * What an interrupted applyDiff left: staging dirs (tmproot*) of processes that are
+ * gone and, in a layer that already has its root/, the upper/work/merged/lower-id the
+ * finished applyDiff did not get to remove (unless merged/ is mounted).
  */
-export async function removeLeftovers(home: string): Promise<void> {
-  const mountsBelow = (await readFile('/proc/self/mountinfo', 'utf8'))
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m !== undefined)
-    .map(unescape)
-    .filter((m) => m.startsWith(home + '/'));
+export async function findLeftovers(home: string): Promise<string[]> {
+  const mountsBelow = (await mountPointsUnder(home)).filter((m) => m !== home);
   const entries = await readdir(home, { withFileTypes: true });
-  await Promise.all(
+  const found = await Promise.all(
     entries
       .filter((e) => e.isDirectory())
       .map(async (e) => {
         const dir = join(home, e.name);
         const names = await readdir(dir).catch(() => [] as string[]);
         const staging = names.filter((n) => n.startsWith(STAGING_PREFIX) && !stagingInUse(join(dir, n), n)).map((n) => join(dir, n));
-        for (const s of staging) {
-          for (const m of mountsBelow.filter((m) => m === s || m.startsWith(s + '/')).sort((a, b) => b.length - a.length)) {
-            await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
-          }
-          await rm(s, { recursive: true, force: true });
-        }
-        if (names.includes('root')) {
-          const paths = layerDirs(home, e.name);
-          if (mountsBelow.includes(paths.merged)) return; // mounted: leave it to its user
-          await Promise.all([paths.upper, paths.work, paths.merged, paths.lowerIdFile].filter((p) => names.includes(p.slice(dir.length + 1))).map((p) => rm(p, { recursive: true, force: true })));
-        }
+        if (!names.includes('root')) return staging;
+        const paths = layerDirs(home, e.name);
+        if (mountsBelow.includes(paths.merged)) return staging; // mounted: leave it to its user
+        return [...staging, ...[paths.upper, paths.work, paths.merged, paths.lowerIdFile].filter((p) => names.includes(p.slice(dir.length + 1)))];
       }),
   );
+  return found.flat();
+}
+
+/** Removes what findLeftovers finds, first unmounting any mount a killed process left in a staging dir. */
+export async function removeLeftovers(home: string): Promise<void> {
+  const leftovers = await findLeftovers(home);
+  if (leftovers.length === 0) return;
+  const mountsBelow = await mountPointsUnder(home);
+  for (const path of leftovers) {
+    for (const m of mountsBelow.filter((m) => m === path || m.startsWith(path + '/'))) {
+      await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
+    }
+    await rm(path, { recursive: true, force: true });
+  }
 }
 
 /** realpath of a home that exists. */

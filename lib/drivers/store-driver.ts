@@ -1,0 +1,28 @@
+// What the store (lib/store/) asks of a graph driver beyond the public Driver: the
+// disk's own view of a layer, and mounts the store counts itself (across processes,
+// per holder) instead of the driver's per-process counter. A driver that implements
+// this can sit under a Store; the store never looks at a driver's layout.
+import type { Driver, GetOptions, PutOptions } from '../types.js';
+
+export type LayerOnDisk =
+  | { state: 'missing' }
+  /** A directory without a usable layout (a create that never finished). */
+  | { state: 'partial' }
+  | { state: 'image'; path: string }
+  | { state: 'container'; path: string; lowerId: string; lowerMissing: boolean; mounted: boolean };
+
+export interface StoreDriver extends Driver {
+  /** The disk's view of `id`; for a container its lower-id is the truth about its lower layer. */
+  inspect(id: string): Promise<LayerOnDisk>;
+  /** Mounts the layer when it is not mounted (no counting) and returns its path; an image's path needs no mount. */
+  mountLayer(id: string, opts?: GetOptions): Promise<string>;
+  /** Unmounts the layer when it is mounted (no counting); `lazy` detaches a busy mount. */
+  unmountLayer(id: string, opts?: PutOptions): Promise<void>;
+  /** The ids that have a directory in the driver's home. */
+  layerIds(): Promise<string[]>;
+  /** Deletes a layer's directory whatever its state, unmounting anything below it first. */
+  destroy(id: string): Promise<void>;
+  /** Paths an interrupted operation left (staging dirs of dead processes, parts of a finished apply). */
+  leftovers(): Promise<string[]>;
+  removeLeftovers(): Promise<void>;
+}

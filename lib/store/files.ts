@@ -1,0 +1,111 @@
+// The store's own files under its home (next to the driver's directory):
+//
+//   home/layers/<id>   one JSON record per layer (durable: written to a temp file,
+//                      fsynced, renamed into place)
+//   home/mounts/<id>   the layer's mount references, one per holder (volatile: checked
+//                      against the kernel's mount table and the holders' liveness on
+//                      every use, so a reboot or a dead holder makes them stale, never wrong)
+//   home/locks/store   the store-wide lock: write for crash recovery, check and repair;
+//                      read while a record is added or deleted
+//   home/locks/open    read-held by every open Store, for its lifetime: cleanup() may
+//                      release the home's mount only when it can take it for writing
+//   home/locks/layer/<id>  the layer's lock: write for create/import/apply/remove/mount/
+//                      unmount of the layer, read while it is read (diff, changes) or
+//                      stood on (create of a child)
+//   home/tmp/          temp files of atomic writes, named <pid>-<random>
+//   home/incomplete/<id>  an empty marker while the layer's record says incomplete (made
+//                      before the record, removed after its commit): an open finds the
+//                      layers to recover without reading every record
+//
+// Lock order: a layer's lock (child before parent), then the store lock; whoever
+// holds the store lock only ever tries a layer's lock without waiting.
+import { randomBytes } from 'node:crypto';
+import { open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isSystemError } from '../errors.js';
+import { processStart } from './holders.js';
+import { killPoint } from './kill-point.js';
+
+export const STORE_LOCK = 'store';
+export const OPEN_LOCK = 'open';
+
+export class StoreFiles {
+  readonly home: string;
+  readonly layers: string;
+  readonly mounts: string;
+  readonly locks: string;
+  readonly tmp: string;
+  readonly incomplete: string;
+
+  constructor(home: string) {
+    this.incomplete = join(home, 'incomplete');
+    this.home = home;
+    this.layers = join(home, 'layers');
+    this.mounts = join(home, 'mounts');
+    this.locks = join(home, 'locks');
+    this.tmp = join(home, 'tmp');
+  }
+
+  layerLock(id: string): string {
+    return join(this.locks, 'layer', id);
+  }
+
+  storeLock(): string {
+    return join(this.locks, STORE_LOCK);
+  }
+
+  openLock(): string {
+    return join(this.locks, OPEN_LOCK);
+  }
+
+  /** The JSON in `dir/name`, or undefined when there is no such file. */
+  async readJson<T>(dir: string, name: string): Promise<T | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(dir, name), 'utf8');
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+    return JSON.parse(text) as T;
+  }
+
+  /** Replaces `dir/name` with `value` in one step (temp file + rename); `durable` adds fsync. */
+  async writeJson(dir: string, name: string, value: unknown, durable: boolean): Promise<void> {
+    const tmp = join(this.tmp, `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const file = await open(tmp, 'wx', 0o600);
+    try {
+      await file.writeFile(JSON.stringify(value) + '\n');
+      if (durable) await file.sync();
+      killPoint('record-write');
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await file.close();
+    try {
+      await rename(tmp, join(dir, name));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async remove(dir: string, name: string): Promise<void> {
+    await rm(join(dir, name), { force: true });
+  }
+
+  /** Temp files whose writer is gone (kill -9 between write and rename). */
+  async staleTemps(): Promise<string[]> {
+    const names = await readdir(this.tmp).catch(() => [] as string[]);
+    const stale = await Promise.all(
+      names.map(async (n) => {
+        const pid = Number(n.split('-')[0]);
+        if (pid === process.pid) return undefined;
+        return Number.isInteger(pid) && pid > 0 && (await processStart(pid)) !== undefined ? undefined : join(this.tmp, n);
+      }),
+    );
+    return stale.filter((p): p is string => p !== undefined);
+  }
+}

@@ -1,0 +1,14 @@
+// A test hook, and nothing else: with OGD_TEST_KILL_AT=<point> set, the process kills
+// itself with SIGKILL when it reaches <point>, so the kill tests can stop a command at
+// an exact step (test/store-kill.test.ts). Points: 'after-create' (an import's record
+// and empty layer exist), 'after-rename' (the driver's apply is in place, its record
+// not yet committed), 'record-write' (a record's temp file is written, not renamed),
+// 'after-mount' (mounted, reference not yet written), 'remove-marked' (a remove has
+// marked its layer incomplete and deleted nothing yet).
+export type KillPoint = 'after-create' | 'after-rename' | 'record-write' | 'after-mount' | 'remove-marked';
+
+const wanted = process.env['OGD_TEST_KILL_AT'];
+
+export function killPoint(point: KillPoint): void {
+  if (wanted === point) process.kill(process.pid, 'SIGKILL');
+}

@@ -1,0 +1,606 @@
+// The layer store: one per home, shared by every process that opens it (the library's
+// openStore and every `ogd` command), above a graph driver (containers/storage's
+// layers.go over drivers/, with its weak spots fixed). The contract:
+//
+// - Records. Each layer has one JSON record (home/layers/<id>): parent, kind, names,
+//   created, mount label, the size and sha256 of what was applied, and an incomplete
+//   flag. A record is written atomically, before its layer's directory is made (with
+//   incomplete set) and committed after; remove sets incomplete again before deleting.
+//   An incomplete layer is never listed or used, and the next open removes it once its
+//   writer is gone (its layer lock is free). For a container layer the driver's lower-id
+//   is the truth about its lower; check() reports a record that disagrees.
+// - Locks (lib/locks.ts, OFD locks the kernel drops when a holder dies): a lock per
+//   layer, held for writing while the layer is created, applied to, removed, mounted or
+//   unmounted, and for reading while it is exported or a child is made on it; a store
+//   lock for crash recovery and repair. Nothing holds the store lock across a long
+//   operation: an import of X never stops a mount of Y.
+// - Mount references (home/mounts/<id>), one per holder: a process (pid + start time)
+//   and Store object, or a detached reference (`ogd mount`). A reference whose process
+//   is dead is reclaimed by the next operation on that layer; references to a layer
+//   that is not mounted any more are dropped (the kernel's mount table wins). unmount()
+//   releases only the caller's reference; the last live one unmounts.
+// - Refusals: applyDiff into a layer with children or mounts, remove of a layer with
+//   children or a live holder (named in the error), both ERR_OGD_LAYER_IN_USE.
+import { mkdir, readdir, realpath, rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
+import { validateId, validateParent } from '../ids.js';
+import { lock, tryLock, withLock } from '../locks.js';
+import type { HeldLock } from '../locks.js';
+import { readMountInfo } from '../mountinfo.js';
+import { createStoreDriver } from '../drivers/create-driver.js';
+import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
+import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
+import { digesting } from './digest.js';
+import { StoreFiles } from './files.js';
+import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
+import type { Holder } from './holders.js';
+import { killPoint } from './kill-point.js';
+import type {
+  CheckReport,
+  CleanupOptions,
+  CleanupResult,
+  Layer,
+  LayerKind,
+  LayerRecord,
+  MountHolder,
+  RepairReport,
+  Store,
+  StoreCreateOptions,
+  StoreDiffOptions,
+  StoreImportOptions,
+  StoreMountOptions,
+  StoreOptions,
+  StoreUnmountOptions,
+  UnmountResult,
+} from './types.js';
+
+/** One holder's references on a layer (home/mounts/<id> holds a list of them). */
+export interface MountRef extends Holder {
+  count: number;
+}
+
+/** Opens (creating when needed) the store at `home`, removing what killed writers left. */
+export async function openStore(home: string, opts: StoreOptions = {}): Promise<Store> {
+  if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
+  const driverName = opts.driver ?? 'overlay';
+  if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
+  await mkdir(resolve(home), { recursive: true, mode: 0o700 });
+  const real = await realpath(resolve(home));
+  const files = new StoreFiles(real);
+  await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
+  // Taken before the driver binds the home: a cleanup() elsewhere then sees this store open and leaves the home's mount.
+  const openLock = await lock(files.openLock(), 'read');
+  let driver: StoreDriver;
+  try {
+    driver = await createStoreDriver(driverName, join(real, driverName), {
+      ...(opts.uidMaps ? { uidMaps: opts.uidMaps } : {}),
+      ...(opts.gidMaps ? { gidMaps: opts.gidMaps } : {}),
+      ...(opts.options ? { options: opts.options } : {}),
+    });
+  } catch (err) {
+    await openLock.release();
+    throw err;
+  }
+  const me = await thisProcess();
+  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock);
+  await store.recover();
+  return store;
+}
+
+export class LayerStore implements Store {
+  readonly home: string;
+  readonly driverName: string;
+  readonly files: StoreFiles;
+  readonly driver: StoreDriver;
+  readonly #me: Holder;
+  #openLock: HeldLock | undefined;
+  /** Layers this store removed (or whose import it undid) under a lock it still holds: their lock files go too. */
+  readonly #gone = new Set<string>();
+
+  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock) {
+    this.home = files.home;
+    this.files = files;
+    this.driver = driver;
+    this.driverName = driverName;
+    this.#me = me;
+    this.#openLock = openLock;
+  }
+
+  status(): Array<[string, string]> {
+    return this.driver.status();
+  }
+
+  // --- records
+
+  async record(id: string): Promise<LayerRecord | undefined> {
+    return this.files.readJson<LayerRecord>(this.files.layers, id);
+  }
+
+  async #committed(id: string): Promise<LayerRecord> {
+    validateId(id);
+    const rec = await this.record(id);
+    if (rec === undefined || rec.incomplete === true) throw new LayerNotFoundError(id);
+    return rec;
+  }
+
+  async writeRecord(rec: LayerRecord): Promise<void> {
+    // The store lock's read side: recovery and repair (its write side) see no record appear or go mid-scan.
+    await withLock(this.files.storeLock(), 'read', async () => {
+      if (rec.incomplete === true) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
+      await this.files.writeJson(this.files.layers, rec.id, rec, true);
+      if (rec.incomplete !== true) await this.files.remove(this.files.incomplete, rec.id);
+    });
+  }
+
+  async deleteRecord(id: string): Promise<void> {
+    await withLock(this.files.storeLock(), 'read', async () => {
+      await this.files.remove(this.files.layers, id);
+      await this.files.remove(this.files.incomplete, id);
+    });
+  }
+
+  /** Every record, incomplete ones included. */
+  async records(): Promise<LayerRecord[]> {
+    const names = await readdir(this.files.layers);
+    const recs = await Promise.all(names.map((n) => this.record(n).catch(() => undefined)));
+    return recs.filter((r): r is LayerRecord => r !== undefined);
+  }
+
+  async #children(id: string): Promise<string[]> {
+    return (await this.records()).filter((r) => r.parent === id).map((r) => r.id);
+  }
+
+  // --- locks
+
+  /** Runs `fn` holding the given layers' locks, taken in id order so two callers cannot deadlock. */
+  async #withLayers<T>(wanted: Array<[string, 'read' | 'write']>, fn: () => Promise<T>): Promise<T> {
+    const byId = new Map<string, 'read' | 'write'>();
+    for (const [id, kind] of wanted) if (byId.get(id) !== 'write') byId.set(id, kind);
+    const held: Array<[string, HeldLock]> = [];
+    try {
+      for (const id of [...byId.keys()].sort()) held.push([id, await lock(this.files.layerLock(id), byId.get(id)!)]);
+      return await fn();
+    } finally {
+      for (const [id, h] of held.reverse()) {
+        // A layer that is gone (removed, or an import undone) takes its lock file with it.
+        if (h.kind === 'write' && this.#gone.delete(id)) await h.removeAndRelease();
+        else await h.release();
+      }
+    }
+  }
+
+  async #takeLayers(wanted: Array<[string, 'read' | 'write']>): Promise<() => Promise<void>> {
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    let ready!: () => void;
+    let failed!: (err: unknown) => void;
+    const taken = new Promise<void>((res, rej) => ((ready = res), (failed = rej)));
+    const running = this.#withLayers(wanted, async () => {
+      ready();
+      await done;
+    }).catch(failed);
+    await taken;
+    return async () => {
+      release();
+      await running;
+    };
+  }
+
+  // --- create, import, apply
+
+  async create(id: string, opts: StoreCreateOptions = {}): Promise<LayerRecord> {
+    const { parent, kind, names, mountLabel } = createArgs(id, opts);
+    return this.#withLayers([[id, 'write'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])], async () => {
+      const rec = await this.#createLocked(id, parent, kind, names, mountLabel);
+      delete rec.incomplete;
+      await this.writeRecord(rec);
+      return rec;
+    });
+  }
+
+  async importLayer(id: string, diff: DiffSource, opts: StoreImportOptions = {}): Promise<LayerRecord> {
+    const { parent, kind, names } = createArgs(id, opts);
+    return this.#withLayers([[id, 'write'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])], async () => {
+      const rec = await this.#createLocked(id, parent, kind, names, undefined);
+      try {
+        killPoint('after-create');
+        const tar = digesting(diff);
+        rec.diffSize = await this.driver.applyDiff(id, parent, tar.source, applyOpts(opts));
+        killPoint('after-rename');
+        const { size, digest } = tar.result();
+        rec.uncompressedSize = size;
+        rec.uncompressedDigest = digest;
+        delete rec.incomplete;
+        await this.writeRecord(rec);
+        return rec;
+      } catch (err) {
+        await this.#undoCreate(id);
+        throw err;
+      }
+    });
+  }
+
+  // Under the layer's write lock: the record (incomplete) first, then the layer.
+  async #createLocked(id: string, parent: string | undefined, kind: LayerKind, names: string[], mountLabel: string | undefined): Promise<LayerRecord> {
+    if ((await this.record(id)) !== undefined) throw new LayerExistsError(id);
+    if ((await this.driver.inspect(id)).state !== 'missing') throw new LayerExistsError(id);
+    if (parent !== undefined) await this.#committed(parent);
+    const rec: LayerRecord = {
+      id,
+      ...(parent !== undefined ? { parent } : {}),
+      kind,
+      names,
+      created: new Date().toISOString(),
+      ...(mountLabel !== undefined ? { mountLabel } : {}),
+      incomplete: true,
+    };
+    await this.writeRecord(rec);
+    try {
+      const o = mountLabel !== undefined ? { mountLabel } : {};
+      if (kind === 'container') await this.driver.createReadWrite(id, parent, o);
+      else await this.driver.create(id, parent, o);
+    } catch (err) {
+      await this.#undoCreate(id);
+      throw err;
+    }
+    return rec;
+  }
+
+  async #undoCreate(id: string): Promise<void> {
+    await this.driver.destroy(id).catch(() => undefined);
+    await this.deleteRecord(id).catch(() => undefined);
+    this.#gone.add(id);
+  }
+
+  async applyDiff(id: string, diff: DiffSource, opts: ApplyDiffOptions = {}): Promise<LayerRecord> {
+    const first = await this.#committed(id);
+    return this.#withLayers([[id, 'write'], ...(first.parent ? [[first.parent, 'read'] as [string, 'read']] : [])], async () => {
+      const rec = await this.#committed(id);
+      const children = await this.#children(id);
+      if (children.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(children[0])} stands on it; applying a diff would change what it shows`);
+      const live = (await this.#reconcile(id)).filter((r) => r.live);
+      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
+      const tar = digesting(diff);
+      const bytes = await this.driver.applyDiff(id, rec.parent, tar.source, applyOpts(opts));
+      killPoint('after-rename');
+      const { size, digest } = tar.result();
+      rec.diffSize = (rec.diffSize ?? 0) + bytes;
+      rec.uncompressedSize = size;
+      rec.uncompressedDigest = digest;
+      await this.writeRecord(rec);
+      return rec;
+    });
+  }
+
+  // --- mounts
+
+  async readRefs(id: string): Promise<MountRef[]> {
+    return (await this.files.readJson<MountRef[]>(this.files.mounts, id)) ?? [];
+  }
+
+  async writeRefs(id: string, refs: MountRef[]): Promise<void> {
+    if (refs.length === 0) await this.files.remove(this.files.mounts, id);
+    else await this.files.writeJson(this.files.mounts, id, refs, false);
+  }
+
+  /**
+   * Under the layer's write lock: its references with their liveness, after dropping
+   * those of a container that is not mounted any more (the kernel wins) and reclaiming
+   * dead holders' (written back when anything changed).
+   */
+  async #reconcile(id: string, known?: LayerOnDisk): Promise<Array<{ ref: MountRef; live: boolean }>> {
+    const [refs, disk] = await Promise.all([this.readRefs(id), known ?? this.driver.inspect(id)]);
+    const mounted = disk.state === 'container' ? disk.mounted : true;
+    const cache = new Map<number, string | undefined>();
+    const kept = mounted ? await Promise.all(refs.map(async (ref) => ({ ref, live: await holderAlive(ref, cache) }))) : [];
+    const live = kept.filter((k) => k.live);
+    if (live.length !== refs.length) {
+      await this.writeRefs(
+        id,
+        live.map((k) => k.ref),
+      );
+    }
+    return live;
+  }
+
+  async mount(id: string, opts: StoreMountOptions = {}): Promise<string> {
+    validateId(id);
+    const holder = opts.detached === true ? DETACHED : this.#me;
+    return this.#withLayers([[id, 'write']], async () => {
+      const rec = await this.#committed(id);
+      const disk = await this.driver.inspect(id);
+      const refs = (await this.#reconcile(id, disk)).map((k) => k.ref);
+      let path: string;
+      let mountedNow = false;
+      if (disk.state === 'container' && !disk.mounted) {
+        const label = opts.mountLabel ?? rec.mountLabel;
+        path = await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {});
+        mountedNow = true;
+        killPoint('after-mount');
+      } else if (disk.state === 'container' || disk.state === 'image') {
+        path = disk.path;
+      } else {
+        throw new LayerNotFoundError(id);
+      }
+      const mine = refs.find((r) => sameHolder(r, holder));
+      if (mine) mine.count++;
+      else refs.push({ ...holder, count: 1 });
+      try {
+        await this.writeRefs(id, refs);
+      } catch (err) {
+        if (mountedNow) await this.driver.unmountLayer(id).catch(() => undefined);
+        throw err;
+      }
+      return path;
+    });
+  }
+
+  async unmount(id: string, opts: StoreUnmountOptions = {}): Promise<UnmountResult> {
+    validateId(id);
+    const holder = opts.detached === true ? DETACHED : this.#me;
+    return this.#withLayers([[id, 'write']], async () => {
+      await this.#committed(id);
+      let refs = (await this.#reconcile(id)).map((k) => k.ref);
+      let released = false;
+      if (opts.force === true) {
+        released = refs.length > 0;
+        refs = [];
+      } else {
+        const mine = refs.find((r) => sameHolder(r, holder));
+        if (mine !== undefined) {
+          released = true;
+          if (--mine.count === 0) refs = refs.filter((r) => r !== mine);
+        }
+      }
+      // The references first: a kill between the two leaves a mount without holders,
+      // which the next open unmounts; the other order would leave holders of nothing.
+      await this.writeRefs(id, refs);
+      const disk = await this.driver.inspect(id);
+      if (refs.length === 0 && disk.state === 'container' && disk.mounted) await this.driver.unmountLayer(id, { lazy: opts.lazy === true });
+      return { released, mounted: refs.length > 0 && disk.state === 'container', references: total(refs), holders: refs.map(toPublicHolder) };
+    });
+  }
+
+  // --- reading
+
+  #diffParent(rec: LayerRecord, opts: StoreDiffOptions): string | undefined {
+    if (opts.parent === null) return undefined;
+    return opts.parent === undefined ? rec.parent : validateParent(opts.parent);
+  }
+
+  async #reading<T>(id: string, opts: StoreDiffOptions, fn: (parent: string | undefined) => Promise<T>): Promise<T> {
+    const first = await this.#committed(id);
+    const parent = this.#diffParent(first, opts);
+    return this.#withLayers([[id, 'read'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])], async () => {
+      await this.#committed(id);
+      if (parent !== undefined) await this.#committed(parent);
+      return fn(parent);
+    });
+  }
+
+  changes(id: string, opts: StoreDiffOptions = {}): Promise<Change[]> {
+    return this.#reading(id, opts, (parent) => this.driver.changes(id, parent, longOpts(opts)));
+  }
+
+  diffSize(id: string, opts: StoreDiffOptions = {}): Promise<number> {
+    return this.#reading(id, opts, (parent) => this.driver.diffSize(id, parent, longOpts(opts)));
+  }
+
+  writeDiff(id: string, fd: number, opts: StoreDiffOptions = {}): Promise<number> {
+    return this.#reading(id, opts, (parent) => this.driver.writeDiff(id, parent, fd, longOpts(opts)));
+  }
+
+  /** The tar stream holds the layers' read locks until it closes. */
+  async diff(id: string, opts: StoreDiffOptions = {}): Promise<Readable> {
+    const first = await this.#committed(id);
+    const parent = this.#diffParent(first, opts);
+    const release = await this.#takeLayers([[id, 'read'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])]);
+    try {
+      await this.#committed(id);
+      if (parent !== undefined) await this.#committed(parent);
+      const stream = await this.driver.diff(id, parent, longOpts(opts));
+      stream.once('close', () => void release());
+      return stream;
+    } catch (err) {
+      await release();
+      throw err;
+    }
+  }
+
+  // --- remove
+
+  async remove(id: string): Promise<void> {
+    await this.#committed(id);
+    await this.#withLayers([[id, 'write']], async () => {
+      const rec = await this.#committed(id);
+      const children = await this.#children(id);
+      if (children.length > 0) throw new LayerInUseError(id, `it is the parent of ${children.join(', ')}`);
+      const live = await this.#reconcile(id);
+      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
+      // A mount nobody holds (a killed process's) is reclaimed.
+      await this.driver.unmountLayer(id);
+      rec.incomplete = true;
+      await this.writeRecord(rec);
+      killPoint('remove-marked');
+      try {
+        await this.driver.remove(id);
+      } catch (err) {
+        delete rec.incomplete;
+        await this.writeRecord(rec).catch(() => undefined);
+        throw err;
+      }
+      await this.files.remove(this.files.mounts, id);
+      await this.deleteRecord(id);
+      this.#gone.add(id);
+    });
+  }
+
+  // --- listing
+
+  async exists(id: string): Promise<boolean> {
+    validateId(id);
+    const rec = await this.record(id);
+    return rec !== undefined && rec.incomplete !== true;
+  }
+
+  async layer(id: string): Promise<Layer> {
+    const rec = await this.#committed(id);
+    return (await this.#withHolders([rec]))[0]!;
+  }
+
+  async list(): Promise<Layer[]> {
+    const recs = (await this.records()).filter((r) => r.incomplete !== true).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return this.#withHolders(recs);
+  }
+
+  // Live references, read without the layers' locks (a snapshot, as a listing is).
+  async #withHolders(recs: LayerRecord[]): Promise<Layer[]> {
+    const withRefs = new Set(await readdir(this.files.mounts));
+    const mountPoints = withRefs.size === 0 ? new Set<string>() : new Set((await readMountInfo()).map((m) => m.mountPoint));
+    const cache = new Map<number, string | undefined>();
+    return Promise.all(
+      recs.map(async (rec) => {
+        let holders: MountHolder[] = [];
+        if (withRefs.has(rec.id)) {
+          const disk = await this.driver.inspect(rec.id);
+          const mounted = disk.state === 'image' || (disk.state === 'container' && mountPoints.has(disk.path));
+          if (mounted) {
+            const refs = await this.readRefs(rec.id);
+            const alive = await Promise.all(refs.map((r) => holderAlive(r, cache)));
+            holders = refs.filter((_, i) => alive[i]).map(toPublicHolder);
+          }
+        }
+        return { ...rec, mountCount: holders.reduce((n, h) => n + h.count, 0), holders };
+      }),
+    );
+  }
+
+  metadata(id: string): Promise<Record<string, string>> {
+    return this.#committed(id).then(() => this.driver.getMetadata(id));
+  }
+
+  // --- crash recovery, check, repair (lib/store/check.ts)
+
+  /** At open: removes incomplete layers whose writer is gone, temp files, mounts nobody holds. */
+  async recover(): Promise<void> {
+    const { recover } = await import('./check.js');
+    await recover(this);
+  }
+
+  async check(): Promise<CheckReport> {
+    const { check } = await import('./check.js');
+    return check(this);
+  }
+
+  async repair(): Promise<RepairReport> {
+    const { repair } = await import('./check.js');
+    return repair(this);
+  }
+
+  /** Under the store lock (held by the caller): tries the layer's write lock; undefined when a live process holds it. */
+  tryLayer(id: string): Promise<HeldLock | undefined> {
+    return tryLock(this.files.layerLock(id), 'write');
+  }
+
+  // --- cleanup
+
+  async cleanup(opts: CleanupOptions = {}): Promise<CleanupResult> {
+    const unmounted: string[] = [];
+    const errors: unknown[] = [];
+    for (const id of await readdir(this.files.mounts)) {
+      try {
+        await this.#withLayers([[id, 'write']], async () => {
+          const before = await this.readRefs(id);
+          const live = (await this.#reconcile(id)).map((k) => k.ref);
+          const keep = opts.force === true ? [] : live.filter((r) => !sameHolder(r, this.#me) && !(opts.detached === true && r.pid === 0));
+          if (keep.length !== before.length) await this.writeRefs(id, keep);
+          const disk = await this.driver.inspect(id);
+          if (keep.length === 0 && disk.state === 'container' && disk.mounted) {
+            await this.driver.unmountLayer(id);
+            unmounted.push(id);
+          }
+        });
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (opts.force === true) {
+      for (const id of await this.driver.layerIds()) {
+        const disk = await this.driver.inspect(id).catch(() => undefined);
+        if (disk?.state === 'container' && disk.mounted) {
+          await this.driver.unmountLayer(id).catch((err: unknown) => errors.push(err));
+          unmounted.push(id);
+        }
+      }
+    }
+    let homeReleased = false;
+    await this.#openLock?.release();
+    this.#openLock = undefined;
+    // The home's mount goes only when no other process has the store open (or --force).
+    const alone = opts.force === true ? undefined : await tryLock(this.files.openLock(), 'write');
+    if (opts.force === true || alone !== undefined) {
+      const busy = (await readdir(this.files.mounts)).length > 0;
+      if (!busy || opts.force === true) {
+        await this.driver.cleanup().catch((err: unknown) => errors.push(err));
+        homeReleased = true;
+      }
+    }
+    await alone?.release();
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, 'store cleanup: some mounts could not be released');
+    return { unmounted: [...new Set(unmounted)], homeReleased };
+  }
+
+  /** Moves a v1 CLI index (home/layers.json, before the store) into records; under the store lock. */
+  async migrateV1(): Promise<boolean> {
+    const old = await this.files.readJson<{ layers?: Record<string, { parent?: string; kind?: LayerKind; label?: string; created?: string; size?: number }> }>(this.home, 'layers.json').catch(() => undefined);
+    if (old === undefined) return false;
+    for (const [id, r] of Object.entries(old.layers ?? {})) {
+      if ((await this.record(id)) !== undefined) continue;
+      await this.files.writeJson(this.files.layers, id, {
+        id,
+        ...(r.parent ? { parent: r.parent } : {}),
+        kind: r.kind ?? 'image',
+        names: [],
+        created: r.created ?? new Date().toISOString(),
+        ...(r.label !== undefined ? { mountLabel: r.label } : {}),
+        ...(r.size !== undefined ? { diffSize: r.size } : {}),
+      } satisfies LayerRecord, true);
+    }
+    await rename(join(this.home, 'layers.json'), join(this.home, 'layers.json.v1'));
+    return true;
+  }
+}
+
+function createArgs(id: string, opts: StoreCreateOptions) {
+  validateId(id);
+  const parent = validateParent(opts.parent);
+  const kind = opts.kind ?? 'image';
+  if (kind !== 'image' && kind !== 'container') throw new InvalidOptionError(`kind must be 'image' or 'container', not ${JSON.stringify(kind)}`);
+  const names = opts.names ?? [];
+  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) throw new InvalidOptionError('names must be an array of strings');
+  if (opts.mountLabel !== undefined && typeof opts.mountLabel !== 'string') throw new InvalidOptionError('mountLabel must be a string');
+  return { parent, kind, names: [...names], mountLabel: opts.mountLabel };
+}
+
+function applyOpts(opts: ApplyDiffOptions): ApplyDiffOptions {
+  return {
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.allowPrivilegedXattrs !== undefined ? { allowPrivilegedXattrs: opts.allowPrivilegedXattrs } : {}),
+  };
+}
+
+function longOpts(opts: StoreDiffOptions) {
+  return { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
+}
+
+function total(refs: MountRef[]): number {
+  return refs.reduce((n, r) => n + r.count, 0);
+}
+
+function toPublicHolder(r: MountRef): MountHolder {
+  return { pid: r.pid, detached: r.pid === 0, count: r.count };
+}

@@ -1,0 +1,161 @@
+// The Store's public types (lib/store/store.ts has the contract).
+import type { Readable } from 'node:stream';
+import type { ApplyDiffOptions, Change, DiffSource, DriverOptions, LongOperationOptions } from '../types.js';
+
+export type LayerKind = 'image' | 'container';
+
+/** What the store records about a layer (home/layers/<id>). */
+export interface LayerRecord {
+  id: string;
+  /** The layer this one was created on; for a container layer, its driver's lower layer or a container on it. */
+  parent?: string;
+  kind: LayerKind;
+  names: string[];
+  /** ISO time of creation. */
+  created: string;
+  mountLabel?: string;
+  /** Bytes of content applied by import/applyDiff (file data, as Driver.applyDiff counts it). */
+  diffSize?: number;
+  /** Length and sha256 digest ("sha256:…") of the uncompressed tar last applied. */
+  uncompressedSize?: number;
+  uncompressedDigest?: string;
+  /** Set before anything is written and cleared at commit; an incomplete layer is never listed and is removed at the next open. */
+  incomplete?: boolean;
+}
+
+/** A reference on a layer's mount: a process (pid and start time) or a detached reference (`ogd mount`, pid 0). */
+export interface MountHolder {
+  pid: number;
+  detached: boolean;
+  count: number;
+}
+
+/** A listed layer: its record and its live mount references. */
+export interface Layer extends LayerRecord {
+  /** Live references (dead holders' are not counted). */
+  mountCount: number;
+  holders: MountHolder[];
+}
+
+export interface StoreOptions extends DriverOptions {
+  /** The graph driver (default 'overlay'); its directory is home/<driver>. */
+  driver?: 'overlay';
+}
+
+export interface StoreCreateOptions {
+  parent?: string;
+  /** 'image' (default) or 'container' (a writable layer, mounted as an overlay). */
+  kind?: LayerKind;
+  names?: string[];
+  mountLabel?: string;
+}
+
+export interface StoreImportOptions extends ApplyDiffOptions {
+  parent?: string;
+  kind?: LayerKind;
+  names?: string[];
+}
+
+export interface StoreMountOptions {
+  mountLabel?: string;
+  /** A reference that outlives this process (as `ogd mount` takes): released only by unmount(id, { detached: true }). */
+  detached?: boolean;
+}
+
+export interface StoreUnmountOptions {
+  /** Release a detached reference rather than this store's own. */
+  detached?: boolean;
+  /** Drop every reference, live or not, and unmount now. */
+  force?: boolean;
+  /** When this releases the last reference and the mount is busy, detach it (MNT_DETACH) instead of failing with EBUSY. */
+  lazy?: boolean;
+}
+
+export interface UnmountResult {
+  /** A reference was released. */
+  released: boolean;
+  /** The layer is still mounted (other references remain). */
+  mounted: boolean;
+  /** Live references left. */
+  references: number;
+  holders: MountHolder[];
+}
+
+export interface StoreDiffOptions extends LongOperationOptions {
+  /** The layer to compare with: the record's parent when left out; null for the whole layer. */
+  parent?: string | null;
+}
+
+export type ProblemKind =
+  | 'record-without-layer'
+  | 'layer-without-record'
+  | 'lower-missing'
+  | 'parent-missing'
+  | 'parent-mismatch'
+  | 'stale-reference'
+  | 'mount-without-holder'
+  | 'leftover'
+  | 'incomplete-layer'
+  | 'home-not-private';
+
+export interface Problem {
+  kind: ProblemKind;
+  id?: string;
+  path?: string;
+  message: string;
+  /** What repair() does about it (or did, in a repair report). */
+  repair: string;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  problems: Problem[];
+}
+
+export interface RepairReport {
+  /** Problems found and fixed, each with what was done. */
+  repaired: Problem[];
+  /** What check() still finds after the repair. */
+  remaining: Problem[];
+}
+
+export interface CleanupOptions {
+  /** Also release detached references (`ogd mount`s). */
+  detached?: boolean;
+  /** Release every reference of every holder, unmount every layer and the home. */
+  force?: boolean;
+}
+
+export interface CleanupResult {
+  /** Layers unmounted. */
+  unmounted: string[];
+  /** The home's own mount was released (no other live process had the store open). */
+  homeReleased: boolean;
+}
+
+/** A layer store shared by every process (library or `ogd`) on one home; see the README's Store section. */
+export interface Store {
+  readonly home: string;
+  readonly driverName: string;
+  status(): Array<[string, string]>;
+  create(id: string, opts?: StoreCreateOptions): Promise<LayerRecord>;
+  /** create + applyDiff, all or nothing: a failed or killed import leaves no layer. */
+  importLayer(id: string, diff: DiffSource, opts?: StoreImportOptions): Promise<LayerRecord>;
+  /** Applies a layer tar to an existing layer with no children and no mounts. */
+  applyDiff(id: string, diff: DiffSource, opts?: ApplyDiffOptions): Promise<LayerRecord>;
+  mount(id: string, opts?: StoreMountOptions): Promise<string>;
+  unmount(id: string, opts?: StoreUnmountOptions): Promise<UnmountResult>;
+  diff(id: string, opts?: StoreDiffOptions): Promise<Readable>;
+  writeDiff(id: string, fd: number, opts?: StoreDiffOptions): Promise<number>;
+  changes(id: string, opts?: StoreDiffOptions): Promise<Change[]>;
+  diffSize(id: string, opts?: StoreDiffOptions): Promise<number>;
+  remove(id: string): Promise<void>;
+  exists(id: string): Promise<boolean>;
+  layer(id: string): Promise<Layer>;
+  list(): Promise<Layer[]>;
+  /** The layer's directories, as Driver.getMetadata gives them. */
+  metadata(id: string): Promise<Record<string, string>>;
+  check(): Promise<CheckReport>;
+  repair(): Promise<RepairReport>;
+  cleanup(opts?: CleanupOptions): Promise<CleanupResult>;
+}
