@@ -6,7 +6,7 @@
 // refused with ERR_OGD_DIGEST_MISMATCH leaving the driver home as it was; and a
 // commit pushed back, copied out by skopeo and unpacked by umoci.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { cp, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -89,6 +89,8 @@ test('image transport against umoci, skopeo and a real registry', async (t) => {
   await t.test('pull from a registry and from an OCI layout gives the tree umoci unpacks; shared layers are not fetched again', (t) => pulls(t, f));
   await t.test('corrupt blobs and configs are refused with ERR_OGD_DIGEST_MISMATCH and leave the driver home as it was', (t) => corruption(t, f));
   await t.test('commit a container, push it to the registry and to an OCI layout: skopeo copies it back and umoci unpacks base + the new file', (t) => commitPush(t, f));
+  await t.test('an abort removes the half-applied layer and keeps the verified blobs; a partial download resumes with a Range request', (t) => abortResume(t, f));
+  await t.test('a registry with htpasswd basic auth: refused without credentials, pulled and pushed with creds or an auth file', (t) => basicAuth(t, f));
 });
 
 async function pulls(t: TestContext, f: Fixture): Promise<void> {
@@ -170,7 +172,11 @@ async function corruption(t: TestContext, f: Fixture): Promise<void> {
 
   await t.test('a flipped byte in a layer blob in the registry', async () => {
     await flipByte(f.registry.blobData(top.digest), Math.floor(top.size / 2));
-    await assert.rejects(pullImage(`docker://${f.registry.host}/test/img:app`, driverTarget(driver), { blobCache: cache, tlsVerify: false }), mismatch);
+    try {
+      await assert.rejects(pullImage(`docker://${f.registry.host}/test/img:app`, driverTarget(driver), { blobCache: cache, tlsVerify: false }), mismatch);
+    } finally {
+      await flipByte(f.registry.blobData(top.digest), Math.floor(top.size / 2)); // the next tests pull it
+    }
     assert.deepEqual(await homeState(driver), state);
     assert.deepEqual((await readdir(join(cache, 'sha256'))).filter((n) => n.startsWith(top.digest.slice(7))), [], 'nothing of the bad blob is cached');
   });
@@ -270,4 +276,91 @@ async function commitPush(t: TestContext, f: Fixture): Promise<void> {
     const back = await pullImage(`oci:${out}:v1`, driverTarget(await newDriver(t)), { blobCache: emptyCache });
     assert.equal(back.layers.length, 3);
   });
+}
+
+async function abortResume(t: TestContext, f: Fixture): Promise<void> {
+  const cache = join(f.dir, 'cache-abort');
+  const driver = await newDriver(t);
+  const ref = `docker://${f.registry.host}/test/img:app`;
+  const controller = new AbortController();
+  await assert.rejects(
+    pullImage(ref, driverTarget(driver), {
+      blobCache: cache,
+      tlsVerify: false,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.layer === 1 && p.phase === 'applying') controller.abort();
+      },
+    }),
+    { code: 'ABORT_ERR' },
+  );
+  const resolved = await pullImage(`oci:${f.layout}:app`, driverTarget(await newDriver(t)), { blobCache: join(f.dir, 'cache-abort-oci') });
+  const ids = resolved.layers.map((l) => l.id);
+  assert.deepEqual(await Promise.all(ids.map((id) => driver.exists(id))), [true, false, false], 'the layer below stays, the one being applied is removed');
+  assert.deepEqual((await readdir(driver.home)).filter((n) => n !== ids[0]), [], 'nothing else is left in the home');
+  const cached = await readdir(join(cache, 'sha256'));
+  assert.ok(cached.includes(resolved.layers[1]!.blob.digest.slice(7)), 'the verified blob of the aborted layer is kept');
+
+  // The rest of the pull fetches no layer it already has.
+  const before = f.registry.log().length;
+  const done = await pullImage(ref, driverTarget(driver), { blobCache: cache, tlsVerify: false });
+  assert.deepEqual(done.applied, [false, true, true]);
+  assert.equal(done.fetched[1], 0);
+  const gets = f.registry.log().slice(before).filter((l) => l.method === 'GET' && l.uri.includes('/blobs/sha256:') && !l.uri.endsWith(done.configDigest));
+  for (const g of gets) assert.ok(!g.uri.endsWith(done.layers[1]!.blob.digest), 'the cached blob is not fetched again');
+
+  // A partial download left by a process that is gone is adopted and resumed.
+  const top = done.layers[2]!.blob;
+  const cache2 = join(f.dir, 'cache-resume');
+  await mkdir(join(cache2, 'sha256'), { recursive: true });
+  const whole = await readFile(join(cache, 'sha256', top.digest.slice(7)));
+  const gone = spawnSync('true').pid!;
+  const half = Math.floor(whole.length / 2);
+  await writeFile(join(cache2, 'sha256', `${top.digest.slice(7)}.partial-${gone}-0`), whole.subarray(0, half));
+  const mark = f.registry.log().length;
+  const resumed = await pullImage(ref, driverTarget(await newDriver(t)), { blobCache: cache2, tlsVerify: false });
+  assert.equal(resumed.fetched[2], whole.length - half);
+  const ranged = f.registry.log().slice(mark).filter((l) => l.uri.endsWith(top.digest) && l.method === 'GET');
+  assert.deepEqual(ranged.map((l) => [l.status, l.bytes]), [[206, whole.length - half]]);
+  assert.deepEqual((await readdir(join(cache2, 'sha256'))).filter((n) => n.includes('.partial-')), []);
+}
+
+async function basicAuth(t: TestContext, f: Fixture): Promise<void> {
+  const user = 'ogd';
+  const password = 'pa:ss w0rd';
+  const registry = await startRegistry(t, { htpasswd: { user, password } });
+  const creds = `${user}:${password}`;
+  await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${f.layout}:base`, `docker://${registry.host}/private/img:base`);
+  const ref = `docker://${registry.host}/private/img:base`;
+  const noFiles = { authFiles: [join(f.dir, 'no-such-auth.json')] };
+  const cache = join(f.dir, 'cache-auth');
+  const driver = await newDriver(t);
+
+  await assert.rejects(pullImage(ref, driverTarget(driver), { blobCache: cache, tlsVerify: false, ...noFiles }), (err: Error & { code?: string; status?: number }) => {
+    assert.equal(err.code, 'ERR_OGD_REGISTRY');
+    assert.equal(err.status, 401);
+    assert.match(err.message, /credentials/);
+    return true;
+  });
+  await assert.rejects(pullImage(ref, driverTarget(driver), { blobCache: cache, tlsVerify: false, creds: `${user}:wrong` }), { code: 'ERR_OGD_REGISTRY', status: 401 });
+  assert.deepEqual(await readdir(driver.home), []);
+
+  const pulled = await pullImage(ref, driverTarget(driver), { blobCache: cache, tlsVerify: false, creds });
+  assert.deepEqual(pulled.applied, [true, true]);
+
+  // An auth.json as podman login writes it, found through $REGISTRY_AUTH_FILE.
+  const authFile = join(f.dir, 'auth.json');
+  await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(creds).toString('base64') } } }));
+  const saved = process.env.REGISTRY_AUTH_FILE;
+  process.env.REGISTRY_AUTH_FILE = authFile;
+  try {
+    const again = await pullImage(ref, driverTarget(await newDriver(t)), { blobCache: join(f.dir, 'cache-auth-2'), tlsVerify: false });
+    assert.deepEqual(again.applied, [true, true]);
+    const pushed = await pushImage(pulled, `docker://${registry.host}/private/copy:v1`, driver, { blobCache: cache, tlsVerify: false });
+    assert.equal(pushed.manifestDigest, pulled.manifestDigest, 'an image pushed as pulled keeps its digest');
+  } finally {
+    if (saved === undefined) delete process.env.REGISTRY_AUTH_FILE;
+    else process.env.REGISTRY_AUTH_FILE = saved;
+  }
+  await skopeo('inspect', '--tls-verify=false', '--creds', creds, `docker://${registry.host}/private/copy:v1`);
 }
