@@ -19,6 +19,7 @@ import { skipUnlessRoot, tempDir } from './helpers/sandbox.js';
 import { compareManifests, manifest, type Manifest } from './helpers/tree.js';
 import { startRegistry, skipWithout, type TestRegistry } from './helpers/registry.js';
 import { buildTestImages, umociUnpack } from './helpers/oci-images.js';
+import { startTokenServer } from './helpers/token-server.js';
 
 const run = promisify(execFile);
 
@@ -91,6 +92,7 @@ test('image transport against umoci, skopeo and a real registry', async (t) => {
   await t.test('commit a container, push it to the registry and to an OCI layout: skopeo copies it back and umoci unpacks base + the new file', (t) => commitPush(t, f));
   await t.test('an abort removes the half-applied layer and keeps the verified blobs; a partial download resumes with a Range request', (t) => abortResume(t, f));
   await t.test('a registry with htpasswd basic auth: refused without credentials, pulled and pushed with creds or an auth file', (t) => basicAuth(t, f));
+  await t.test('a registry with bearer token auth: tokens fetched from the challenge realm for pull and push scopes', (t) => bearerAuth(t, f));
 });
 
 async function pulls(t: TestContext, f: Fixture): Promise<void> {
@@ -378,4 +380,28 @@ async function basicAuth(t: TestContext, f: Fixture): Promise<void> {
     else process.env.REGISTRY_AUTH_FILE = saved;
   }
   await skopeo('inspect', '--tls-verify=false', '--creds', creds, `docker://${registry.host}/private/copy:v1`);
+}
+
+async function bearerAuth(t: TestContext, f: Fixture): Promise<void> {
+  if (skipWithout(t, 'openssl')) return;
+  const user = 'bearer';
+  const password = 'token-pass';
+  const creds = `${user}:${password}`;
+  const token = await startTokenServer(t, await tempDir(t, 'ogd-token-'), user, password);
+  const registry = await startRegistry(t, { token });
+  await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${f.layout}:base`, `docker://${registry.host}/tok/img:base`);
+  const ref = `docker://${registry.host}/tok/img:base`;
+  const driver = await newDriver(t);
+  const cache = join(f.dir, 'cache-bearer');
+  const noFiles = [join(f.dir, 'no-such-auth.json')];
+
+  await assert.rejects(pullImage(ref, driverTarget(driver), { blobCache: cache, tlsVerify: false, authFiles: noFiles }), { code: 'ERR_OGD_REGISTRY', status: 401 });
+  token.requests.length = 0;
+  const pulled = await pullImage(ref, driverTarget(driver), { blobCache: cache, tlsVerify: false, creds });
+  assert.deepEqual(pulled.applied, [true, true]);
+  assert.deepEqual(token.requests, ['repository:tok/img:pull'], 'one token for the whole pull');
+  const pushed = await pushImage(pulled, `docker://${registry.host}/tok/copy:v1`, driver, { blobCache: cache, tlsVerify: false, creds });
+  assert.ok(token.requests.includes('repository:tok/copy:pull,push'));
+  assert.equal(pushed.manifestDigest, pulled.manifestDigest);
+  await skopeo('inspect', '--tls-verify=false', '--creds', creds, `docker://${registry.host}/tok/copy:v1`);
 }

@@ -55,8 +55,11 @@ export interface TestRegistry {
   blobData(digest: string): string;
 }
 
-/** Starts a registry for the test; `htpasswd` turns on basic auth with that one user. */
-export async function startRegistry(t: TestContext, opts: { htpasswd?: { user: string; password: string } } = {}): Promise<TestRegistry> {
+/** Starts a registry for the test; `htpasswd` turns on basic auth with that one user, `token` bearer tokens from that server. */
+export async function startRegistry(
+  t: TestContext,
+  opts: { htpasswd?: { user: string; password: string }; token?: { realm: string; service: string; issuer: string; certFile: string } } = {},
+): Promise<TestRegistry> {
   const dir = await tempDir(t, 'ogd-registry-');
   const storage = join(dir, 'storage');
   await mkdir(storage);
@@ -66,6 +69,10 @@ export async function startRegistry(t: TestContext, opts: { htpasswd?: { user: s
     const { stdout } = await run('htpasswd', ['-Bbn', opts.htpasswd.user, opts.htpasswd.password]);
     await writeFile(join(dir, 'htpasswd'), stdout);
     auth = `auth:\n  htpasswd:\n    realm: ogd-test\n    path: ${join(dir, 'htpasswd')}\n`;
+  }
+  if (opts.token !== undefined) {
+    const { realm, service, issuer, certFile } = opts.token;
+    auth = `auth:\n  token:\n    realm: ${realm}\n    service: ${service}\n    issuer: ${issuer}\n    rootcertbundle: ${certFile}\n`;
   }
   const config = join(dir, 'config.yml');
   await writeFile(
