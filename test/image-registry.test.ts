@@ -215,6 +215,21 @@ async function corruption(t: TestContext, f: Fixture): Promise<void> {
     assert.deepEqual(await homeState(driver), state);
   });
 
+  await t.test('a cached blob gone bad is refused and dropped; the next pull fetches it again', async () => {
+    const own = join(f.dir, 'cache-gone-bad');
+    const ref = `docker://${f.registry.host}/test/img:base`;
+    const first = await pullImage(ref, driverTarget(await newDriver(t)), { blobCache: own, tlsVerify: false });
+    const blob = first.layers[0]!.blob;
+    const file = join(own, 'sha256', blob.digest.slice(7));
+    await flipByte(file, 100);
+    const other = await newDriver(t);
+    await assert.rejects(pullImage(ref, driverTarget(other), { blobCache: own, tlsVerify: false }), { code: 'ERR_OGD_DIGEST_MISMATCH', expected: blob.digest });
+    assert.deepEqual(await readdir(other.home), []);
+    await assert.rejects(readFile(file), { code: 'ENOENT' });
+    const again = await pullImage(ref, driverTarget(other), { blobCache: own, tlsVerify: false });
+    assert.equal(again.fetched[0], blob.size);
+  });
+
   await t.test('the intact image still pulls', async () => {
     const good = await pullImage(`oci:${f.layout}:app`, driverTarget(driver), { blobCache: cache });
     assert.deepEqual(good.applied, [false, false, true]);

@@ -19,6 +19,8 @@ export interface HttpRequest {
 }
 
 const MAX_REDIRECTS = 5;
+/** A connection silent this long is given up (skopeo's default is no limit; a stuck pull should end). */
+const IDLE_TIMEOUT_MS = 120_000;
 const agents = {
   http: new http.Agent({ keepAlive: true }),
   https: new https.Agent({ keepAlive: true }),
@@ -60,6 +62,8 @@ function sendOnce(req: HttpRequest): Promise<http.IncomingMessage> {
       ...(req.signal ? { signal: req.signal } : {}),
     };
     const request = (isHttps ? https : http).request(req.url, options, resolve);
+    // A registry that stops answering (before or during a body) fails the request rather than hanging it.
+    request.setTimeout(IDLE_TIMEOUT_MS, () => request.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`)));
     request.on('error', (err: Error) => {
       if (err.name === 'AbortError') reject(new AbortError(undefined, { cause: req.signal?.reason }));
       else reject(new RegistryError(`${req.method} ${req.url.origin}${req.url.pathname}: ${err.message}`, 0, undefined, { cause: err }));

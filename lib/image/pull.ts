@@ -10,7 +10,8 @@
 // keeps the verified blobs and the partial downloads for the next try.
 import { createReadStream } from 'node:fs';
 import { Readable, pipeline } from 'node:stream';
-import { AbortError, InvalidImageError } from '../errors.js';
+import { unlink } from 'node:fs/promises';
+import { AbortError, DigestMismatchError, InvalidImageError } from '../errors.js';
 import { BlobCache } from './blob-cache.js';
 import { DigestVerifier, chainIds, layerIdOf, sha256Of, verifyBytes, type Digest } from './digest.js';
 import type { Image, ImageLayer, LayerTarget } from './image.js';
@@ -167,13 +168,21 @@ export async function pullImage(ref: string | ImageReference, target: LayerTarge
       if (inner.signal.aborted) throw new AbortError(undefined, { cause: inner.signal.reason });
       progress(i, 'applying', l.blob.size);
       const tar = await verifiedLayerTar(file, l.blob, l.diffId);
-      await target.put(l.id, l.parent, tar, { signal: inner.signal });
+      try {
+        await target.put(l.id, l.parent, tar, { signal: inner.signal });
+      } catch (err) {
+        // A cached blob that no longer matches (a disk error, a hand edit) is dropped, so a retry fetches it again.
+        if (err instanceof DigestMismatchError && err.expected === l.blob.digest && file === cache.path(l.blob.digest)) await unlink(file).catch(() => {});
+        throw err;
+      }
       applied[i] = true;
       progress(i, 'done', l.blob.size);
     }
   } catch (err) {
     stop();
     await Promise.allSettled(blobFiles);
+    // Node's own AbortError (from a stream or a request) becomes ours, with the caller's reason.
+    if (signal?.aborted && !(err instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
     throw err;
   } finally {
     signal?.removeEventListener('abort', stop);
