@@ -18,7 +18,8 @@ import { sha256Of } from '../lib/image/digest.js';
 import { skipUnlessRoot, tempDir } from './helpers/sandbox.js';
 import { compareManifests, manifest, type Manifest } from './helpers/tree.js';
 import { startRegistry, skipWithout, type TestRegistry } from './helpers/registry.js';
-import { buildTestImages, umociUnpack } from './helpers/oci-images.js';
+import { addDebianImage, buildTestImages, umoci, umociUnpack } from './helpers/oci-images.js';
+import { debianRootfs } from './helpers/rootfs.js';
 import { startTokenServer } from './helpers/token-server.js';
 
 const run = promisify(execFile);
@@ -420,3 +421,35 @@ async function bearerAuth(t: TestContext, f: Fixture): Promise<void> {
   assert.equal(pushed.manifestDigest, pulled.manifestDigest);
   await skopeo('inspect', '--tls-verify=false', '--creds', creds, `docker://${registry.host}/tok/copy:v1`);
 }
+
+// A real Debian rootfs (minbase, ~180 MB) as a two-layer image: slow (umoci gzips it,
+// skopeo pushes it, umoci unpacks it), so behind OGD_STRESS=1. It also times our pull
+// against skopeo's copy of the same image into a containers-storage overlay store.
+test('a Debian image pulled from the registry gives the tree umoci unpacks (OGD_STRESS=1)', async (t) => {
+  if (process.env.OGD_STRESS !== '1') {
+    t.skip('slow: set OGD_STRESS=1');
+    return;
+  }
+  if (skipUnlessRoot(t) || skipWithout(t, 'umoci', 'skopeo', 'docker-registry')) return;
+  const debian = await debianRootfs(t);
+  if (debian === undefined) return;
+  const dir = await tempDir(t, 'ogd-image-debian-');
+  const layout = join(dir, 'oci');
+  await umoci('init', '--layout', layout);
+  await addDebianImage(layout, dir, debian);
+  const registry = await startRegistry(t);
+  await skopeo('copy', '--dest-tls-verify=false', `oci:${layout}:debian`, `docker://${registry.host}/debian/minbase:1`);
+  const want = await manifest(await umociUnpack(`${layout}:debian`, join(dir, 'unpacked')));
+  const driver = await newDriver(t);
+  const started = process.hrtime.bigint();
+  const pulled = await pullImage(`docker://${registry.host}/debian/minbase:1`, driverTarget(driver), { blobCache: join(dir, 'cache'), tlsVerify: false });
+  const ours = Number(process.hrtime.bigint() - started) / 1e9;
+  assert.deepEqual(sameTree(want, await containerTree(driver, pulled.layers[1]!.id, 'c')), []);
+  if (skipWithout(t, 'containers-storage')) return;
+  const cs = join(dir, 'cs');
+  const csStarted = process.hrtime.bigint();
+  await skopeo('copy', '--src-tls-verify=false', `docker://${registry.host}/debian/minbase:1`, `containers-storage:[overlay@${cs}/root+${cs}/run]debian:1`);
+  const theirs = Number(process.hrtime.bigint() - csStarted) / 1e9;
+  t.diagnostic(`pull ${(pulled.layers.reduce((n, l) => n + l.blob.size, 0) / 1e6).toFixed(1)} MB compressed: ogd ${ours.toFixed(2)} s, skopeo copy to containers-storage overlay ${theirs.toFixed(2)} s`);
+  await run('containers-storage', ['--graph', `${cs}/root`, '--run', `${cs}/run`, '--storage-driver', 'overlay', 'shutdown']).catch(() => {});
+});
