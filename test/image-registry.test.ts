@@ -184,12 +184,16 @@ async function corruption(t: TestContext, f: Fixture): Promise<void> {
     assert.deepEqual((await readdir(join(cache, 'sha256'))).filter((n) => n.startsWith(top.digest.slice(7))), [], 'nothing of the bad blob is cached');
   });
 
-  await t.test('a flipped byte in a layer blob in an OCI layout', async () => {
+  await t.test('a flipped byte in a layer blob in an OCI layout (gzip header, deflate data, CRC trailer)', async () => {
     const copy = join(f.dir, 'oci-bad-blob');
     await cp(f.layout, copy, { recursive: true });
-    await flipByte(join(copy, 'blobs', 'sha256', top.digest.slice(7)), Math.floor(top.size / 2));
-    await assert.rejects(pullImage(`oci:${copy}:app`, driverTarget(driver), { blobCache: cache }), mismatch);
-    assert.deepEqual(await homeState(driver), state);
+    const file = join(copy, 'blobs', 'sha256', top.digest.slice(7));
+    for (const at of [4, Math.floor(top.size / 2), top.size - 6]) {
+      await flipByte(file, at);
+      await assert.rejects(pullImage(`oci:${copy}:app`, driverTarget(driver), { blobCache: cache }), mismatch, `byte ${at}`);
+      await flipByte(file, at);
+      assert.deepEqual(await homeState(driver), state);
+    }
   });
 
   await t.test('a wrong diff_id in the config', async () => {
@@ -331,16 +335,16 @@ async function abortResume(t: TestContext, f: Fixture): Promise<void> {
   const ids = resolved.layers.map((l) => l.id);
   assert.deepEqual(await Promise.all(ids.map((id) => driver.exists(id))), [true, false, false], 'the layer below stays, the one being applied is removed');
   assert.deepEqual((await readdir(driver.home)).filter((n) => n !== ids[0]), [], 'nothing else is left in the home');
-  const cached = await readdir(join(cache, 'sha256'));
-  assert.ok(cached.includes(resolved.layers[1]!.blob.digest.slice(7)), 'the verified blob of the aborted layer is kept');
+  // The aborted layer's blob stays: whole and verified, or (stopped mid-download) as a partial file.
+  const hex1 = resolved.layers[1]!.blob.digest.slice(7);
+  const kept = (await readdir(join(cache, 'sha256'))).filter((n) => n.startsWith(hex1));
+  assert.equal(kept.length, 1, kept.join(' '));
+  const keptBytes = (await readFile(join(cache, 'sha256', kept[0]!))).length;
 
-  // The rest of the pull fetches no layer it already has.
-  const before = f.registry.log().length;
+  // The rest of the pull fetches only what it does not have.
   const done = await pullImage(ref, driverTarget(driver), { blobCache: cache, tlsVerify: false });
   assert.deepEqual(done.applied, [false, true, true]);
-  assert.equal(done.fetched[1], 0);
-  const gets = f.registry.log().slice(before).filter((l) => l.method === 'GET' && l.uri.includes('/blobs/sha256:') && !l.uri.endsWith(done.configDigest));
-  for (const g of gets) assert.ok(!g.uri.endsWith(done.layers[1]!.blob.digest), 'the cached blob is not fetched again');
+  assert.equal(done.fetched[1], done.layers[1]!.blob.size - keptBytes);
 
   // A partial download left by a process that is gone is adopted and resumed.
   const top = done.layers[2]!.blob;

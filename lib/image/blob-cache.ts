@@ -6,14 +6,98 @@
 // (when that pid is gone) and continues with an HTTP Range request.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError } from '../errors.js';
 import { DigestVerifier, Hasher, digestAlgorithm, digestHex, parseDigest, type Digest } from './digest.js';
 
 export type FetchRange = (offset: number, signal: AbortSignal | undefined) => Promise<{ body: Readable; offset: number }>;
+
+export interface FetchOptions {
+  signal?: AbortSignal | undefined;
+  /** Hears of every chunk received. */
+  onBytes?: (n: number) => void;
+  /** Follows the download, so the blob can be read while it arrives. */
+  live?: LiveBlob;
+}
+
+/**
+ * A blob on its way into the cache, readable while it downloads (so a layer is applied
+ * as its bytes arrive, not after): read() hands out only bytes already written to the
+ * partial file, waits for more, ends when the blob is complete and verified, and fails
+ * with the download's error. The reader checks the digest again itself.
+ */
+export class LiveBlob {
+  file: string | undefined;
+  private final: string | undefined;
+  private written = 0;
+  private error: unknown;
+  private waiters: Array<() => void> = [];
+
+  setWritten(n: number): void {
+    this.written = n;
+    this.wake();
+  }
+  complete(path: string): void {
+    this.final = path;
+    this.wake();
+  }
+  fail(err: unknown): void {
+    this.error = err;
+    this.wake();
+  }
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  async *read(): AsyncGenerator<Buffer> {
+    let fh: FileHandle | undefined;
+    let pos = 0;
+    try {
+      for (;;) {
+        if (this.error !== undefined) throw this.error;
+        if (fh === undefined) {
+          const path = this.final ?? this.file;
+          if (path === undefined) {
+            await this.changed();
+            continue;
+          }
+          try {
+            fh = await open(path, 'r');
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+            if (this.final === undefined && this.error === undefined) await this.changed(); // renamed meanwhile: the final name comes
+            continue;
+          }
+        }
+        const available = this.final !== undefined ? 1 << 20 : Math.min(1 << 20, this.written - pos);
+        if (available <= 0) {
+          await this.changed();
+          continue;
+        }
+        const buf = Buffer.allocUnsafe(available);
+        const { bytesRead } = await fh.read(buf, 0, available, pos);
+        if (bytesRead === 0) {
+          if (this.final !== undefined) return;
+          await this.changed();
+          continue;
+        }
+        pos += bytesRead;
+        yield buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await fh?.close();
+    }
+  }
+}
 
 let serial = 0;
 
@@ -54,7 +138,7 @@ export class BlobCache {
    * mismatch throws DigestMismatchError and drops the partial file; an abort or a
    * network error keeps it for the next try.
    */
-  fetch(digest: Digest, size: number, get: FetchRange, opts: { signal?: AbortSignal | undefined; onBytes?: (n: number) => void } = {}): Promise<string> {
+  fetch(digest: Digest, size: number, get: FetchRange, opts: FetchOptions = {}): Promise<string> {
     const key = this.path(digest);
     let p = this.inFlight.get(key);
     if (p === undefined) {
@@ -64,7 +148,7 @@ export class BlobCache {
     return p;
   }
 
-  private async doFetch(digest: Digest, size: number, get: FetchRange, opts: { signal?: AbortSignal | undefined; onBytes?: (n: number) => void }): Promise<string> {
+  private async doFetch(digest: Digest, size: number, get: FetchRange, opts: FetchOptions): Promise<string> {
     const final = this.path(digest);
     if (await this.has(digest, size)) return final;
     const dir = join(this.dir, digestAlgorithm(digest));
@@ -81,7 +165,24 @@ export class BlobCache {
       offset = 0;
       hash = createHash(digestAlgorithm(digest));
     }
-    if (offset === 0) await truncate(partial, 0).catch(() => {});
+    const fh = await open(partial, offset > 0 ? 'a' : 'w');
+    if (offset === 0) await fh.truncate(0);
+    const live = opts.live;
+    if (live !== undefined) {
+      live.file = partial;
+      live.setWritten(offset);
+    }
+    let written = offset;
+    // Bytes are announced to a live reader only once they are in the file.
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        fh.write(chunk).then(() => {
+          written += chunk.length;
+          live?.setWritten(written);
+          done();
+        }, done);
+      },
+    });
     const counted = opts.onBytes
       ? Readable.from(
           (async function* () {
@@ -93,13 +194,15 @@ export class BlobCache {
         )
       : body;
     try {
-      await pipeline(counted, new DigestVerifier(`blob ${digest}`, digest, size, { hash: hash as Hash, bytes: offset }), createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }), {
+      await pipeline(counted, new DigestVerifier(`blob ${digest}`, digest, size, { hash: hash as Hash, bytes: offset }), sink, {
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
     } catch (err) {
       body.destroy();
       if (err instanceof DigestMismatchError) await unlink(partial).catch(() => {});
       throw err;
+    } finally {
+      await fh.close();
     }
     await rename(partial, final);
     return final;

@@ -3,16 +3,17 @@
 // fetched size-bounded and digest-checked; the layer ids are the chain ids of the
 // config's diff_ids, so a layer that exists is neither fetched nor applied. Missing
 // layer blobs download in parallel (3 at a time, bottom first) into the blob cache,
-// verified while they stream; each layer is applied as soon as its blob is cached and
-// its parent is in place, decompressed while its blob digest and its diff_id are
-// checked again on the way into the driver (a mismatch fails the apply, which leaves
+// verified while they stream; each layer is applied as soon as its parent is in place,
+// read from the cache file as its bytes arrive, decompressed while its blob digest and
+// its diff_id are checked again on the way into the driver (a mismatch fails the apply, which leaves
 // nothing). An abort or a failure removes the half-applied layer (the target's put),
 // keeps the verified blobs and the partial downloads for the next try.
 import { createReadStream } from 'node:fs';
-import { Readable, pipeline } from 'node:stream';
+import { Readable, Writable, pipeline } from 'node:stream';
+import { pipeline as streamPipeline } from 'node:stream/promises';
 import { unlink } from 'node:fs/promises';
 import { AbortError, DigestMismatchError, InvalidImageError } from '../errors.js';
-import { BlobCache } from './blob-cache.js';
+import { BlobCache, LiveBlob } from './blob-cache.js';
 import { DigestVerifier, chainIds, layerIdOf, sha256Of, verifyBytes, type Digest } from './digest.js';
 import type { Image, ImageLayer, LayerTarget } from './image.js';
 import { hostPlatform, MAX_CONFIG_BYTES, parseConfig, parseManifest, parsePlatform, selectPlatform, type Descriptor, type ImageManifest } from './manifest.js';
@@ -110,8 +111,8 @@ export function imageLayers(manifest: ImageManifest, diffIds: readonly Digest[])
  * digest and size, the tar against the diff_id. Any mismatch errors the stream before
  * its end, so the consumer (applyDiff) fails and keeps nothing.
  */
-export async function verifiedLayerTar(file: string, blob: Descriptor, diffId: Digest): Promise<Readable> {
-  const raw = pipeline(createReadStream(file), new DigestVerifier(`layer blob ${blob.digest}`, blob.digest, blob.size), () => {});
+export async function verifiedLayerTar(file: string | Readable, blob: Descriptor, diffId: Digest): Promise<Readable> {
+  const raw = pipeline(typeof file === 'string' ? createReadStream(file) : file, new DigestVerifier(`layer blob ${blob.digest}`, blob.digest, blob.size), () => {});
   const { tar } = await openLayer(raw as AsyncIterable<Buffer>);
   return pipeline(tar, new DigestVerifier(`layer ${blob.digest}: its uncompressed tar against the config's diff_id`, diffId), () => {}) as Readable;
 }
@@ -138,15 +139,17 @@ export async function pullImage(ref: string | ImageReference, target: LayerTarge
   const stop = () => inner.abort(signal?.reason);
   signal?.addEventListener('abort', stop, { once: true });
   const limit = limiter(opts.concurrency ?? 3);
+  const local = layers.map((l, i) => (needed[i] ? source.localBlob?.(l.blob.digest) : undefined));
+  const live = layers.map(() => new LiveBlob());
   const blobFiles = layers.map((l, i) => {
     if (!needed[i]) return undefined;
-    const local = source.localBlob?.(l.blob.digest);
-    if (local !== undefined) return Promise.resolve(local);
+    if (local[i] !== undefined) return Promise.resolve(local[i]!);
     return limit(async () => {
       let last = 0;
       progress(i, 'downloading', 0);
       const file = await cache.fetch(l.blob.digest, l.blob.size, (offset, s) => source.blob(l.blob.digest, offset, s), {
         signal: inner.signal,
+        live: live[i]!,
         onBytes: (n) => {
           fetched[i]! += n;
           const now = Date.now();
@@ -158,22 +161,39 @@ export async function pullImage(ref: string | ImageReference, target: LayerTarge
       });
       progress(i, 'downloaded', l.blob.size);
       return file;
-    });
+    }).then(
+      (file) => {
+        live[i]!.complete(file);
+        return file;
+      },
+      (err: unknown) => {
+        live[i]!.fail(err);
+        throw err;
+      },
+    );
   });
-  blobFiles.forEach((p) => p?.catch(() => {})); // awaited below, in order
+  blobFiles.forEach((p) => p?.catch(() => {})); // seen by the readers below
   try {
     for (const [i, l] of layers.entries()) {
       if (!needed[i]) continue;
-      const file = await blobFiles[i]!;
       if (inner.signal.aborted) throw new AbortError(undefined, { cause: inner.signal.reason });
       progress(i, 'applying', l.blob.size);
-      const tar = await verifiedLayerTar(file, l.blob, l.diffId);
+      // Applied while it downloads: the live reader follows the cache's partial file.
+      const tar = await verifiedLayerTar(local[i] ?? Readable.from(live[i]!.read()), l.blob, l.diffId);
       try {
         await target.put(l.id, l.parent, tar, { signal: inner.signal });
       } catch (err) {
+        if (err instanceof AbortError || (err instanceof DigestMismatchError && err.expected !== l.blob.digest)) throw err;
+        // Corrupt bytes usually break the decompressor before the digest can be known:
+        // when the blob itself is wrong, that is the error to report.
+        const file = await blobFiles[i]!.catch((e: unknown) => {
+          throw e instanceof DigestMismatchError ? e : err;
+        });
+        const wrong = await checkBlobFile(file, l.blob);
+        if (wrong === undefined) throw err;
         // A cached blob that no longer matches (a disk error, a hand edit) is dropped, so a retry fetches it again.
-        if (err instanceof DigestMismatchError && err.expected === l.blob.digest && file === cache.path(l.blob.digest)) await unlink(file).catch(() => {});
-        throw err;
+        if (local[i] === undefined) await unlink(file).catch(() => {});
+        throw wrong;
       }
       applied[i] = true;
       progress(i, 'done', l.blob.size);
@@ -188,6 +208,17 @@ export async function pullImage(ref: string | ImageReference, target: LayerTarge
     signal?.removeEventListener('abort', stop);
   }
   return { ...resolved, layers, fetched, applied };
+}
+
+/** The DigestMismatchError of a blob file that does not hash to its descriptor, or undefined. */
+async function checkBlobFile(file: string, blob: Descriptor): Promise<DigestMismatchError | undefined> {
+  try {
+    await streamPipeline(createReadStream(file), new DigestVerifier(`layer blob ${blob.digest}`, blob.digest, blob.size), new Writable({ write: (_c, _e, done) => done() }));
+    return undefined;
+  } catch (err) {
+    if (err instanceof DigestMismatchError) return err;
+    throw err;
+  }
 }
 
 /** Runs at most `n` of the given tasks at once, in the order they were submitted. */
