@@ -15,6 +15,7 @@ import { parseReference, type DockerReference } from '../lib/image/reference.js'
 import { LayoutSource } from '../lib/image/source.js';
 import { validateId } from '../lib/ids.js';
 import { tempDir } from './helpers/sandbox.js';
+import * as native from '../lib/native.js';
 
 const hex = (c: string) => c.repeat(64);
 const d = (c: string) => `sha256:${hex(c)}`;
@@ -165,4 +166,11 @@ test('OCI layouts: an oversized index.json and a digest that climbs out are refu
   await mkdir(climb);
   await writeFile(join(climb, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: 'sha256:../../../../etc/passwd', size: 1 }] }));
   await assert.rejects(new LayoutSource({ transport: 'oci', dir: climb, ref: undefined }).topManifest(), { code: 'ERR_OGD_INVALID_IMAGE', message: /digest/ });
+});
+
+test('OCI layouts: a FIFO where index.json should be is refused, not waited on', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'fifo'));
+  await native.mknod(join(dir, 'fifo', 'index.json'), 0o10644, 0, 0);
+  await assert.rejects(new LayoutSource({ transport: 'oci', dir: join(dir, 'fifo'), ref: undefined }).topManifest(), { code: 'ERR_OGD_INVALID_IMAGE', message: /regular file/ });
 });

@@ -19,7 +19,7 @@ import type { Image, ImageLayer, LayerTarget } from './image.js';
 import { hostPlatform, MAX_CONFIG_BYTES, parseConfig, parseManifest, parsePlatform, selectPlatform, type Descriptor, type ImageManifest } from './manifest.js';
 import { parseReference, type ImageReference } from './reference.js';
 import type { RegistryOptions } from './registry.js';
-import { LayoutSource, RegistrySource, type ImageSource } from './source.js';
+import { assertRegularFile, LayoutSource, RegistrySource, type ImageSource } from './source.js';
 import { openLayer } from '../archive/compression.js';
 
 export interface LayerProgress {
@@ -177,6 +177,7 @@ export async function pullImage(ref: string | ImageReference, target: LayerTarge
     for (const [i, l] of layers.entries()) {
       if (!needed[i]) continue;
       if (inner.signal.aborted) throw new AbortError(undefined, { cause: inner.signal.reason });
+      if (local[i] !== undefined) await assertRegularFile(local[i]!, `blob ${l.blob.digest}`);
       progress(i, 'applying', l.blob.size);
       // Applied while it downloads: the live reader follows the cache's partial file.
       const tar = await verifiedLayerTar(local[i] ?? Readable.from(live[i]!.read()), l.blob, l.diffId);

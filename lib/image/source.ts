@@ -1,8 +1,8 @@
 // Where an image comes from: a registry repository or an OCI image layout directory,
 // behind one small interface, so the pull pipeline is written once. Both hand out
 // bytes only; checking them (digests, sizes, grammar) is the pipeline's job.
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InvalidImageError, RegistryError } from '../errors.js';
@@ -47,7 +47,8 @@ export class RegistrySource implements ImageSource {
 
 /** Reads at most `max` bytes of a file, refusing a bigger one. */
 export async function readBounded(path: string, max: number, what: string): Promise<Buffer> {
-  const fh = await open(path, 'r');
+  // O_NONBLOCK: a FIFO planted in a layout must not hang the open; it is refused below.
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new InvalidImageError(`${what} is not a regular file`);
@@ -63,6 +64,12 @@ export async function readBounded(path: string, max: number, what: string): Prom
   } finally {
     await fh.close();
   }
+}
+
+/** Refuses a blob that is not a regular file (a FIFO would hang a reader, a device would never end). */
+export async function assertRegularFile(path: string, what: string): Promise<void> {
+  const st = await stat(path);
+  if (!st.isFile()) throw new InvalidImageError(`${what} is not a regular file`);
 }
 
 /** The path of a blob in a layout; the digest is validated before it becomes a path. */
@@ -101,7 +108,9 @@ export class LayoutSource implements ImageSource {
     return { bytes: await readBounded(layoutBlobPath(this.ref.dir, digest), MAX_MANIFEST_BYTES, `manifest ${digest}`), mediaType: undefined };
   }
   async blob(digest: Digest, offset: number) {
-    return { body: createReadStream(layoutBlobPath(this.ref.dir, digest), { start: offset }), offset };
+    const path = layoutBlobPath(this.ref.dir, digest);
+    await assertRegularFile(path, `blob ${digest}`);
+    return { body: createReadStream(path, { start: offset }), offset };
   }
   localBlob(digest: Digest): string {
     return layoutBlobPath(this.ref.dir, digest);
