@@ -103,6 +103,51 @@ export class AbortError extends GraphDriverError {
   }
 }
 
+/** A blob whose bytes do not hash to the digest (or size) its descriptor names; nothing of it is kept. */
+export class DigestMismatchError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_DIGEST_MISMATCH';
+  /** The digest the descriptor (manifest, config diff_ids) promised. */
+  readonly expected: string;
+  /** What the bytes hashed to, or undefined when the size was already wrong. */
+  readonly actual: string | undefined;
+  constructor(what: string, expected: string, actual: string | undefined, reason?: string) {
+    super(DigestMismatchError.code, `${what}: ${reason ?? `expected ${expected}, got ${actual ?? '?'}`}`);
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** An image reference (docker://…, oci:…), repository name, tag or digest that does not parse. */
+export class InvalidReferenceError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_INVALID_REFERENCE';
+  readonly reference: string;
+  constructor(reference: string, reason: string) {
+    super(InvalidReferenceError.code, `invalid image reference ${JSON.stringify(reference)}: ${reason}`);
+    this.reference = reference;
+  }
+}
+
+/** A manifest, index or config that is malformed, too big, of an unknown media type, or has no matching platform. */
+export class InvalidImageError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_INVALID_IMAGE';
+  constructor(message: string, options?: ErrorOptions) {
+    super(InvalidImageError.code, message, options);
+  }
+}
+
+/** A registry answered with an error (or not in the protocol); `.status` is the HTTP status, 0 for no answer. */
+export class RegistryError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_REGISTRY';
+  readonly status: number;
+  /** The distribution spec's error code from the body (MANIFEST_UNKNOWN, UNAUTHORIZED, …), when given. */
+  readonly registryCode: string | undefined;
+  constructor(message: string, status: number, registryCode?: string, options?: ErrorOptions) {
+    super(RegistryError.code, message, options);
+    this.status = status;
+    this.registryCode = registryCode;
+  }
+}
+
 /** A Node-style system error (from node:fs or the addon). */
 export interface SystemError extends Error {
   code: string;

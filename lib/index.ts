@@ -37,15 +37,19 @@ export type {
 } from './types.js';
 export {
   AbortError,
+  DigestMismatchError,
   GraphDriverError,
   IncompatibleFsError,
   InvalidArchiveError,
   InvalidIdError,
+  InvalidImageError,
   InvalidOptionError,
+  InvalidReferenceError,
   LayerExistsError,
   LayerInUseError,
   LayerNotFoundError,
   NotSupportedError,
+  RegistryError,
   UnsafeLayerError,
   isSystemError,
 } from './errors.js';

@@ -11,8 +11,8 @@ import type { LayerRecord, Store } from '../../index.js';
 import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command, OptionValues } from '../command.js';
 import type { CliContext } from '../context.js';
-import { openLayer } from '../decompress.js';
-import type { LayerFormat, OpenedLayer } from '../decompress.js';
+import { openLayer } from '../../archive/compression.js';
+import type { LayerFormat, OpenedLayer } from '../../archive/compression.js';
 import { formatBytes, formatDuration } from '../progress.js';
 
 interface LayerInput {

@@ -1,12 +1,13 @@
-// Layer input as people have it: a plain tar, a .tar.gz or a .tar.zst, from a file or a
-// pipe, told apart by the first bytes (not the file name, which a pipe does not have).
-// gzip goes through node:zlib. zstd goes through node:zlib where Node has it (>= 22.15)
-// and otherwise through the `zstd` program, which Debian and most distributions ship;
-// without either, a zstd layer is refused with ERR_OGD_NOT_SUPPORTED.
+// Layer compression, one place for the CLI's import and the image transport (pull, push).
+// Input as people and registries have it: a plain tar, a .tar.gz or a .tar.zst, from a
+// file, a pipe or a socket, told apart by the first bytes (not a file name or a media
+// type, which may lie). gzip goes through node:zlib. zstd goes through node:zlib where
+// Node has it (>= 22.15) and otherwise through the `zstd` program, which Debian and most
+// distributions ship; without either, zstd is refused with ERR_OGD_NOT_SUPPORTED.
 import { spawn } from 'node:child_process';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { GraphDriverError, InvalidArchiveError, NotSupportedError, UnsafeLayerError } from '../index.js';
+import { GraphDriverError, InvalidArchiveError, NotSupportedError, UnsafeLayerError } from '../errors.js';
 
 export type LayerFormat = 'tar' | 'gzip' | 'zstd';
 
@@ -127,17 +128,30 @@ function decompressionError(format: 'gzip' | 'zstd', err: Error): Error {
 function zstdDecoder(): Duplex {
   const native = (zlib as unknown as { createZstdDecompress?: () => Duplex }).createZstdDecompress;
   if (native !== undefined) return native();
-  return zstdProgram();
+  return zstdProgram(['-dcq'], 'decompress the layer');
 }
 
-// `zstd -dc` as a duplex stream; a non-zero exit becomes the stream's error.
-function zstdProgram(): Duplex {
-  const child = spawn('zstd', ['-dcq'], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** What push writes a layer blob as. */
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+/** A stream compressing its input as `format` ('none' passes it through). */
+export function createCompressor(format: Compression): Duplex {
+  if (format === 'gzip') return zlib.createGzip({ level: zlib.constants.Z_DEFAULT_COMPRESSION });
+  if (format === 'zstd') {
+    const native = (zlib as unknown as { createZstdCompress?: () => Duplex }).createZstdCompress;
+    return native !== undefined ? native() : zstdProgram(['-cq', '-3'], 'compress the layer');
+  }
+  return new PassThrough();
+}
+
+// The `zstd` program as a duplex stream; a non-zero exit becomes the stream's error.
+function zstdProgram(args: string[], what: string): Duplex {
+  const child = spawn('zstd', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const exited = new Promise<number | null>((resolve, reject) => {
     child.on('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'ENOENT' ? new NotSupportedError('the layer is zstd-compressed and this Node has no zstd; install the zstd program') : err),
+      reject(err.code === 'ENOENT' ? new NotSupportedError(`zstd is needed to ${what} and this Node has none; install the zstd program`) : err),
     );
     child.on('close', resolve);
   });
