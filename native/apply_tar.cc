@@ -484,9 +484,16 @@ class ApplyTarWorker : public JobWorker {
     // A change would land on the parent image's inode too: give the target its own inode first.
     // (Without a change the link shares the inode, which keeps its other names linked with it.)
     bool changes = chown || chmod || times || !xattrs.empty();
-    if (changes && st.st_nlink > 1 && unpacked_.count(target) == 0) CopyUp(*tdir, tcomps.back(), target, st);
+    if (changes && st.st_nlink > 1 && !IsPrivate(target)) {
+      CopyUp(*tdir, tcomps.back(), target, st);
+      sharedLinks_.erase(target);
+      copiedUp_.insert(target);
+    }
     if (target != path) {
       Place(parent, name, path, "link", [&] { return ::linkat(tdir->fd, tcomps.back().c_str(), parent.fd, name.c_str(), 0) == 0 ? 0 : errno; });
+      // The new name shares the target's inode: private only if the target's is.
+      if (IsPrivate(target)) sharedLinks_.erase(path);
+      else sharedLinks_.insert(path);
     }
     if (chown && ::fchownat(parent.fd, name.c_str(), static_cast<uid_t>(want.uid), static_cast<gid_t>(want.gid), AT_SYMLINK_NOFOLLOW) != 0) {
       ThrowSys(errno, "lchown", path);
@@ -739,8 +746,34 @@ class ApplyTarWorker : public JobWorker {
     } else if (::unlink(path.c_str()) != 0) {
       ThrowSys(errno, "unlink", path);
     }
+    Replaced(path, S_ISDIR(st.st_mode));
     // Resolved parents may have gone through what was removed.
     if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)) dirs_.clear();
+  }
+
+  // ---- which inodes are private to this apply ----
+  //
+  // Every non-directory of the root starts as a second name of the parent image's
+  // inode. An inode is private when this apply made it (an entry's new inode, or a
+  // copy-up), or when a name reached it through a tar hardlink to a private inode;
+  // only a private inode may be changed in place. Tracked by name: unpacked_ holds the
+  // names this apply made, and two small sets the exceptions, which only tar hardlinks
+  // and copy-ups make: a link to a shared inode (made here, yet not private) and a
+  // copy-up (private, yet still lower content for a later whiteout).
+
+  bool IsPrivate(const std::string& path) const {
+    return copiedUp_.count(path) != 0 || (unpacked_.count(path) != 0 && sharedLinks_.count(path) == 0);
+  }
+
+  // Whatever was at `path` (and below it, for a directory) is gone.
+  void Replaced(const std::string& path, bool isDir) {
+    sharedLinks_.erase(path);
+    copiedUp_.erase(path);
+    if (!isDir || (sharedLinks_.empty() && copiedUp_.empty())) return;
+    std::string below = path + "/";
+    for (auto* set : {&sharedLinks_, &copiedUp_}) {
+      for (auto it = set->begin(); it != set->end();) it = it->compare(0, below.size(), below) == 0 ? set->erase(it) : std::next(it);
+    }
   }
 
   void RemoveTree(int at, const std::string& name, const std::string& shown) {
@@ -923,6 +956,8 @@ class ApplyTarWorker : public JobWorker {
   std::unordered_map<std::string, DirPtr> dirs_;
   // Real paths this apply put there (files, dirs incl. merged ones, links): never lower content.
   std::unordered_set<std::string> unpacked_;
+  std::unordered_set<std::string> sharedLinks_;  // see IsPrivate
+  std::unordered_set<std::string> copiedUp_;
   // Times to set on directories at the end: from their tar entries, or their own (restored) when the tar has none.
   std::map<std::string, Times> dirTimes_;
   uint64_t entries_ = 0;

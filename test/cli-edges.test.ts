@@ -221,7 +221,7 @@ test('a refused init leaves nothing behind: a home on overlay, under /proc, or w
   assert.match(r.stderr, /^ogd status: overlay is not supported over proc .*\[ERR_OGD_INCOMPATIBLE_FS\]\n$/);
 
   // Without root: say what is missing, create nothing, on a new home and on root's store.
-  await ok(['--home', join(dir, 'rootstore'), 'status']);
+  await ok(['--home', join(dir, 'rootstore'), 'create', 'probe']);
   execFileSync('chmod', ['755', dir]);
   const nobody = { uid: 65534, gid: 65534 };
   for (const home of [join(dir, 'new', 'store'), join(dir, 'rootstore')]) {

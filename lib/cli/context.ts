@@ -42,12 +42,18 @@ export class CliContext {
     return this.#store;
   }
 
-  /** The store at --home when one is there; undefined (and nothing created) otherwise. */
+  /**
+   * The store at --home when one is there; undefined (and nothing created) otherwise.
+   * A home where no store could ever be (its filesystem, missing privileges) is refused
+   * with the driver's error rather than reported as merely empty.
+   */
   async storeIfExists(): Promise<Store | undefined> {
     const markers = [join(this.home, 'layers'), join(this.home, 'layers.json'), join(this.home, this.driverName)];
     for (const m of markers) {
       if (await access(m).then(() => true, () => false)) return this.store();
     }
+    const { checkDriverHome } = await import('../drivers/create-driver.js');
+    await checkDriverHome(this.driverName, join(this.home, this.driverName));
     return undefined;
   }
 

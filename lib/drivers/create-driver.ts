@@ -9,6 +9,19 @@ export function createDriver(name: DriverName, home: string, opts: DriverOptions
   return createStoreDriver(name, home, opts);
 }
 
+/** Refuses a home the driver could not use (see checkOverlayHome), before anything is created there. */
+export async function checkDriverHome(name: DriverName, home: string): Promise<void> {
+  switch (name) {
+    case 'overlay': {
+      const { checkOverlayHome } = await import('./overlay/driver.js');
+      await checkOverlayHome(home);
+      return;
+    }
+    default:
+      throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(name)}`);
+  }
+}
+
 /** The same driver, with what a Store needs of it (lib/drivers/store-driver.ts). */
 export async function createStoreDriver(name: DriverName, home: string, opts: DriverOptions = {}): Promise<StoreDriver> {
   switch (name) {

@@ -21,7 +21,7 @@
 //   releases only the caller's reference; the last live one unmounts.
 // - Refusals: applyDiff into a layer with children or mounts, remove of a layer with
 //   children or a live holder (named in the error), both ERR_OGD_LAYER_IN_USE.
-import { mkdir, readdir, realpath, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
@@ -29,7 +29,7 @@ import { validateId, validateParent } from '../ids.js';
 import { lock, tryLock, withLock } from '../locks.js';
 import type { HeldLock } from '../locks.js';
 import { readMountInfo } from '../mountinfo.js';
-import { createStoreDriver } from '../drivers/create-driver.js';
+import { checkDriverHome, createStoreDriver } from '../drivers/create-driver.js';
 import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
 import { digesting } from './digest.js';
@@ -66,25 +66,30 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
   const driverName = opts.driver ?? 'overlay';
   if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
-  await mkdir(resolve(home), { recursive: true, mode: 0o700 });
-  const real = await realpath(resolve(home));
-  const files = new StoreFiles(real);
-  await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
-  // Taken before the driver binds the home: a cleanup() elsewhere then sees this store open and leaves the home's mount.
-  const openLock = await lock(files.openLock(), 'read');
+  // A home the driver refuses gets no directory at all (and mkdir under /proc is never tried).
+  await checkDriverHome(driverName, join(resolve(home), driverName));
+  const madeHome = await mkdir(resolve(home), { recursive: true, mode: 0o700 });
+  let openLock: HeldLock | undefined;
+  let files: StoreFiles;
   let driver: StoreDriver;
   try {
-    driver = await createStoreDriver(driverName, join(real, driverName), {
+    files = new StoreFiles(await realpath(resolve(home)));
+    await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
+    // Taken before the driver binds the home: a cleanup() elsewhere then sees this store open and leaves the home's mount.
+    openLock = await lock(files.openLock(), 'read');
+    driver = await createStoreDriver(driverName, join(files.home, driverName), {
       ...(opts.uidMaps ? { uidMaps: opts.uidMaps } : {}),
       ...(opts.gidMaps ? { gidMaps: opts.gidMaps } : {}),
       ...(opts.options ? { options: opts.options } : {}),
     });
   } catch (err) {
-    await openLock.release();
+    await openLock?.release();
+    // What this open created goes again: the first directory it made, with what it put inside.
+    if (madeHome !== undefined) await rm(madeHome, { recursive: true, force: true }).catch(() => undefined);
     throw err;
   }
   const me = await thisProcess();
-  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock);
+  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!);
   await store.recover();
   return store;
 }
@@ -343,6 +348,7 @@ export class LayerStore implements Store {
     return this.#withLayers([[id, 'write']], async () => {
       await this.#committed(id);
       let refs = (await this.#reconcile(id)).map((k) => k.ref);
+      const before = refs.map((r) => ({ ...r }));
       let released = false;
       if (opts.force === true) {
         released = refs.length > 0;
@@ -358,7 +364,15 @@ export class LayerStore implements Store {
       // which the next open unmounts; the other order would leave holders of nothing.
       await this.writeRefs(id, refs);
       const disk = await this.driver.inspect(id);
-      if (refs.length === 0 && disk.state === 'container' && disk.mounted) await this.driver.unmountLayer(id, { lazy: opts.lazy === true });
+      if (refs.length === 0 && disk.state === 'container' && disk.mounted) {
+        try {
+          await this.driver.unmountLayer(id, { lazy: opts.lazy === true });
+        } catch (err) {
+          // Still mounted (EBUSY): the references stand as they were, so a retry (say with lazy) releases the same one.
+          await this.writeRefs(id, before);
+          throw err;
+        }
+      }
       return { released, mounted: refs.length > 0 && disk.state === 'container', references: total(refs), holders: refs.map(toPublicHolder) };
     });
   }
@@ -590,6 +604,7 @@ function applyOpts(opts: ApplyDiffOptions): ApplyDiffOptions {
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.allowPrivilegedXattrs !== undefined ? { allowPrivilegedXattrs: opts.allowPrivilegedXattrs } : {}),
+    ...(opts.allowEmpty !== undefined ? { allowEmpty: opts.allowEmpty } : {}),
   };
 }
 

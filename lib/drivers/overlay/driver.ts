@@ -46,6 +46,22 @@ const mounts = new MountCounter(isOverlayMounted);
 // keyed by the layer's dir, so drivers on the same home share the locks.
 const layerLocks = new KeyedLock();
 
+/**
+ * Whether an overlay driver can live at `home` (which need not exist yet): overlay
+ * support, the privilege to mount, the backing filesystem. Creates nothing, so a
+ * refused home leaves no trace (a Store runs it before making its own directories).
+ */
+export async function checkOverlayHome(home: string): Promise<Awaited<ReturnType<typeof checkBackingFs>>> {
+  // Checked side by side, reported in the seed's order (no overlay before a wrong
+  // filesystem), missing privileges before the filesystem (whose check may itself be
+  // refused EACCES without them).
+  const [overlay, privilege, fs] = await Promise.allSettled([supportsOverlay(), checkMountPrivilege(), checkBackingFs(resolve(home))]);
+  if (overlay.status === 'rejected') throw overlay.reason;
+  if (privilege.status === 'rejected') throw privilege.reason;
+  if (fs.status === 'rejected') throw fs.reason;
+  return fs.value;
+}
+
 /** Creates the overlay driver on `home` (containers/storage's overlay.Init, with the checks of DESIGN.md section 2). */
 export async function initOverlay(home: string, opts: DriverOptions): Promise<OverlayDriver> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
@@ -55,15 +71,7 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Ov
   const gidMaps = validateIdMaps(opts.gidMaps, 'gidMaps');
   const owner = rootPair(uidMaps, gidMaps);
   const absolute = resolve(home);
-
-  // Checked side by side, reported in the seed's order (no overlay before a wrong
-  // filesystem), missing privileges before the filesystem (whose check may itself be
-  // refused EACCES without them). Nothing is created until all three pass.
-  const [overlay, privilege, fs] = await Promise.allSettled([supportsOverlay(), checkMountPrivilege(), checkBackingFs(absolute)]);
-  if (overlay.status === 'rejected') throw overlay.reason;
-  if (privilege.status === 'rejected') throw privilege.reason;
-  if (fs.status === 'rejected') throw fs.reason;
-  const backingFs = fs.value;
+  const backingFs = await checkOverlayHome(absolute);
   const created = await mkdirAllAs(absolute, 0o700, owner);
   try {
     const real = await canonicalHome(absolute);
