@@ -15,6 +15,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
+import { TarBuilder } from './helpers/tar-builder.js';
 import { createDriver } from '../lib/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -320,9 +321,10 @@ test('SIGTERM during diff -o FILE: FILE never appears, no temp file is left', as
   if (skipUnlessRoot(t)) return;
   const dir = await tempDir(t, NAME);
   const g = ['--home', join(dir, 'store')];
-  const files: Record<string, Buffer> = {};
-  for (let i = 0; i < 20000; i++) files[`d${i % 50}/f${i}`] = Buffer.from(`file ${i}\n`);
-  await ok([...g, 'import', 'wide', '-'], { input: await gnuTar(join(dir, 'src'), files) });
+  // 20k entries, enough for the diff to be running when the signal lands; built in memory (no source tree to write).
+  const wide = new TarBuilder();
+  for (let i = 0; i < 20000; i++) wide.file(`d${i % 50}/f${i}`, `file ${i}\n`);
+  await ok([...g, 'import', 'wide', '-'], { input: wide.end() });
   const out = join(dir, 'out.tar');
   const { child, output } = start([...g, 'diff', 'wide', '-o', out]);
   const tmp = `${out}.ogd-${child.pid}.tmp`;
