@@ -16,6 +16,8 @@ export interface MountEntry {
   source: string;
   /** A member of a shared peer group ("shared:N" among the optional fields): mounts below it propagate. */
   shared: boolean;
+  /** The filesystem's own options (for overlay: lowerdir=…,upperdir=…, and context= when labelled). */
+  superOptions: string;
 }
 
 function unescapeField(field: string): string {
@@ -39,6 +41,7 @@ export function parseMountInfo(text: string): MountEntry[] {
       fsType: f[dash + 1]!,
       source: unescapeField(f[dash + 2]!),
       shared: f.slice(6, dash).some((o) => o.startsWith('shared:')),
+      superOptions: unescapeField(f[dash + 3] ?? ''),
     });
   }
   return entries;

@@ -115,6 +115,9 @@ interface Addon {
   applyTarEnd(feeder: unknown, failed: boolean): void;
   ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean;
   ofdLock(fd: number, kind: LockKind): Promise<void>;
+  ofdTryLockPath(path: PathLike, kind: LockKind): Promise<{ fd: number; locked: boolean }>;
+  readSmallFile(path: PathLike): Promise<Buffer | undefined>;
+  writeNewFile(path: PathLike, data: Buffer, durable: boolean): Promise<void>;
   constants: NativeConstants;
 }
 
@@ -222,6 +225,29 @@ export function ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean {
 export function ofdLock(fd: number, kind: LockKind): Promise<void> {
   checkInt(fd, 'fd');
   return withStack(addon.ofdLock(fd, kind));
+}
+
+/**
+ * Opens the lock file `path` (created 0600 when missing, close-on-exec) and takes an
+ * OFD lock on it when nobody holds a conflicting one, checking that the locked file is
+ * still the one at `path`: one pool trip. `locked` false: the fd is open, not locked.
+ */
+export function ofdTryLockPath(path: PathLike, kind: LockKind): Promise<{ fd: number; locked: boolean }> {
+  checkPath(path, 'path');
+  return withStack(addon.ofdTryLockPath(path, kind));
+}
+
+/** A whole small file (at most 16 MiB; a symlink is refused with ELOOP) in one pool trip; undefined when it does not exist. */
+export function readSmallFile(path: PathLike): Promise<Buffer | undefined> {
+  checkPath(path, 'path');
+  return withStack(addon.readSmallFile(path));
+}
+
+/** Creates `path` (O_EXCL, mode 0600), writes `data` and, when `durable`, fsyncs it, in one pool trip; a failure leaves no file. */
+export function writeNewFile(path: PathLike, data: Buffer, durable: boolean): Promise<void> {
+  checkPath(path, 'path');
+  if (!Buffer.isBuffer(data)) throw invalidArg('data', 'must be a Buffer');
+  return withStack(addon.writeNewFile(path, data, durable === true));
 }
 
 /** Bind-mounts a directory onto itself (if it is not a mount point already) and makes it private. */

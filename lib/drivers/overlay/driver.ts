@@ -21,7 +21,7 @@ import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, Drive
 import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, findLeftovers, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
 import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
-import { layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
+import { containerPaths, lastLowerId, layerDirs, layerExists, lowerIdOf, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
 import { mountPointsUnder } from '../../mountinfo.js';
 
@@ -251,32 +251,38 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
   async inspect(id: string): Promise<LayerOnDisk> {
     validateId(id);
     const dirs = layerDirs(this.home, id);
-    if (!(await layerExists(this.home, id))) return { state: 'missing' };
-    if ((await lstatOrUndefined(dirs.root))?.isDirectory()) return { state: 'image', path: dirs.root };
-    let lowerId: string;
-    try {
-      lowerId = await readLowerId(dirs);
-    } catch {
-      return { state: 'partial' };
-    }
-    const lowerOk = (await lstatOrUndefined(layerDirs(this.home, lowerId).root))?.isDirectory() ?? false;
-    return { state: 'container', path: dirs.merged, lowerId, lowerMissing: !lowerOk, mounted: await isOverlayMounted(dirs.merged) };
+    // Lookups side by side, two rounds: every store mount and unmount starts here.
+    // The lower's root is looked at in the first round too when the lower-id was read
+    // before (it never changes while the file stays the same).
+    const guess = lastLowerId(dirs.lowerIdFile);
+    const [root, lowerId, mounted, guessedLower] = await Promise.all([
+      lstatOrUndefined(dirs.root),
+      lowerIdOf(dirs.lowerIdFile).catch(() => null),
+      isOverlayMounted(dirs.merged),
+      guess === undefined ? undefined : lstatOrUndefined(layerDirs(this.home, guess).root).catch(() => undefined),
+    ]);
+    if (root?.isDirectory()) return { state: 'image', path: dirs.root };
+    if (lowerId === undefined || lowerId === null) return (await layerExists(this.home, id)) ? { state: 'partial' } : { state: 'missing' };
+    const lower = lowerId === guess ? guessedLower : await lstatOrUndefined(layerDirs(this.home, lowerId).root);
+    return { state: 'container', path: dirs.merged, lowerId, lowerMissing: !(lower?.isDirectory() ?? false), mounted };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}): Promise<string> {
-    const p = await this.layerPaths(id);
+  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk): Promise<string> {
+    const p = known?.state === 'container' ? containerPaths(this.home, id, known.lowerId) : await this.layerPaths(id);
     if (p.root !== undefined) return p.root;
-    await mounts.withLock(p.merged!, async () => {
-      if (!(await isOverlayMounted(p.merged!))) await this.#mount(p, opts.mountLabel);
+    // No references in this process means no overlay there (the counter has just looked).
+    await mounts.withLock(p.merged!, async (references) => {
+      if (references === 0) await this.#mount(p, opts.mountLabel);
     });
     return p.merged!;
   }
 
   async unmountLayer(id: string, opts: PutOptions = {}): Promise<void> {
-    const p = await this.layerPaths(id);
-    if (p.merged === undefined) return;
-    await mounts.withLock(p.merged, async () => {
-      if (await isOverlayMounted(p.merged!)) await native.unmount(p.merged!, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+    validateId(id);
+    // No layout read: an image has no merged/, which the counter finds not mounted.
+    const merged = layerDirs(this.home, id).merged;
+    await mounts.withLock(merged, async (references) => {
+      if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
     });
   }
 

@@ -76,7 +76,8 @@ export async function readLowerId(dirs: LayerDirs): Promise<string> {
 const lowerIdCache = new Map<string, { key: string; id: string }>();
 const LOWER_ID_CACHE_MAX = 4096;
 
-async function lowerIdOf(file: string): Promise<string | undefined> {
+/** The id in the lower-id file `file`, undefined when there is none (remembered per file identity). */
+export async function lowerIdOf(file: string): Promise<string | undefined> {
   let st;
   try {
     st = await lstat(file, { bigint: true });
@@ -103,14 +104,18 @@ export async function readLayerPaths(home: string, id: string): Promise<LayerPat
     if (!(await layerExists(home, id))) throw new LayerNotFoundError(id);
     throw new LayerNotFoundError(id, { cause: new Error(`layer ${JSON.stringify(id)} has neither root/ nor lower-id (half-made?)`) });
   }
-  return {
-    dir: dirs.dir,
-    upper: dirs.upper,
-    work: dirs.work,
-    merged: dirs.merged,
-    lowerId,
-    lowerRoot: layerDirs(home, lowerId).root,
-  };
+  return containerPaths(home, id, lowerId);
+}
+
+/** The paths of a container layer whose lower-id is `lowerId`. */
+export function containerPaths(home: string, id: string, lowerId: string): LayerPaths {
+  const dirs = layerDirs(home, id);
+  return { dir: dirs.dir, upper: dirs.upper, work: dirs.work, merged: dirs.merged, lowerId, lowerRoot: layerDirs(home, lowerId).root };
+}
+
+/** The id last read from the lower-id file `file`, unchecked (a guess to start a lookup early; lowerIdOf says whether it still holds). */
+export function lastLowerId(file: string): string | undefined {
+  return lowerIdCache.get(file)?.id;
 }
 
 function missingAsUndefined(err: unknown): undefined {
