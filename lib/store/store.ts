@@ -61,13 +61,24 @@ export interface MountRef extends Holder {
   count: number;
 }
 
+/**
+ * Refuses, creating nothing, a home where no store could live (the driver's checks:
+ * its support in the kernel, the privilege to mount, the backing filesystem).
+ */
+export async function checkStoreHome(home: string, opts: Pick<StoreOptions, 'driver'> = {}): Promise<void> {
+  if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
+  const driverName = opts.driver ?? 'overlay';
+  if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
+  await checkDriverHome(driverName, join(resolve(home), driverName));
+}
+
 /** Opens (creating when needed) the store at `home`, removing what killed writers left. */
 export async function openStore(home: string, opts: StoreOptions = {}): Promise<Store> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
   const driverName = opts.driver ?? 'overlay';
   if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
   // A home the driver refuses gets no directory at all (and mkdir under /proc is never tried).
-  await checkDriverHome(driverName, join(resolve(home), driverName));
+  await checkStoreHome(home, { driver: driverName });
   const madeHome = await mkdir(resolve(home), { recursive: true, mode: 0o700 });
   let openLock: HeldLock | undefined;
   let files: StoreFiles;
