@@ -12,7 +12,7 @@ import { chmod, chown, lstat, mkdir, readFile, readdir, rm, writeFile } from 'no
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
-import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, isSystemError } from '../../errors.js';
+import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, isMissing, isSystemError } from '../../errors.js';
 import { FsMagic } from '../../fs-magic.js';
 import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
@@ -34,7 +34,7 @@ async function isOverlayMounted(path: string): Promise<boolean> {
   try {
     return (await native.fsMagic(path)) === FsMagic.overlayfs;
   } catch (err) {
-    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return false;
+    if (isMissing(err)) return false;
     throw err;
   }
 }

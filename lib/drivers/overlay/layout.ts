@@ -3,7 +3,7 @@
 import { lstat, readFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
-import { LayerNotFoundError, isSystemError } from '../../errors.js';
+import { LayerNotFoundError, isMissing } from '../../errors.js';
 import { parseStoredId, validateId } from '../../ids.js';
 import type { LayerPaths } from './internals.js';
 
@@ -55,7 +55,7 @@ export async function lstatOrUndefined(path: string): Promise<Stats | undefined>
   try {
     return await lstat(path);
   } catch (err) {
-    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return undefined;
+    if (isMissing(err)) return undefined;
     throw err;
   }
 }
@@ -119,6 +119,6 @@ export function lastLowerId(file: string): string | undefined {
 }
 
 function missingAsUndefined(err: unknown): undefined {
-  if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return undefined;
+  if (isMissing(err)) return undefined;
   throw err;
 }
