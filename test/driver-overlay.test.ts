@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createDriver } from '../lib/index.js';
 import * as native from '../lib/native.js';
 import { readMountInfo } from '../lib/mountinfo.js';
-import { FsMagic } from '../lib/fs-magic.js';
+import { FsMagic, fsMagic } from '../lib/fs-magic.js';
 import type { DriverOptions } from '../lib/types.js';
 import { TEMP_PREFIX, assertMountinfoRestoredAtEnd, driverSuite, failingSource, listTree, mountsUnder, openStore, tarBytes, tarStream, type TarEntry } from './helpers/driver-suite.js';
 import { mountPoints, skipUnlessRoot, tempDir } from './helpers/sandbox.js';
@@ -83,12 +83,12 @@ test('overlay: writes through a mounted container land in upper/, a deleted lowe
 test('overlay: home on ext4 and on tmpfs is accepted and named by status()', async (t) => {
   if (skipUnlessRoot(t)) return;
   const dir = await tempDir(t, TEMP_PREFIX);
-  if ((await native.fsMagic(dir)) === FsMagic.extfs) {
+  if ((await fsMagic(dir)) === FsMagic.extfs) {
     const d = await createDriver('overlay', join(dir, 'ext4-home'));
     assert.deepEqual(d.status(), [['Backing Filesystem', 'extfs']]);
     await d.cleanup();
   } else {
-    t.diagnostic(`temp dir is not on ext4 (magic 0x${(await native.fsMagic(dir)).toString(16)}); ext4 case not run`);
+    t.diagnostic(`temp dir is not on ext4 (magic 0x${(await fsMagic(dir)).toString(16)}); ext4 case not run`);
   }
   const tmpfs = join(dir, 'tmpfs');
   await mkdir(tmpfs);

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
 import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, isMissing, isSystemError } from '../../errors.js';
-import { FsMagic } from '../../fs-magic.js';
+import { FsMagic, fsMagic } from '../../fs-magic.js';
 import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
 import { KeyedLock, MountCounter } from '../../mount-counter.js';
@@ -32,7 +32,7 @@ const exporting = () => import('./diff.js');
 
 async function isOverlayMounted(path: string): Promise<boolean> {
   try {
-    return (await native.fsMagic(path)) === FsMagic.overlayfs;
+    return (await fsMagic(path)) === FsMagic.overlayfs;
   } catch (err) {
     if (isMissing(err)) return false;
     throw err;

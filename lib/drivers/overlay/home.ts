@@ -6,10 +6,10 @@ import { chown, lstat, mkdir, readFile, readdir, realpath, rm, rmdir, stat } fro
 import { dirname, join } from 'node:path';
 import * as native from '../../native.js';
 import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../errors.js';
-import { fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
+import { fsMagic, fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
 import type { IdPair } from '../../idmap.js';
 import { KeyedLock } from '../../mount-counter.js';
-import { mountPointsUnder, readMountInfo } from '../../mountinfo.js';
+import { isMountPoint, mountPointsUnder, readMountInfo } from '../../mountinfo.js';
 import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
 
 let overlaySupport: Promise<void> | undefined;
@@ -35,7 +35,7 @@ export function supportsOverlay(): Promise<void> {
 /** The backing filesystem's name; throws IncompatibleFsError for the ones overlay cannot sit on (or no store can: /proc, /sys). */
 export async function checkBackingFs(home: string): Promise<string> {
   const existing = await nearestExisting(home);
-  const magic = await native.fsMagic(existing);
+  const magic = await fsMagic(existing);
   const name = fsName(magic);
   if (incompatibleBackingFs.has(magic) || pseudoFs.has(magic)) throw new IncompatibleFsError(name, home);
   return name;
@@ -138,7 +138,7 @@ export function acquireHomeMount(home: string): Promise<void> {
       known.users++;
       return;
     }
-    const wasMountPoint = await native.isMountPoint(home);
+    const wasMountPoint = await isMountPoint(home);
     if (!wasMountPoint) await native.mount(home, home, '', native.constants.MS_BIND);
     try {
       await native.mount('none', home, '', native.constants.MS_PRIVATE);
