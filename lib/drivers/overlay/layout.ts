@@ -13,14 +13,11 @@ import type { LayerPaths } from './internals.js';
  */
 export const STAGING_PREFIX = 'tmproot';
 
-/** Staging dirs this process is using right now (so a second driver on the same home does not sweep them). */
-export const activeStaging = new Set<string>();
-
-/** True when the staging dir `name` belongs to a live process that may still be using it. */
-export function stagingInUse(path: string, name: string): boolean {
+/** True when the staging dir `name` belongs to a live process that may still be using it; `ours`: those this process is using (its OverlayHome's). */
+export function stagingInUse(path: string, name: string, ours: ReadonlySet<string>): boolean {
   const pid = Number(/^tmproot(\d+)-/.exec(name)?.[1]);
   if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return activeStaging.has(path);
+  if (pid === process.pid) return ours.has(path);
   try {
     process.kill(pid, 0);
     return true;
