@@ -3,7 +3,7 @@
 // layers are overlay mounts of <id>/upper over their image's root. This file holds the
 // Driver methods; the pieces live next to it: layout.ts (paths), home.ts (init checks,
 // the home mount, leftovers), mount-data.ts (the mount), apply-diff.ts (staged apply),
-// diff.ts (export, another file's job), home-state.ts (what this process knows of a
+// diff.ts (the quick changes; ../naive-diff.ts exports every driver's layers), home-state.ts (what this process knows of a
 // home: its refcounts, locks, bind mount, staging dirs; one object per home, shared by
 // the drivers on it) and lib/mount-counter.ts (refcounts).
 //
@@ -20,6 +20,8 @@ import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
 import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
 import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, findLeftovers, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
 import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
+import type { DiffDriver } from '../naive-diff.js';
+import type { ChangeSet } from '../../archive/change-set.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
 import { containerPaths, lastLowerId, layerDirs, layerExists, lowerIdOf, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
@@ -29,7 +31,7 @@ import { mountPointsUnder } from '../../mountinfo.js';
 // Applying and exporting load what they need (tar reader, exporter) on first use:
 // a process that only mounts, or only exports, does not pay for the other.
 const applying = () => import('./apply-diff.js');
-const exporting = () => import('./diff.js');
+const exporting = () => import('../naive-diff.js');
 
 /**
  * Whether an overlay driver can live at `home` (which need not exist yet): overlay
@@ -72,7 +74,7 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Ov
   }
 }
 
-export class OverlayDriver implements StoreDriver, OverlayInternals {
+export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals {
   readonly name = 'overlay';
   readonly home: string;
   readonly uidMaps: readonly IDMap[];
@@ -369,6 +371,11 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
     validateId(id);
     const parentId = validateParent(parent);
     return exporting().then((m) => m.diffSize(this, id, parentId, opts));
+  }
+
+  /** DiffDriver.quickChanges: upper/ against its own lower, or two image roots, without mounting. */
+  async quickChanges(id: string, parent: string, opts: LongOperationOptions): Promise<ChangeSet | undefined> {
+    return (await import('./diff.js')).quickChanges(this, id, parent, opts);
   }
 
   #lockKeys(id: string, parentId: string | undefined): string[] {
