@@ -21,6 +21,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { compare, defaultRuns, ensureSyntheticTree, formatTable, type Contender, type ResultRow } from './lib.js';
+import { readMountInfo } from '../lib/mountinfo.js';
 
 const sh = promisify(execFile);
 const cache = process.env.OGD_ROOTFS_CACHE ?? '/var/cache/ogd';
@@ -47,11 +48,9 @@ function onPath(tool: string): boolean {
 
 /** Unmounts (lazily) whatever is mounted under `dir`, deepest first, then removes it. */
 async function wipe(dir: string): Promise<void> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const mounts = info
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(dir + '/')))
+  const mounts = (await readMountInfo())
+    .map((m) => m.mountPoint)
+    .filter((m) => m === dir || m.startsWith(dir + '/'))
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) await sh('umount', ['-l', m]).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });

@@ -18,6 +18,7 @@ import { createReadStream } from 'node:fs';
 import { buffer } from 'node:stream/consumers';
 import { createDriver } from '../lib/index.js';
 import * as native from '../lib/native.js';
+import { readMountInfo } from '../lib/mountinfo.js';
 import { compare, defaultRuns, formatTable, median, type ResultRow } from './lib.js';
 
 const sh = promisify(execFile);
@@ -62,8 +63,7 @@ export async function run(opts: DriverBenchOptions = {}): Promise<Array<ResultRo
     return rows;
   } finally {
     // Whatever a failed run left mounted below scratch, deepest first, then the files.
-    const info = await readFile('/proc/self/mountinfo', 'utf8');
-    const below = info.split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(scratch + '/'));
+    const below = (await readMountInfo()).map((m) => m.mountPoint).filter((m) => m.startsWith(scratch + '/'));
     for (const m of below.sort((a, b) => b.length - a.length)) await sh('umount', ['-l', m]).catch(() => undefined);
     await sh('rm', ['-rf', scratch]);
   }

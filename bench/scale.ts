@@ -112,7 +112,7 @@ async function worker(op: Op, home: string): Promise<void> {
   const d = await createDriver('overlay', home);
   // The driver loads its export code on first use; loaded here, untimed, so the delay
   // measured is the operation's own, not a one-time module compile (50-150 ms here).
-  await Promise.all([import('../lib/drivers/overlay/diff.js'), import('../lib/archive/export.js')]);
+  await Promise.all([import('../lib/drivers/naive-diff.js'), import('../lib/archive/export.js')]);
   const delay = monitorEventLoopDelay({ resolution: 5 });
   let result = 0;
   const control = await startControl();

@@ -27,6 +27,8 @@ export interface StoreRow {
   /** ms for openStore + list; µs per cycle for mount+unmount. */
   medianMs?: number;
   medianUs?: number;
+  /** CPU time (user+sys) per cycle, µs. */
+  cpuUs?: number;
   ratioToFirst: number;
 }
 
@@ -52,19 +54,27 @@ export async function run(opts: { runs?: number; log?: (line: string) => void } 
     await worker(['prepare', storeHome, driverHome]);
     const storeUs: number[] = [];
     const driverUs: number[] = [];
+    const storeCpu: number[] = [];
+    const driverCpu: number[] = [];
     for (let i = 0; i < runs; i++) {
       const d = await worker(['driver-cycles', driverHome, String(CYCLES)]);
       const s = await worker(['store-cycles', storeHome, String(CYCLES)]);
       driverUs.push(d.medianUs!);
       storeUs.push(s.medianUs!);
-      log(`  mount+unmount · run ${i + 1}: raw driver get+put ${d.medianUs!.toFixed(0)} µs, store mount+unmount ${s.medianUs!.toFixed(0)} µs`);
+      driverCpu.push(d.cpuUs!);
+      storeCpu.push(s.cpuUs!);
+      log(
+        `  mount+unmount · run ${i + 1}: raw driver get+put ${d.medianUs!.toFixed(0)} µs (cpu ${d.cpuUs!.toFixed(0)} µs), ` +
+          `store mount+unmount ${s.medianUs!.toFixed(0)} µs (cpu ${s.cpuUs!.toFixed(0)} µs), ratio ${(s.medianUs! / d.medianUs!).toFixed(2)}`,
+      );
     }
     const dMed = median(driverUs);
     const sMed = median(storeUs);
+    log(`  medians: wall ${(sMed / dMed).toFixed(2)}x the raw driver's, cpu ${(median(storeCpu) / median(driverCpu)).toFixed(2)}x`);
     return [
       { comparison: `openStore + list, ${LAYERS} layers (ms, fresh process)`, contender: 'ogd store', runs, medianMs: median(openList), ratioToFirst: 1 },
-      { comparison: `mount+unmount of a container layer (µs per cycle, ${CYCLES} cycles)`, contender: 'ogd store mount+unmount', runs, medianUs: sMed, ratioToFirst: 1 },
-      { comparison: `mount+unmount of a container layer (µs per cycle, ${CYCLES} cycles)`, contender: 'raw driver get+put', runs, medianUs: dMed, ratioToFirst: dMed / sMed },
+      { comparison: `mount+unmount of a container layer (µs per cycle, ${CYCLES} cycles)`, contender: 'ogd store mount+unmount', runs, medianUs: sMed, cpuUs: median(storeCpu), ratioToFirst: 1 },
+      { comparison: `mount+unmount of a container layer (µs per cycle, ${CYCLES} cycles)`, contender: 'raw driver get+put', runs, medianUs: dMed, cpuUs: median(driverCpu), ratioToFirst: dMed / sMed },
     ];
   } finally {
     await cleanupScratch();
@@ -78,20 +88,24 @@ async function cleanupScratch(): Promise<void> {
   await sh('rm', ['-rf', scratch]);
 }
 
-async function worker(args: string[]): Promise<{ ms?: number; medianUs?: number }> {
+async function worker(args: string[]): Promise<{ ms?: number; medianUs?: number; cpuUs?: number }> {
   const { stdout } = await sh(process.execPath, [self, '--worker', ...args], { maxBuffer: 1 << 20 });
-  return JSON.parse(stdout) as { ms?: number; medianUs?: number };
+  return JSON.parse(stdout) as { ms?: number; medianUs?: number; cpuUs?: number };
 }
 
-async function cycles(n: number, cycle: () => Promise<void>): Promise<number> {
+// Wall time per cycle (median), and this process's CPU time (user+sys, all threads)
+// per cycle: on a loaded machine the CPU figure moves far less than the wall one.
+async function cycles(n: number, cycle: () => Promise<void>): Promise<{ medianUs: number; cpuUs: number }> {
   await cycle(); // warm-up: the mount-option probe happens on the first mount
   const us: number[] = [];
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < n; i++) {
     const t0 = process.hrtime.bigint();
     await cycle();
     us.push(Number(process.hrtime.bigint() - t0) / 1e3);
   }
-  return median(us);
+  const cpu = process.cpuUsage(cpu0);
+  return { medianUs: median(us), cpuUs: (cpu.user + cpu.system) / n };
 }
 
 async function workerMain([mode, ...rest]: string[]): Promise<void> {
@@ -123,20 +137,20 @@ async function workerMain([mode, ...rest]: string[]): Promise<void> {
     process.stdout.write('{}');
   } else if (mode === 'store-cycles') {
     const s = await openStore(rest[0]!);
-    const medianUs = await cycles(Number(rest[1]), async () => {
+    const r = await cycles(Number(rest[1]), async () => {
       await s.mount('ctr');
       await s.unmount('ctr');
     });
     await s.cleanup({ force: true });
-    process.stdout.write(JSON.stringify({ medianUs }));
+    process.stdout.write(JSON.stringify(r));
   } else if (mode === 'driver-cycles') {
     const d = await createDriver('overlay', rest[0]!);
-    const medianUs = await cycles(Number(rest[1]), async () => {
+    const r = await cycles(Number(rest[1]), async () => {
       await d.get('ctr');
       await d.put('ctr');
     });
     await d.cleanup();
-    process.stdout.write(JSON.stringify({ medianUs }));
+    process.stdout.write(JSON.stringify(r));
   } else {
     throw new Error(`unknown worker mode ${String(mode)}`);
   }

@@ -165,3 +165,8 @@ export function isSystemError(err: unknown, code?: string): err is SystemError {
     (code === undefined || (err as SystemError).code === code)
   );
 }
+
+/** True for the errors that mean "no such path": ENOENT, or ENOTDIR (a parent is not a directory). */
+export function isMissing(err: unknown): boolean {
+  return isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR');
+}

@@ -2,6 +2,7 @@
 // backing filesystems overlayfs cannot sit on. The table is containers/storage's
 // graphdriver.FsNames (drivers/driver_linux.go) plus the other magics that file
 // defines, named as the kernel's include/uapi/linux/magic.h does.
+import { statfs } from 'node:fs/promises';
 
 export const FsMagic = {
   aufs: 0x61756673,
@@ -61,3 +62,10 @@ export const incompatibleBackingFs: ReadonlySet<number> = new Set([FsMagic.aufs,
 
 /** Filesystems that hold no directories of ours at all: a home under /proc or /sys is a mistake, refused before any mkdir. */
 export const pseudoFs: ReadonlySet<number> = new Set([FsMagic.proc, FsMagic.sysfs]);
+
+/** The statfs(2) f_type of the filesystem holding `path` (node:fs's statfs; no native code). */
+export async function fsMagic(path: string): Promise<number> {
+  const st = await statfs(path, { bigint: true });
+  // f_type is a signed long in the kernel ABI; magics above 2^31 arrive negative on some builds.
+  return Number(BigInt.asUintN(32, st.type));
+}

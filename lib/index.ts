@@ -1,6 +1,8 @@
 // The public surface of overlay-graphdriver: nothing else is API.
 export { createDriver } from './drivers/create-driver.js';
-export { openStore } from './store/store.js';
+export { checkStoreHome, openStore } from './store/store.js';
+export { openLayer } from './archive/compression.js';
+export type { LayerFormat, OpenedLayer } from './archive/compression.js';
 export type {
   CheckReport,
   CleanupOptions,

@@ -7,14 +7,17 @@
 // A lock file may be deleted by the holder of its write lock (a removed layer's lock):
 // a waiter that then gets the lock on the deleted inode notices (its fd no longer
 // matches the path) and starts over on the new file.
-import { constants as fsConstants } from 'node:fs';
-import { open, stat, unlink } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { close, fstat } from 'node:fs';
+import { stat, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { isSystemError } from './errors.js';
-import { ofdLock, ofdTryLock } from './native.js';
+import { ofdLock, ofdTryLockPath } from './native.js';
 import type { LockKind } from './native.js';
 
 export type { LockKind };
+
+const closeFd = promisify(close);
+const fstatFd = promisify(fstat);
 
 export interface HeldLock {
   readonly path: string;
@@ -24,9 +27,6 @@ export interface HeldLock {
   /** Deletes the lock file, then drops the lock; for the write holder of a lock whose object is gone. */
   removeAndRelease(): Promise<void>;
 }
-
-// libuv opens every file close-on-exec: a child process never inherits a lock.
-const OPEN_FLAGS = fsConstants.O_RDWR | fsConstants.O_CREAT;
 
 /** Takes `kind` on the lock file `path` (created when missing), waiting for it. */
 export async function lock(path: string, kind: LockKind): Promise<HeldLock> {
@@ -48,37 +48,39 @@ export async function withLock<T>(path: string, kind: LockKind, fn: () => Promis
   }
 }
 
+// An uncontended lock costs one trip to the thread pool (open, lock and the check that
+// the file is still the one at the path, natively); a contended one waits on a thread
+// of its own and checks the path here.
 async function acquire(path: string, kind: LockKind, wait: boolean): Promise<HeldLock | undefined> {
   for (;;) {
-    const handle = await open(path, OPEN_FLAGS, 0o600);
+    const { fd, locked } = await ofdTryLockPath(path, kind);
+    if (locked) return held(fd, path, kind);
     try {
-      if (!ofdTryLock(handle.fd, kind)) {
-        if (!wait) {
-          await handle.close();
-          return undefined;
-        }
-        await ofdLock(handle.fd, kind);
+      if (!wait) {
+        await closeFd(fd);
+        return undefined;
       }
-      if (await samePath(handle, path)) return held(handle, path, kind);
+      await ofdLock(fd, kind);
+      if (await samePath(fd, path)) return held(fd, path, kind);
     } catch (err) {
-      await handle.close().catch(() => undefined);
+      await closeFd(fd).catch(() => undefined);
       throw err;
     }
-    await handle.close(); // the file was deleted (and maybe re-created) while we waited
+    await closeFd(fd); // the file was deleted (and maybe re-created) while we waited
   }
 }
 
-async function samePath(handle: FileHandle, path: string): Promise<boolean> {
-  const [mine, now] = await Promise.all([handle.stat(), stat(path).catch((err: unknown) => (isSystemError(err, 'ENOENT') ? undefined : Promise.reject(err)))]);
+async function samePath(fd: number, path: string): Promise<boolean> {
+  const [mine, now] = await Promise.all([fstatFd(fd), stat(path).catch((err: unknown) => (isSystemError(err, 'ENOENT') ? undefined : Promise.reject(err)))]);
   return now !== undefined && now.ino === mine.ino && now.dev === mine.dev;
 }
 
-function held(handle: FileHandle, path: string, kind: LockKind): HeldLock {
+function held(fd: number, path: string, kind: LockKind): HeldLock {
   let released = false;
   const release = async (): Promise<void> => {
     if (released) return;
     released = true;
-    await handle.close();
+    await closeFd(fd);
   };
   return {
     path,

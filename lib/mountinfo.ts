@@ -2,7 +2,8 @@
 // namespace has. Fields: mount id, parent id, major:minor, root, mount point, options,
 // optional fields up to "-", fs type, source, super options; paths escape space, tab,
 // newline and backslash as \ooo.
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
+import { constants, mount } from './native.js';
 
 export interface MountEntry {
   id: number;
@@ -16,6 +17,8 @@ export interface MountEntry {
   source: string;
   /** A member of a shared peer group ("shared:N" among the optional fields): mounts below it propagate. */
   shared: boolean;
+  /** The filesystem's own options (for overlay: lowerdir=…,upperdir=…, and context= when labelled). */
+  superOptions: string;
 }
 
 function unescapeField(field: string): string {
@@ -39,6 +42,7 @@ export function parseMountInfo(text: string): MountEntry[] {
       fsType: f[dash + 1]!,
       source: unescapeField(f[dash + 2]!),
       shared: f.slice(6, dash).some((o) => o.startsWith('shared:')),
+      superOptions: unescapeField(f[dash + 3] ?? ''),
     });
   }
   return entries;
@@ -53,4 +57,16 @@ export async function readMountInfo(): Promise<MountEntry[]> {
 export async function mountPointsUnder(dir: string): Promise<string[]> {
   const points = (await readMountInfo()).map((m) => m.mountPoint).filter((m) => m === dir || m.startsWith(dir + '/'));
   return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+/** True when `dir` is the root of a mount in this process's mount namespace. */
+export async function isMountPoint(dir: string): Promise<boolean> {
+  const target = await realpath(dir);
+  return (await readMountInfo()).some((m) => m.mountPoint === target);
+}
+
+/** Bind-mounts a directory onto itself (if it is not a mount point already) and makes it private. */
+export async function makePrivateMount(dir: string): Promise<void> {
+  if (!(await isMountPoint(dir))) await mount(dir, dir, '', constants.MS_BIND);
+  await mount('none', dir, '', constants.MS_PRIVATE);
 }

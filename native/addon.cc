@@ -58,6 +58,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("applyTarEnd", Napi::Function::New(env, ApplyTarEnd, "applyTarEnd"));
   exports.Set("ofdTryLock", Napi::Function::New(env, OfdTryLock, "ofdTryLock"));
   exports.Set("ofdLock", Napi::Function::New(env, OfdLock, "ofdLock"));
+  exports.Set("ofdTryLockPath", Napi::Function::New(env, OfdTryLockPath, "ofdTryLockPath"));
+  exports.Set("readSmallFile", Napi::Function::New(env, ReadSmallFile, "readSmallFile"));
+  exports.Set("writeNewFile", Napi::Function::New(env, WriteNewFile, "writeNewFile"));
   exports.Set("constants", Constants(env));
   return exports;
 }

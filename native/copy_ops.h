@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "xattr_list.h"
+
 namespace ogd {
 
 struct OpError {
@@ -21,12 +23,6 @@ struct OpError {
 };
 
 inline OpError OpFail(const char* syscall) { return OpError{errno, syscall}; }
-
-struct Xattr {
-  std::string name;
-  std::string value;
-};
-using Xattrs = std::vector<Xattr>;
 
 // Which data paths still work for this copy: each is turned off the first time the
 // filesystems say they do not support it, so later files do not pay for the probe.

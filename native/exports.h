@@ -24,4 +24,7 @@ Napi::Value ApplyTarPush(const Napi::CallbackInfo& info);  // apply_tar.cc
 Napi::Value ApplyTarEnd(const Napi::CallbackInfo& info);   // apply_tar.cc
 Napi::Value OfdTryLock(const Napi::CallbackInfo& info);   // ofd_lock.cc
 Napi::Value OfdLock(const Napi::CallbackInfo& info);      // ofd_lock.cc
+Napi::Value OfdTryLockPath(const Napi::CallbackInfo& info);  // ofd_lock.cc
+Napi::Value ReadSmallFile(const Napi::CallbackInfo& info);  // small_files.cc
+Napi::Value WriteNewFile(const Napi::CallbackInfo& info);    // small_files.cc
 }  // namespace ogd

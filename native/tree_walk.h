@@ -15,13 +15,9 @@
 #include <vector>
 
 #include "sys_error.h"
+#include "xattr_list.h"
 
 namespace ogd {
-
-struct Xattr {
-  std::string name;
-  std::string value;  // raw bytes
-};
 
 // One entry, valid during the visit only.
 struct WalkEntry {

@@ -11,7 +11,8 @@ import type { Stats } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createDriver } from '../lib/index.js';
 import * as native from '../lib/native.js';
-import { FsMagic } from '../lib/fs-magic.js';
+import { readMountInfo } from '../lib/mountinfo.js';
+import { FsMagic, fsMagic } from '../lib/fs-magic.js';
 import type { DriverOptions } from '../lib/types.js';
 import { TEMP_PREFIX, assertMountinfoRestoredAtEnd, driverSuite, failingSource, listTree, mountsUnder, openStore, tarBytes, tarStream, type TarEntry } from './helpers/driver-suite.js';
 import { mountPoints, skipUnlessRoot, tempDir } from './helpers/sandbox.js';
@@ -82,12 +83,12 @@ test('overlay: writes through a mounted container land in upper/, a deleted lowe
 test('overlay: home on ext4 and on tmpfs is accepted and named by status()', async (t) => {
   if (skipUnlessRoot(t)) return;
   const dir = await tempDir(t, TEMP_PREFIX);
-  if ((await native.fsMagic(dir)) === FsMagic.extfs) {
+  if ((await fsMagic(dir)) === FsMagic.extfs) {
     const d = await createDriver('overlay', join(dir, 'ext4-home'));
     assert.deepEqual(d.status(), [['Backing Filesystem', 'extfs']]);
     await d.cleanup();
   } else {
-    t.diagnostic(`temp dir is not on ext4 (magic 0x${(await native.fsMagic(dir)).toString(16)}); ext4 case not run`);
+    t.diagnostic(`temp dir is not on ext4 (magic 0x${(await fsMagic(dir)).toString(16)}); ext4 case not run`);
   }
   const tmpfs = join(dir, 'tmpfs');
   await mkdir(tmpfs);
@@ -162,8 +163,8 @@ test('overlay: home is made 0700 and bind-mounted privately once, across drivers
   const st = await stat(home);
   assert.equal(st.mode & 0o7777, 0o700);
   assert.equal(st.uid, 0);
-  const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === home) ?? '';
-  assert.ok(line !== '' && !/ shared:/.test(line), `home is a private mount: ${line}`);
+  const entry = (await readMountInfo()).find((m) => m.mountPoint === home);
+  assert.ok(entry !== undefined && !entry.shared, `home is a private mount: ${JSON.stringify(entry)}`);
   const d2 = await createDriver('overlay', home);
   await inChild(`await ogd.createDriver('overlay', ${JSON.stringify(home)});`); // exits without cleanup
   assert.equal(await count(), 1, 'one bind mount, not a stack');
@@ -224,8 +225,8 @@ test('overlay: a mount label is passed as context="…"; a refused mount leaves 
     assert.ok(!(await mountsUnder(s.dir)).includes(merged), 'not mounted');
   }
   if (labelled) {
-    const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === merged) ?? '';
-    assert.match(line, /context=/);
+    const entry = (await readMountInfo()).find((m) => m.mountPoint === merged);
+    assert.match(entry?.superOptions ?? '', /context=/);
     await d.put('ctr');
   }
   // No reference was left by the failure: one get and one put mount and unmount.
@@ -249,8 +250,8 @@ test('overlay: mount data longer than a page falls back to /proc/self/fd paths; 
   await d.create(ctr, img);
   const merged = await d.get(ctr);
   assert.equal(await readFile(join(merged, 'f'), 'utf8'), 'deep');
-  const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.includes(' - overlay ') && l.split(' ')[4] === merged) ?? '';
-  assert.match(line, /lowerdir=\/proc\/self\/fd\/\d+\//);
+  const entry = (await readMountInfo()).find((m) => m.fsType === 'overlay' && m.mountPoint === merged);
+  assert.match(entry?.superOptions ?? '', /lowerdir=\/proc\/self\/fd\/\d+\//);
   await d.put(ctr);
 
   const odd = 'a,b:c\\d=e f';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { MAX_ID_BYTES, parseStoredId, validateId, validateParent } from '../lib/ids.js';
 import { rootPair, toContainer, toHost, validateIdMaps } from '../lib/idmap.js';
 import { formatMountLabel, goQuote } from '../lib/mount-label.js';
-import { FsMagic, fsName, incompatibleBackingFs } from '../lib/fs-magic.js';
+import { FsMagic, fsMagic, fsName, incompatibleBackingFs } from '../lib/fs-magic.js';
 import { KeyedLock, MountCounter } from '../lib/mount-counter.js';
 import * as native from '../lib/native.js';
 import { TEMP_PREFIX, assertMountinfoRestoredAtEnd, mountsUnder } from './helpers/driver-suite.js';
@@ -96,12 +96,12 @@ test("fs-magic: names for every filesystem of containers/storage's FsNames, refu
 });
 
 test('fs-magic: the statfs magic of real mounts is named', async (t) => {
-  assert.equal(fsName(await native.fsMagic('/proc')), 'proc');
+  assert.equal(fsName(await fsMagic('/proc')), 'proc');
   if (skipUnlessRoot(t)) return;
   const dir = await tempDir(t, TEMP_PREFIX);
   await native.mount('tmpfs', dir, 'tmpfs', 0, 'size=1m');
   try {
-    assert.equal(fsName(await native.fsMagic(dir)), 'tmpfs');
+    assert.equal(fsName(await fsMagic(dir)), 'tmpfs');
   } finally {
     await native.unmount(dir);
   }
@@ -133,7 +133,7 @@ async function tmpfsCounter(t: import('node:test').TestContext) {
   const target = join(dir, 'mnt');
   await mkdir(target);
   const calls = { mount: 0, unmount: 0 };
-  const isMounted = async (p: string) => (await native.fsMagic(p)) === FsMagic.tmpfs;
+  const isMounted = async (p: string) => (await fsMagic(p)) === FsMagic.tmpfs;
   const counter = new MountCounter(isMounted);
   const mount = async () => {
     calls.mount++;

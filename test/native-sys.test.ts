@@ -2,8 +2,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile, symlink, lstat, readFile } from 'node:fs/promises';
+import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../lib/native.js';
+import { isMountPoint, makePrivateMount, readMountInfo } from '../lib/mountinfo.js';
+import { fsMagic } from '../lib/fs-magic.js';
 import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
 
 test('mount of a missing target rejects with a Node-style ENOENT', async (t) => {
@@ -30,7 +33,7 @@ test('mount and unmount a tmpfs; unmount of a non-mount is EINVAL', async (t) =>
   await native.mount('tmpfs', target, 'tmpfs', native.constants.MS_NODEV, 'size=1m,mode=0711');
   assert.ok((await mountPoints()).includes(target));
   assert.equal((await lstat(target)).mode & 0o7777, 0o711);
-  assert.ok(await native.isMountPoint(target));
+  assert.ok(await isMountPoint(target));
   await native.unmount(target);
   assert.ok(!(await mountPoints()).includes(target));
   await assert.rejects(native.unmount(target), { code: 'EINVAL', syscall: 'umount2' });
@@ -41,19 +44,19 @@ test('makePrivateMount binds a dir onto itself once, however often it is called'
   const dir = await tempDir(t);
   const home = join(dir, 'home');
   await mkdir(home);
-  await native.makePrivateMount(home);
-  await native.makePrivateMount(home);
+  await makePrivateMount(home);
+  await makePrivateMount(home);
   const count = (await mountPoints()).filter((m) => m === home).length;
   assert.equal(count, 1);
-  const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === home)!;
-  assert.ok(!/shared:/.test(line), `home is private: ${line}`);
+  const entry = (await readMountInfo()).find((m) => m.mountPoint === home);
+  assert.ok(entry !== undefined && !entry.shared, `home is private: ${JSON.stringify(entry)}`);
   await native.unmount(home);
 });
 
 test('fsMagic reads the statfs type', async (t) => {
   const dir = await tempDir(t);
-  assert.equal(await native.fsMagic('/proc'), 0x9fa0);
-  assert.equal(typeof (await native.fsMagic(dir)), 'number');
+  assert.equal(await fsMagic('/proc'), 0x9fa0);
+  assert.equal(typeof (await fsMagic(dir)), 'number');
 });
 
 test('mknod makes fifos and device nodes', async (t) => {
@@ -130,4 +133,43 @@ test('arguments are checked before they reach C++', async () => {
   assert.throws(() => native.unmount('/x\0y'), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => native.mknod('/x', -1), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => native.getXattr('/x', ''), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('readSmallFile reads a whole file in one call, undefined when missing, refuses a symlink', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'rec');
+  const big = Buffer.alloc(40_000, 'x'); // more than one read's buffer
+  await writeFile(file, big);
+  assert.deepEqual(await native.readSmallFile(file), big);
+  await writeFile(file, '');
+  assert.deepEqual(await native.readSmallFile(file), Buffer.alloc(0));
+  assert.equal(await native.readSmallFile(join(dir, 'missing')), undefined);
+  await symlink(file, join(dir, 'link'));
+  await assert.rejects(native.readSmallFile(join(dir, 'link')), { code: 'ELOOP', syscall: 'open', path: join(dir, 'link') });
+});
+
+test('writeNewFile creates a new 0600 file with the data, never replaces one, and leaves nothing when it fails', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'tmp1');
+  await native.writeNewFile(file, Buffer.from('{"a":1}\n'), true);
+  assert.equal(await readFile(file, 'utf8'), '{"a":1}\n');
+  assert.equal((await lstat(file)).mode & 0o7777, 0o600);
+  await assert.rejects(native.writeNewFile(file, Buffer.from('other'), false), { code: 'EEXIST', syscall: 'open' });
+  assert.equal(await readFile(file, 'utf8'), '{"a":1}\n', 'the existing file is untouched');
+  await assert.rejects(native.writeNewFile(join(dir, 'no', 'such'), Buffer.from('x'), false), { code: 'ENOENT' });
+});
+
+test('ofdTryLockPath locks the file at the path, or hands back an unlocked fd when a peer holds it', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'lock');
+  const first = await native.ofdTryLockPath(path, 'write');
+  assert.equal(first.locked, true);
+  assert.equal((await lstat(path)).mode & 0o7777, 0o600, 'created 0600');
+  const second = await native.ofdTryLockPath(path, 'read');
+  assert.equal(second.locked, false, 'a write lock excludes a reader (one file description each)');
+  closeSync(second.fd);
+  closeSync(first.fd);
+  const third = await native.ofdTryLockPath(path, 'read');
+  assert.equal(third.locked, true);
+  closeSync(third.fd);
 });

@@ -205,8 +205,7 @@ test('an import raced by a remove of the same id either fails or leaves the whol
 test('three ogd processes mounting, writing and unmounting one container never lose a mount or leak one', async (t) => {
   if (skipUnlessRoot(t)) return;
   const { home, cli } = await setup(t);
-  const { fsMagic } = await import('../lib/native.js');
-  const { FsMagic } = await import('../lib/fs-magic.js');
+  const { FsMagic, fsMagic } = await import('../lib/fs-magic.js');
   const problems: string[] = [];
   const loop = async (who: number) => {
     for (let i = 0; i < 3; i++) {

@@ -11,7 +11,7 @@ import type { LongOperationOptions } from '../types.js';
 import { ChangeCollector, type ChangeSet } from './change-set.js';
 import { entryDiffers, isDir, isWhiteout, readXattrs } from './entry-compare.js';
 import { IoGate } from './io-gate.js';
-import { lstatMaybe, lstatRaw, readNames, toRaw } from './raw-path.js';
+import { lstatRawOrUndefined, lstatRaw, readNames, toRaw } from './raw-path.js';
 
 /** Parallel fs calls during a walk: enough to keep libuv's pool (4 threads) fed. */
 const walkConcurrency = 32;
@@ -66,13 +66,13 @@ class UpperWalker {
         if (isWhiteout(upperSt)) {
           sawWhiteout = true;
           // A whiteout of something the lower never had hides nothing.
-          if (!lowerIsDir || (await this.gate.run(() => lstatMaybe(this.lower + path))) === undefined) return false;
+          if (!lowerIsDir || (await this.gate.run(() => lstatRawOrUndefined(this.lower + path))) === undefined) return false;
           deleted.add(name);
           this.out.add(path, 'D');
           return true;
         }
         present.add(name);
-        const lowerSt = lowerIsDir ? await this.gate.run(() => lstatMaybe(this.lower + path)) : undefined;
+        const lowerSt = lowerIsDir ? await this.gate.run(() => lstatRawOrUndefined(this.lower + path)) : undefined;
         return this.entry(path, upperSt, lowerSt, opaque);
       }),
     );

@@ -17,6 +17,7 @@ import { Readable } from 'node:stream';
 import { constants as fsConstants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { IDMap, LongOperationOptions } from '../types.js';
+import { toContainer } from '../idmap.js';
 import { InvalidOptionError } from '../errors.js';
 import type { ChangeRecord, ChangeSet } from './change-set.js';
 import { contentXattrs, inodeKey, isDir, readXattrs, splitNs, type EntryStat } from './entry-compare.js';
@@ -62,13 +63,11 @@ const typeOfMode: Record<string, TarType | undefined> = {
   [String(0o010000n)]: 'fifo',
 };
 
-/** Maps a host id to the container id the tar records. */
-export function toContainerId(hostId: number, maps: readonly IDMap[] | undefined, what: string, path: string): number {
-  if (!maps || maps.length === 0) return hostId;
-  for (const m of maps) {
-    if (hostId >= m.hostId && hostId < m.hostId + m.size) return m.containerId + (hostId - m.hostId);
-  }
-  throw unmappedId(what, hostId, path);
+/** The container id the tar records for host id `hostId` (lib/idmap.ts toContainer); an unmapped id is refused. */
+function containerIdOf(hostId: number, maps: readonly IDMap[] | undefined, what: string, path: string): number {
+  const id = toContainer(maps ?? [], hostId);
+  if (id === undefined) throw unmappedId(what, hostId, path);
+  return id;
 }
 
 /** An owner of the raw layer path `path` that the maps do not hold. */
@@ -181,7 +180,7 @@ export async function writeTree(root: string, fd: number, opts: ExportOptions = 
     const { written } = await packTree(rawBytes(root), fd, { uidMaps: opts.uidMaps, gidMaps: opts.gidMaps, signal: opts.signal, onProgress: opts.onProgress });
     return written;
   } catch (err) {
-    // Said as the JS packer says them (toContainerId, shrankError).
+    // Said as the JS packer says them (containerIdOf, shrankError).
     const { unmappedId: unmapped, shrunk } = err as PackTreeError;
     if (unmapped !== undefined) throw unmappedId(unmapped.what, unmapped.hostId, '/' + unmapped.path.toString('latin1'));
     if (shrunk !== undefined) throw shrankError(root + '/' + shrunk.toString('latin1'));
@@ -484,8 +483,8 @@ function headerOf(name: Buffer, type: TarType, st: EntryStat, path: string, opts
     name,
     type,
     mode: Number(st.mode & 0o7777n),
-    uid: toContainerId(Number(st.uid), opts.uidMaps, 'uid', path),
-    gid: toContainerId(Number(st.gid), opts.gidMaps, 'gid', path),
+    uid: containerIdOf(Number(st.uid), opts.uidMaps, 'uid', path),
+    gid: containerIdOf(Number(st.gid), opts.gidMaps, 'gid', path),
     size: type === 'file' ? Number(st.size) : 0,
     mtimeSec: mtime.sec,
     mtimeNsec: mtime.nsec,

@@ -4,6 +4,7 @@
 // headers with Buffer.from(p, 'latin1').
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
+import { isMissing } from '../errors.js';
 
 /** A latin1 ("raw") form of a path given as a normal (UTF-8) string. */
 export function toRaw(path: string): string {
@@ -47,13 +48,12 @@ export function lstatRaw(rawPath: string): Promise<BigIntStats> {
   return lstat(rawBytes(rawPath), { bigint: true });
 }
 
-/** lstat, or undefined when the path (or a parent) is missing or not a directory. */
-export async function lstatMaybe(rawPath: string): Promise<BigIntStats | undefined> {
+/** lstatRaw, or undefined when the path (or a parent) is missing or not a directory (as lstatOrUndefined, for raw paths). */
+export async function lstatRawOrUndefined(rawPath: string): Promise<BigIntStats | undefined> {
   try {
     return await lstatRaw(rawPath);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (isMissing(err)) return undefined;
     throw err;
   }
 }

@@ -52,8 +52,8 @@ export class CliContext {
     for (const m of markers) {
       if (await access(m).then(() => true, () => false)) return this.store();
     }
-    const { checkDriverHome } = await import('../drivers/create-driver.js');
-    await checkDriverHome(this.driverName, join(this.home, this.driverName));
+    const { checkStoreHome } = await import('../index.js');
+    await checkStoreHome(this.home, { driver: this.driverName });
     return undefined;
   }
 

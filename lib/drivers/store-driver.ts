@@ -14,8 +14,12 @@ export type LayerOnDisk =
 export interface StoreDriver extends Driver {
   /** The disk's view of `id`; for a container its lower-id is the truth about its lower layer. */
   inspect(id: string): Promise<LayerOnDisk>;
-  /** Mounts the layer when it is not mounted (no counting) and returns its path; an image's path needs no mount. */
-  mountLayer(id: string, opts?: GetOptions): Promise<string>;
+  /**
+   * Mounts the layer when it is not mounted (no counting) and returns its path; an
+   * image's path needs no mount. `known`: what inspect() said a moment ago under the
+   * layer's lock, which saves the driver reading it again.
+   */
+  mountLayer(id: string, opts?: GetOptions, known?: LayerOnDisk): Promise<string>;
   /** Unmounts the layer when it is mounted (no counting); `lazy` detaches a busy mount. */
   unmountLayer(id: string, opts?: PutOptions): Promise<void>;
   /** The ids that have a directory in the driver's home. */

@@ -13,8 +13,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lock } from '../locks.js';
 import type { HeldLock } from '../locks.js';
-import { isMountPoint } from '../native.js';
-import { readMountInfo } from '../mountinfo.js';
+import { isMountPoint, makePrivateMount, readMountInfo } from '../mountinfo.js';
 import { describeHolder, holderAlive } from './holders.js';
 import type { LayerStore, MountRef } from './store.js';
 import type { LayerRecord, Problem, CheckReport, RepairReport } from './types.js';
@@ -239,10 +238,7 @@ async function findings(s: LayerStore): Promise<Finding[]> {
       path: driverHome,
       message: top === undefined ? `${driverHome} is not a mount point (the store's private bind mount is missing)` : `${driverHome} is a shared mount: layer mounts would propagate to other namespaces`,
       repair: 'make it a private bind mount of itself',
-      fix: async () => {
-        const native = await import('../native.js');
-        await native.makePrivateMount(driverHome);
-      },
+      fix: () => makePrivateMount(driverHome),
     });
   }
   return found;

@@ -61,13 +61,24 @@ export interface MountRef extends Holder {
   count: number;
 }
 
+/**
+ * Refuses, creating nothing, a home where no store could live (the driver's checks:
+ * its support in the kernel, the privilege to mount, the backing filesystem).
+ */
+export async function checkStoreHome(home: string, opts: Pick<StoreOptions, 'driver'> = {}): Promise<void> {
+  if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
+  const driverName = opts.driver ?? 'overlay';
+  if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
+  await checkDriverHome(driverName, join(resolve(home), driverName));
+}
+
 /** Opens (creating when needed) the store at `home`, removing what killed writers left. */
 export async function openStore(home: string, opts: StoreOptions = {}): Promise<Store> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
   const driverName = opts.driver ?? 'overlay';
   if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
   // A home the driver refuses gets no directory at all (and mkdir under /proc is never tried).
-  await checkDriverHome(driverName, join(resolve(home), driverName));
+  await checkStoreHome(home, { driver: driverName });
   const madeHome = await mkdir(resolve(home), { recursive: true, mode: 0o700 });
   let openLock: HeldLock | undefined;
   let files: StoreFiles;
@@ -295,10 +306,10 @@ export class LayerStore implements Store {
    * those of a container that is not mounted any more (the kernel wins) and reclaiming
    * dead holders' (written back when anything changed).
    */
-  async #reconcile(id: string, known?: LayerOnDisk): Promise<Array<{ ref: MountRef; live: boolean }>> {
-    const [refs, disk] = await Promise.all([this.readRefs(id), known ?? this.driver.inspect(id)]);
+  async #reconcile(id: string, known?: LayerOnDisk, knownRefs?: MountRef[]): Promise<Array<{ ref: MountRef; live: boolean }>> {
+    const [refs, disk] = await Promise.all([knownRefs ?? this.readRefs(id), known ?? this.driver.inspect(id)]);
     const mounted = disk.state === 'container' ? disk.mounted : true;
-    const cache = new Map<number, string | undefined>();
+    const cache = this.#livenessCache();
     const kept = mounted ? await Promise.all(refs.map(async (ref) => ({ ref, live: await holderAlive(ref, cache) }))) : [];
     const live = kept.filter((k) => k.live);
     if (live.length !== refs.length) {
@@ -310,18 +321,23 @@ export class LayerStore implements Store {
     return live;
   }
 
+  // This process is alive: its own references need no read of /proc.
+  #livenessCache(): Map<number, string | undefined> {
+    return new Map([[this.#me.pid, this.#me.start]]);
+  }
+
   async mount(id: string, opts: StoreMountOptions = {}): Promise<string> {
     validateId(id);
     const holder = opts.detached === true ? DETACHED : this.#me;
     return this.#withLayers([[id, 'write']], async () => {
-      const rec = await this.#committed(id);
-      const disk = await this.driver.inspect(id);
-      const refs = (await this.#reconcile(id, disk)).map((k) => k.ref);
+      // Read side by side: under the layer's write lock none of them changes.
+      const [rec, disk, refs] = await Promise.all([this.#committed(id), this.driver.inspect(id), this.readRefs(id)]);
+      const live = (await this.#reconcile(id, disk, refs)).map((k) => k.ref);
       let path: string;
       let mountedNow = false;
       if (disk.state === 'container' && !disk.mounted) {
         const label = opts.mountLabel ?? rec.mountLabel;
-        path = await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {});
+        path = await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {}, disk);
         mountedNow = true;
         killPoint('after-mount');
       } else if (disk.state === 'container' || disk.state === 'image') {
@@ -329,11 +345,11 @@ export class LayerStore implements Store {
       } else {
         throw new LayerNotFoundError(id);
       }
-      const mine = refs.find((r) => sameHolder(r, holder));
+      const mine = live.find((r) => sameHolder(r, holder));
       if (mine) mine.count++;
-      else refs.push({ ...holder, count: 1 });
+      else live.push({ ...holder, count: 1 });
       try {
-        await this.writeRefs(id, refs);
+        await this.writeRefs(id, live);
       } catch (err) {
         if (mountedNow) await this.driver.unmountLayer(id).catch(() => undefined);
         throw err;
@@ -346,8 +362,8 @@ export class LayerStore implements Store {
     validateId(id);
     const holder = opts.detached === true ? DETACHED : this.#me;
     return this.#withLayers([[id, 'write']], async () => {
-      await this.#committed(id);
-      let refs = (await this.#reconcile(id)).map((k) => k.ref);
+      const [, disk] = await Promise.all([this.#committed(id), this.driver.inspect(id)]);
+      let refs = (await this.#reconcile(id, disk)).map((k) => k.ref);
       const before = refs.map((r) => ({ ...r }));
       let released = false;
       if (opts.force === true) {
@@ -362,8 +378,8 @@ export class LayerStore implements Store {
       }
       // The references first: a kill between the two leaves a mount without holders,
       // which the next open unmounts; the other order would leave holders of nothing.
+      // The disk as read above: under the layer's write lock nobody mounts or unmounts it.
       await this.writeRefs(id, refs);
-      const disk = await this.driver.inspect(id);
       if (refs.length === 0 && disk.state === 'container' && disk.mounted) {
         try {
           await this.driver.unmountLayer(id, { lazy: opts.lazy === true });
@@ -473,7 +489,7 @@ export class LayerStore implements Store {
   async #withHolders(recs: LayerRecord[]): Promise<Layer[]> {
     const withRefs = new Set(await readdir(this.files.mounts));
     const mountPoints = withRefs.size === 0 ? new Set<string>() : new Set((await readMountInfo()).map((m) => m.mountPoint));
-    const cache = new Map<number, string | undefined>();
+    const cache = this.#livenessCache();
     return Promise.all(
       recs.map(async (rec) => {
         let holders: MountHolder[] = [];

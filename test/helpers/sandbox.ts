@@ -1,21 +1,18 @@
 // Temp dirs and mount hygiene for tests: everything a test makes lives under one
 // temp dir that is unmounted (lazily, deepest first) and removed after the test,
 // also when it fails; and each test file can assert that it left no mount behind.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
+import { readMountInfo } from '../../lib/mountinfo.js';
 
 export const isRoot = process.getuid?.() === 0;
 
-/** Mount points currently visible to this process, as listed in /proc/self/mountinfo. */
+/** Mount points currently visible to this process (lib/mountinfo.ts, the one parser of /proc/self/mountinfo). */
 export async function mountPoints(): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => l.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  return (await readMountInfo()).map((m) => m.mountPoint);
 }
 
 /** Unmounts (lazily) every mount at or under `dir`, deepest first. */

@@ -8,8 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { prng } from '../../bench/lib.js';
 import { openStore } from '../../lib/index.js';
-import { FsMagic } from '../../lib/fs-magic.js';
-import * as native from '../../lib/native.js';
+import { FsMagic, fsMagic } from '../../lib/fs-magic.js';
 import { ogd } from './ogd-cli.js';
 import { pack } from './tar-builder.js';
 
@@ -23,7 +22,7 @@ const summary = { name, ops: 0, ok: 0, refused: 0, unexpected: [] as string[], d
 const tarFile = join(home, '..', `${name}.tar`);
 await writeFile(tarFile, await pack(Array.from({ length: 20 }, (_, i) => ({ name: `d/${name}-${i}`, content: `${name} ${i}\n` }))));
 
-const isOverlay = async (p: string) => (await native.fsMagic(p).catch(() => 0)) === FsMagic.overlayfs;
+const isOverlay = async (p: string) => (await fsMagic(p).catch(() => 0)) === FsMagic.overlayfs;
 
 async function useMount(path: string, id: string, tag: string): Promise<void> {
   if (!(await isOverlay(path))) summary.damaged.push(`${tag}: ${id} at ${path} not mounted right after mount`);

@@ -6,13 +6,11 @@ import { open } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
 import type { Readable } from 'node:stream';
-import { InvalidArchiveError, InvalidOptionError, LayerExistsError } from '../../index.js';
-import type { LayerRecord, Store } from '../../index.js';
+import { InvalidArchiveError, InvalidOptionError, LayerExistsError, openLayer } from '../../index.js';
+import type { LayerFormat, LayerRecord, OpenedLayer, Store } from '../../index.js';
 import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command, OptionValues } from '../command.js';
 import type { CliContext } from '../context.js';
-import { openLayer } from '../../archive/compression.js';
-import type { LayerFormat, OpenedLayer } from '../../archive/compression.js';
 import { formatBytes, formatDuration } from '../progress.js';
 
 interface LayerInput {

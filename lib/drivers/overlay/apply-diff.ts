@@ -21,7 +21,7 @@ import { applyTar } from '../../archive/apply.js';
 import { AbortError, LayerNotFoundError } from '../../errors.js';
 import type { IdPair } from '../../idmap.js';
 import type { ApplyDiffOptions, DiffSource, IDMap } from '../../types.js';
-import { STAGING_PREFIX, activeStaging, layerDirs, lstatOrUndefined, readLowerId, type LayerDirs } from './layout.js';
+import { STAGING_PREFIX, layerDirs, lstatOrUndefined, readLowerId, type LayerDirs } from './layout.js';
 import { mountOverlay } from './mount-data.js';
 
 export interface ApplyContext {
@@ -29,6 +29,8 @@ export interface ApplyContext {
   uidMaps: readonly IDMap[];
   gidMaps: readonly IDMap[];
   owner: IdPair;
+  /** The home's staging dirs in use (OverlayHome.staging). */
+  staging: Set<string>;
 }
 
 export type ApplyPlan =
@@ -58,7 +60,7 @@ export async function applyStaged(ctx: ApplyContext, id: string, plan: ApplyPlan
   if (opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal.reason });
   const dirs = layerDirs(ctx.home, id);
   const staging = await mkdtemp(join(dirs.dir, `${STAGING_PREFIX}${process.pid}-`));
-  activeStaging.add(staging);
+  ctx.staging.add(staging);
   try {
     await chown(staging, ctx.owner.uid, ctx.owner.gid);
     if (plan.kind === 'through-mount') return await applyThroughMount(ctx, dirs, plan.lowerRoot, staging, diff, opts);
@@ -75,7 +77,7 @@ export async function applyStaged(ctx: ApplyContext, id: string, plan: ApplyPlan
   } finally {
     // May hold a whole layer (a failed copy, or the old root after an exchange): removed natively, in bounded memory.
     await native.removeTree(staging);
-    activeStaging.delete(staging);
+    ctx.staging.delete(staging);
   }
 }
 

@@ -3,7 +3,9 @@
 // layers are overlay mounts of <id>/upper over their image's root. This file holds the
 // Driver methods; the pieces live next to it: layout.ts (paths), home.ts (init checks,
 // the home mount, leftovers), mount-data.ts (the mount), apply-diff.ts (staged apply),
-// diff.ts (export, another file's job), and lib/mount-counter.ts (refcounts).
+// diff.ts (the quick changes; ../naive-diff.ts exports every driver's layers), home-state.ts (what this process knows of a
+// home: its refcounts, locks, bind mount, staging dirs; one object per home, shared by
+// the drivers on it) and lib/mount-counter.ts (refcounts).
 //
 // Safety beyond the seed: ids are validated before a path is built; create, remove and
 // applyDiff of one id never overlap in this process (per-id locks); a mounted layer,
@@ -13,38 +15,23 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
 import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, isSystemError } from '../../errors.js';
-import { FsMagic } from '../../fs-magic.js';
 import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
-import { KeyedLock, MountCounter } from '../../mount-counter.js';
 import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
 import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, findLeftovers, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
 import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
+import type { DiffDriver } from '../naive-diff.js';
+import type { ChangeSet } from '../../archive/change-set.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
-import { layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
+import { containerPaths, lastLowerId, layerDirs, layerExists, lowerIdOf, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
+import { isOverlayMounted, overlayHome, type OverlayHome } from './home-state.js';
 import { mountPointsUnder } from '../../mountinfo.js';
 
 // Applying and exporting load what they need (tar reader, exporter) on first use:
 // a process that only mounts, or only exports, does not pay for the other.
 const applying = () => import('./apply-diff.js');
-const exporting = () => import('./diff.js');
-
-async function isOverlayMounted(path: string): Promise<boolean> {
-  try {
-    return (await native.fsMagic(path)) === FsMagic.overlayfs;
-  } catch (err) {
-    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return false;
-    throw err;
-  }
-}
-
-// One counter per process, keyed by mount path: two drivers on the same home share the
-// references of a layer's mount, as they share the mount itself.
-const mounts = new MountCounter(isOverlayMounted);
-// create/remove/applyDiff of one layer (and of the parent they read) never overlap;
-// keyed by the layer's dir, so drivers on the same home share the locks.
-const layerLocks = new KeyedLock();
+const exporting = () => import('../naive-diff.js');
 
 /**
  * Whether an overlay driver can live at `home` (which need not exist yet): overlay
@@ -74,12 +61,12 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Ov
   const backingFs = await checkOverlayHome(absolute);
   const created = await mkdirAllAs(absolute, 0o700, owner);
   try {
-    const real = await canonicalHome(absolute);
+    const state = overlayHome(await canonicalHome(absolute));
     // Before the bind: a mount a killed process left below a home that is no longer
     // bound would be hidden under the new bind mount, and its dir impossible to remove.
-    await removeLeftovers(real);
-    await acquireHomeMount(real);
-    return new OverlayDriver(real, uidMaps, gidMaps, owner, backingFs);
+    await removeLeftovers(state.path, state.staging);
+    await acquireHomeMount(state);
+    return new OverlayDriver(state, uidMaps, gidMaps, owner, backingFs);
   } catch (err) {
     // A refused init leaves nothing behind: what it created goes again.
     await removeCreated(created);
@@ -87,19 +74,22 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Ov
   }
 }
 
-export class OverlayDriver implements StoreDriver, OverlayInternals {
+export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals {
   readonly name = 'overlay';
   readonly home: string;
   readonly uidMaps: readonly IDMap[];
   readonly gidMaps: readonly IDMap[];
   readonly #owner: IdPair;
   readonly #backingFs: string;
+  /** What this process knows of the home, shared with every driver on it. */
+  readonly #state: OverlayHome;
   /** References this driver took with get() and has not put(), per mount path: what cleanup() gives back. */
   readonly #held = new Map<string, number>();
   #cleanedUp = false;
 
-  constructor(home: string, uidMaps: readonly IDMap[], gidMaps: readonly IDMap[], owner: IdPair, backingFs: string) {
-    this.home = home;
+  constructor(state: OverlayHome, uidMaps: readonly IDMap[], gidMaps: readonly IDMap[], owner: IdPair, backingFs: string) {
+    this.#state = state;
+    this.home = state.path;
     this.uidMaps = uidMaps;
     this.gidMaps = gidMaps;
     this.#owner = owner;
@@ -135,7 +125,7 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
     if (opts.storageOpt !== undefined && Object.keys(opts.storageOpt).length > 0) {
       throw new InvalidOptionError('--storage-opt is not supported for overlay');
     }
-    await layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
+    await this.#state.layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
       const source = parentId === undefined ? undefined : await this.#parentSource(parentId);
       const dirs = layerDirs(this.home, id);
       try {
@@ -186,10 +176,10 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
 
   async remove(id: string): Promise<void> {
     validateId(id);
-    await layerLocks.runAll(this.#lockKeys(id, undefined), async () => {
+    await this.#state.layerLocks.runAll(this.#lockKeys(id, undefined), async () => {
       const dirs = layerDirs(this.home, id);
       if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
-      await mounts.withLock(dirs.merged, async (references) => {
+      await this.#state.mounts.withLock(dirs.merged, async (references) => {
         if (references > 0) throw new LayerInUseError(id, `mounted at ${dirs.merged}`);
         const below = await mountPointsUnder(dirs.dir);
         if (below.length > 0) throw new LayerInUseError(id, `${below[0]} is a mount point`);
@@ -223,7 +213,7 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
     const p = await this.layerPaths(id);
     if (p.root !== undefined) return p.root;
     const merged = p.merged!;
-    await mounts.acquire(merged, () => this.#mount(p, opts.mountLabel));
+    await this.#state.mounts.acquire(merged, () => this.#mount(p, opts.mountLabel));
     this.#held.set(merged, (this.#held.get(merged) ?? 0) + 1);
     return merged;
   }
@@ -251,32 +241,38 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
   async inspect(id: string): Promise<LayerOnDisk> {
     validateId(id);
     const dirs = layerDirs(this.home, id);
-    if (!(await layerExists(this.home, id))) return { state: 'missing' };
-    if ((await lstatOrUndefined(dirs.root))?.isDirectory()) return { state: 'image', path: dirs.root };
-    let lowerId: string;
-    try {
-      lowerId = await readLowerId(dirs);
-    } catch {
-      return { state: 'partial' };
-    }
-    const lowerOk = (await lstatOrUndefined(layerDirs(this.home, lowerId).root))?.isDirectory() ?? false;
-    return { state: 'container', path: dirs.merged, lowerId, lowerMissing: !lowerOk, mounted: await isOverlayMounted(dirs.merged) };
+    // Lookups side by side, two rounds: every store mount and unmount starts here.
+    // The lower's root is looked at in the first round too when the lower-id was read
+    // before (it never changes while the file stays the same).
+    const guess = lastLowerId(dirs.lowerIdFile);
+    const [root, lowerId, mounted, guessedLower] = await Promise.all([
+      lstatOrUndefined(dirs.root),
+      lowerIdOf(dirs.lowerIdFile).catch(() => null),
+      isOverlayMounted(dirs.merged),
+      guess === undefined ? undefined : lstatOrUndefined(layerDirs(this.home, guess).root).catch(() => undefined),
+    ]);
+    if (root?.isDirectory()) return { state: 'image', path: dirs.root };
+    if (lowerId === undefined || lowerId === null) return (await layerExists(this.home, id)) ? { state: 'partial' } : { state: 'missing' };
+    const lower = lowerId === guess ? guessedLower : await lstatOrUndefined(layerDirs(this.home, lowerId).root);
+    return { state: 'container', path: dirs.merged, lowerId, lowerMissing: !(lower?.isDirectory() ?? false), mounted };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}): Promise<string> {
-    const p = await this.layerPaths(id);
+  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk): Promise<string> {
+    const p = known?.state === 'container' ? containerPaths(this.home, id, known.lowerId) : await this.layerPaths(id);
     if (p.root !== undefined) return p.root;
-    await mounts.withLock(p.merged!, async () => {
-      if (!(await isOverlayMounted(p.merged!))) await this.#mount(p, opts.mountLabel);
+    // No references in this process means no overlay there (the counter has just looked).
+    await this.#state.mounts.withLock(p.merged!, async (references) => {
+      if (references === 0) await this.#mount(p, opts.mountLabel);
     });
     return p.merged!;
   }
 
   async unmountLayer(id: string, opts: PutOptions = {}): Promise<void> {
-    const p = await this.layerPaths(id);
-    if (p.merged === undefined) return;
-    await mounts.withLock(p.merged, async () => {
-      if (await isOverlayMounted(p.merged!)) await native.unmount(p.merged!, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+    validateId(id);
+    // No layout read: an image has no merged/, which the counter finds not mounted.
+    const merged = layerDirs(this.home, id).merged;
+    await this.#state.mounts.withLock(merged, async (references) => {
+      if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
     });
   }
 
@@ -296,11 +292,11 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
   }
 
   leftovers(): Promise<string[]> {
-    return findLeftovers(this.home);
+    return findLeftovers(this.home, this.#state.staging);
   }
 
   async removeLeftovers(): Promise<void> {
-    await removeLeftovers(this.home);
+    await removeLeftovers(this.home, this.#state.staging);
   }
 
   async put(id: string, opts: PutOptions = {}): Promise<void> {
@@ -312,7 +308,7 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
   }
 
   async #release(merged: string, lazy = false): Promise<boolean> {
-    const left = await mounts.release(merged, () => native.unmount(merged, lazy ? native.constants.MNT_DETACH : 0));
+    const left = await this.#state.mounts.release(merged, () => native.unmount(merged, lazy ? native.constants.MNT_DETACH : 0));
     const held = this.#held.get(merged) ?? 0;
     if (held > 1) this.#held.set(merged, held - 1);
     else this.#held.delete(merged);
@@ -326,7 +322,7 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
     }
     if (!this.#cleanedUp) {
       this.#cleanedUp = true;
-      await releaseHomeMount(this.home).catch((err: unknown) => errors.push(err));
+      await releaseHomeMount(this.#state).catch((err: unknown) => errors.push(err));
     }
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, 'overlay cleanup: some mounts could not be released');
@@ -335,11 +331,11 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
   async applyDiff(id: string, parent: string | undefined, diff: DiffSource, opts: ApplyDiffOptions = {}): Promise<number> {
     validateId(id);
     const parentId = validateParent(parent);
-    const ctx = { home: this.home, uidMaps: this.uidMaps, gidMaps: this.gidMaps, owner: this.#owner };
-    return layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
+    const ctx = { home: this.home, uidMaps: this.uidMaps, gidMaps: this.gidMaps, owner: this.#owner, staging: this.#state.staging };
+    return this.#state.layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
       const dirs = layerDirs(this.home, id);
       if (!(await layerExists(this.home, id))) throw new LayerNotFoundError(id);
-      return mounts.withLock(dirs.merged, async (references) => {
+      return this.#state.mounts.withLock(dirs.merged, async (references) => {
         if (references > 0) throw new LayerInUseError(id, `mounted at ${dirs.merged}`);
         const { applyStaged, planApply } = await applying();
         const plan = await planApply(ctx, id, parentId);
@@ -375,6 +371,11 @@ export class OverlayDriver implements StoreDriver, OverlayInternals {
     validateId(id);
     const parentId = validateParent(parent);
     return exporting().then((m) => m.diffSize(this, id, parentId, opts));
+  }
+
+  /** DiffDriver.quickChanges: upper/ against its own lower, or two image roots, without mounting. */
+  async quickChanges(id: string, parent: string, opts: LongOperationOptions): Promise<ChangeSet | undefined> {
+    return (await import('./diff.js')).quickChanges(this, id, parent, opts);
   }
 
   #lockKeys(id: string, parentId: string | undefined): string[] {

@@ -6,10 +6,10 @@ import { chown, lstat, mkdir, readFile, readdir, realpath, rm, rmdir, stat } fro
 import { dirname, join } from 'node:path';
 import * as native from '../../native.js';
 import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../errors.js';
-import { fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
+import { fsMagic, fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
 import type { IdPair } from '../../idmap.js';
-import { KeyedLock } from '../../mount-counter.js';
-import { mountPointsUnder, readMountInfo } from '../../mountinfo.js';
+import { isMountPoint, mountPointsUnder, readMountInfo } from '../../mountinfo.js';
+import type { OverlayHome } from './home-state.js';
 import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
 
 let overlaySupport: Promise<void> | undefined;
@@ -35,7 +35,7 @@ export function supportsOverlay(): Promise<void> {
 /** The backing filesystem's name; throws IncompatibleFsError for the ones overlay cannot sit on (or no store can: /proc, /sys). */
 export async function checkBackingFs(home: string): Promise<string> {
   const existing = await nearestExisting(home);
-  const magic = await native.fsMagic(existing);
+  const magic = await fsMagic(existing);
   const name = fsName(magic);
   if (incompatibleBackingFs.has(magic) || pseudoFs.has(magic)) throw new IncompatibleFsError(name, home);
   return name;
@@ -116,29 +116,20 @@ export async function removeCreated(created: readonly string[]): Promise<void> {
   for (const p of [...created].reverse()) await rmdir(p).catch(() => undefined);
 }
 
-interface HomeMount {
-  users: number;
-  /** True when this process bound home onto itself (or adopted such a bind), so the last user unmounts it. */
-  unmountAtEnd: boolean;
-}
-
-const homeMounts = new Map<string, HomeMount>();
-const homeLock = new KeyedLock();
-
 /**
- * Makes `home` a private mount of itself, binding it only when it is not a mount point
+ * Makes the home a private mount of itself, binding it only when it is not a mount point
  * already: in this process or another one, a second driver on the same home adds no
  * mount. Two processes binding a fresh home at the very same moment could still stack
  * two (there is no cross-process lock here); either unmount leaves a working home.
  */
-export function acquireHomeMount(home: string): Promise<void> {
-  return homeLock.run(home, async () => {
-    const known = homeMounts.get(home);
-    if (known !== undefined) {
-      known.users++;
+export function acquireHomeMount(state: OverlayHome): Promise<void> {
+  const home = state.path;
+  return state.bindLock.run(home, async () => {
+    if (state.bind !== undefined) {
+      state.bind.users++;
       return;
     }
-    const wasMountPoint = await native.isMountPoint(home);
+    const wasMountPoint = await isMountPoint(home);
     if (!wasMountPoint) await native.mount(home, home, '', native.constants.MS_BIND);
     try {
       await native.mount('none', home, '', native.constants.MS_PRIVATE);
@@ -146,17 +137,18 @@ export function acquireHomeMount(home: string): Promise<void> {
       if (!wasMountPoint) await native.unmount(home, native.constants.MNT_DETACH).catch(() => undefined);
       throw err;
     }
-    homeMounts.set(home, { users: 1, unmountAtEnd: !wasMountPoint || (await isSelfBind(home)) });
+    state.bind = { users: 1, unmountAtEnd: !wasMountPoint || (await isSelfBind(home)) };
   });
 }
 
-/** Drops this driver's use of the home mount; the last user in the process unmounts it, unless it is busy (others' mounts below it). */
-export function releaseHomeMount(home: string): Promise<void> {
-  return homeLock.run(home, async () => {
-    const known = homeMounts.get(home);
+/** Drops one driver's use of the home mount; the last user in the process unmounts it, unless it is busy (others' mounts below it). */
+export function releaseHomeMount(state: OverlayHome): Promise<void> {
+  const home = state.path;
+  return state.bindLock.run(home, async () => {
+    const known = state.bind;
     if (known === undefined) return;
     if (--known.users > 0) return;
-    homeMounts.delete(home);
+    state.bind = undefined;
     if (!known.unmountAtEnd) return;
     try {
       await native.unmount(home, 0);
@@ -181,7 +173,7 @@ async function isSelfBind(home: string): Promise<boolean> {
  * gone and, in a layer that already has its root/, the upper/work/merged/lower-id the
  * finished applyDiff did not get to remove (unless merged/ is mounted).
  */
-export async function findLeftovers(home: string): Promise<string[]> {
+export async function findLeftovers(home: string, staging: ReadonlySet<string>): Promise<string[]> {
   const mountsBelow = (await mountPointsUnder(home)).filter((m) => m !== home);
   const entries = await readdir(home, { withFileTypes: true });
   const found = await Promise.all(
@@ -190,19 +182,19 @@ export async function findLeftovers(home: string): Promise<string[]> {
       .map(async (e) => {
         const dir = join(home, e.name);
         const names = await readdir(dir).catch(() => [] as string[]);
-        const staging = names.filter((n) => n.startsWith(STAGING_PREFIX) && !stagingInUse(join(dir, n), n)).map((n) => join(dir, n));
-        if (!names.includes('root')) return staging;
+        const stale = names.filter((n) => n.startsWith(STAGING_PREFIX) && !stagingInUse(join(dir, n), n, staging)).map((n) => join(dir, n));
+        if (!names.includes('root')) return stale;
         const paths = layerDirs(home, e.name);
-        if (mountsBelow.includes(paths.merged)) return staging; // mounted: leave it to its user
-        return [...staging, ...[paths.upper, paths.work, paths.merged, paths.lowerIdFile].filter((p) => names.includes(p.slice(dir.length + 1)))];
+        if (mountsBelow.includes(paths.merged)) return stale; // mounted: leave it to its user
+        return [...stale, ...[paths.upper, paths.work, paths.merged, paths.lowerIdFile].filter((p) => names.includes(p.slice(dir.length + 1)))];
       }),
   );
   return found.flat();
 }
 
 /** Removes what findLeftovers finds, first unmounting any mount a killed process left in a staging dir. */
-export async function removeLeftovers(home: string): Promise<void> {
-  const leftovers = await findLeftovers(home);
+export async function removeLeftovers(home: string, staging: ReadonlySet<string>): Promise<void> {
+  const leftovers = await findLeftovers(home, staging);
   if (leftovers.length === 0) return;
   const mountsBelow = await mountPointsUnder(home);
   for (const path of leftovers) {

@@ -1,7 +1,5 @@
-// What the overlay driver shows its diff code (lib/drivers/overlay/diff.ts): the layout
-// of a layer on disk and the refcounted mounts, nothing more. Every path here is
-// built from a validated id.
-import type { GetOptions, IDMap } from '../../types.js';
+// What the overlay driver shows its quick changes (lib/drivers/overlay/diff.ts): the
+// layout of a layer on disk, nothing more. Every path here is built from a validated id.
 
 export interface LayerPaths {
   /** home/<id> */
@@ -17,11 +15,6 @@ export interface LayerPaths {
 }
 
 export interface OverlayInternals {
-  readonly home: string;
-  readonly uidMaps: readonly IDMap[];
-  readonly gidMaps: readonly IDMap[];
   /** Validates `id` and reads its layout; rejects with LayerNotFound when it does not exist. */
   layerPaths(id: string): Promise<LayerPaths>;
-  get(id: string, opts?: GetOptions): Promise<string>;
-  put(id: string): Promise<void>;
 }

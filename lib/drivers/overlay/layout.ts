@@ -3,7 +3,7 @@
 import { lstat, readFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
-import { LayerNotFoundError, isSystemError } from '../../errors.js';
+import { LayerNotFoundError, isMissing } from '../../errors.js';
 import { parseStoredId, validateId } from '../../ids.js';
 import type { LayerPaths } from './internals.js';
 
@@ -13,14 +13,11 @@ import type { LayerPaths } from './internals.js';
  */
 export const STAGING_PREFIX = 'tmproot';
 
-/** Staging dirs this process is using right now (so a second driver on the same home does not sweep them). */
-export const activeStaging = new Set<string>();
-
-/** True when the staging dir `name` belongs to a live process that may still be using it. */
-export function stagingInUse(path: string, name: string): boolean {
+/** True when the staging dir `name` belongs to a live process that may still be using it; `ours`: those this process is using (its OverlayHome's). */
+export function stagingInUse(path: string, name: string, ours: ReadonlySet<string>): boolean {
   const pid = Number(/^tmproot(\d+)-/.exec(name)?.[1]);
   if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return activeStaging.has(path);
+  if (pid === process.pid) return ours.has(path);
   try {
     process.kill(pid, 0);
     return true;
@@ -55,7 +52,7 @@ export async function lstatOrUndefined(path: string): Promise<Stats | undefined>
   try {
     return await lstat(path);
   } catch (err) {
-    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return undefined;
+    if (isMissing(err)) return undefined;
     throw err;
   }
 }
@@ -76,7 +73,8 @@ export async function readLowerId(dirs: LayerDirs): Promise<string> {
 const lowerIdCache = new Map<string, { key: string; id: string }>();
 const LOWER_ID_CACHE_MAX = 4096;
 
-async function lowerIdOf(file: string): Promise<string | undefined> {
+/** The id in the lower-id file `file`, undefined when there is none (remembered per file identity). */
+export async function lowerIdOf(file: string): Promise<string | undefined> {
   let st;
   try {
     st = await lstat(file, { bigint: true });
@@ -103,17 +101,21 @@ export async function readLayerPaths(home: string, id: string): Promise<LayerPat
     if (!(await layerExists(home, id))) throw new LayerNotFoundError(id);
     throw new LayerNotFoundError(id, { cause: new Error(`layer ${JSON.stringify(id)} has neither root/ nor lower-id (half-made?)`) });
   }
-  return {
-    dir: dirs.dir,
-    upper: dirs.upper,
-    work: dirs.work,
-    merged: dirs.merged,
-    lowerId,
-    lowerRoot: layerDirs(home, lowerId).root,
-  };
+  return containerPaths(home, id, lowerId);
+}
+
+/** The paths of a container layer whose lower-id is `lowerId`. */
+export function containerPaths(home: string, id: string, lowerId: string): LayerPaths {
+  const dirs = layerDirs(home, id);
+  return { dir: dirs.dir, upper: dirs.upper, work: dirs.work, merged: dirs.merged, lowerId, lowerRoot: layerDirs(home, lowerId).root };
+}
+
+/** The id last read from the lower-id file `file`, unchecked (a guess to start a lookup early; lowerIdOf says whether it still holds). */
+export function lastLowerId(file: string): string | undefined {
+  return lowerIdCache.get(file)?.id;
 }
 
 function missingAsUndefined(err: unknown): undefined {
-  if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return undefined;
+  if (isMissing(err)) return undefined;
   throw err;
 }

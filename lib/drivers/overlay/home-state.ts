@@ -1,0 +1,51 @@
+// What this process knows of one driver home, in one object (moby's overlay2 keeps
+// the same in its Driver value): the mount references, the per-layer locks, the home's
+// own bind mount and the staging dirs in use. Every OverlayDriver on a home shares its
+// object, as it shares the disk and the mounts: a layer mounted through one driver is
+// counted, locked and swept alike through another. Besides this registry, the driver
+// keeps at module level only facts about the kernel (overlay support, accepted mount
+// options) and the lower-id cache, keyed by file identity.
+import { isMissing } from '../../errors.js';
+import { FsMagic, fsMagic } from '../../fs-magic.js';
+import { KeyedLock, MountCounter } from '../../mount-counter.js';
+
+/** True when an overlay is mounted on `path`. */
+export async function isOverlayMounted(path: string): Promise<boolean> {
+  try {
+    return (await fsMagic(path)) === FsMagic.overlayfs;
+  } catch (err) {
+    if (isMissing(err)) return false;
+    throw err;
+  }
+}
+
+export class OverlayHome {
+  /** The canonical (realpath) home. */
+  readonly path: string;
+  /** This process's references per mount path (lib/mount-counter.ts). */
+  readonly mounts = new MountCounter(isOverlayMounted);
+  /** create/remove/applyDiff of one layer (and of the parent they read) never overlap; keyed by the layer's dir. */
+  readonly layerLocks = new KeyedLock();
+  /** Staging dirs this process is applying into, so a sweep by another driver on the home leaves them. */
+  readonly staging = new Set<string>();
+  /** The drivers using the home's private bind mount, and whether the last one unmounts it (home.ts). */
+  bind: { users: number; unmountAtEnd: boolean } | undefined;
+  /** Serialises taking and dropping the bind mount. */
+  readonly bindLock = new KeyedLock();
+
+  constructor(path: string) {
+    this.path = path;
+  }
+}
+
+const homes = new Map<string, OverlayHome>();
+
+/** The one object for the canonical home `path` in this process. */
+export function overlayHome(path: string): OverlayHome {
+  let home = homes.get(path);
+  if (home === undefined) {
+    home = new OverlayHome(path);
+    homes.set(path, home);
+  }
+  return home;
+}
