@@ -2,7 +2,7 @@
 // layer). Input is a FILE or stdin, plain tar, gzip or zstd by its magic bytes. The
 // store makes an import all or nothing: a failed, interrupted or killed import leaves
 // no layer (a kill leaves an incomplete record the next command removes).
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
 import type { Readable } from 'node:stream';
@@ -12,6 +12,7 @@ import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command, OptionValues } from '../command.js';
 import type { CliContext } from '../context.js';
 import { openLayer } from '../../archive/compression.js';
+import { LayerFile } from '../../archive/layer-file.js';
 import type { LayerFormat, OpenedLayer } from '../../archive/compression.js';
 import { formatBytes, formatDuration } from '../progress.js';
 
@@ -79,6 +80,10 @@ interface ApplyRequest {
 }
 
 async function applyFromInput(ctx: CliContext, command: Command, req: ApplyRequest): Promise<Applied> {
+  if (req.file !== undefined && req.file !== '-') {
+    const st = await stat(req.file);
+    if (st.isFile()) return applyFromFile(ctx, command, req, req.file, st.size);
+  }
   const { store, id, parent } = req;
   const input = await openInput(command, req.file, ctx.signal);
   const bar = ctx.progress(command.name);
@@ -108,6 +113,36 @@ async function applyFromInput(ctx: CliContext, command: Command, req: ApplyReque
     opened?.tar.destroy();
     opened?.close();
     await input.close();
+  }
+}
+
+/** A regular file (tar or gzip) is read by the apply job itself, not through a stream (lib/archive/layer-file.ts). */
+async function applyFromFile(ctx: CliContext, command: Command, req: ApplyRequest, file: string, size: number): Promise<Applied> {
+  const { store, id, parent } = req;
+  const source = new LayerFile(file);
+  const format = (await source.format()) ?? 'tar';
+  const bar = ctx.progress(command.name);
+  const started = process.hrtime.bigint();
+  try {
+    const opts = {
+      signal: ctx.signal,
+      allowEmpty: req.allowEmpty,
+      // Content bytes against the file's size: close enough for an uncompressed tar's bar.
+      onProgress: (p: { entries: number; bytes: number }) => bar.update({ ...p, ...(format === 'tar' ? { totalBytes: size } : {}) }),
+    };
+    let rec: LayerRecord;
+    try {
+      rec = req.create ? await store.importLayer(id, source, { ...opts, ...(parent ? { parent } : {}) }) : await store.applyDiff(id, source, opts);
+    } catch (err) {
+      if (err instanceof InvalidArchiveError && size === 0) {
+        throw new InvalidArchiveError(`the layer ${JSON.stringify(file)} is empty (0 bytes), not a tar; --allow-empty applies it as an empty layer`, { cause: err });
+      }
+      throw err;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    return { id, parent: parent ?? null, format, bytes: rec.diffSize ?? 0, inputBytes: size, seconds, digest: rec.uncompressedDigest ?? null };
+  } finally {
+    bar.done();
   }
 }
 
