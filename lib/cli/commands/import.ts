@@ -81,8 +81,9 @@ interface ApplyRequest {
 
 async function applyFromInput(ctx: CliContext, command: Command, req: ApplyRequest): Promise<Applied> {
   if (req.file !== undefined && req.file !== '-') {
-    const st = await stat(req.file);
-    if (st.isFile()) return applyFromFile(ctx, command, req, req.file, st.size);
+    // What cannot be stat'ed is left to openInput, whose open() reports it.
+    const st = await stat(req.file).catch(() => undefined);
+    if (st?.isFile() === true) return applyFromFile(ctx, command, req, req.file, st.size);
   }
   const { store, id, parent } = req;
   const input = await openInput(command, req.file, ctx.signal);
