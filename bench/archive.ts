@@ -1,6 +1,7 @@
 // Layer import and export against the peers, on a real rootfs tar (Debian minbase,
 // ~180 MB) and on a tar of 100k small files:
-//   import: `ogd import` vs GNU `tar -x` vs `containers-storage import-layer`
+//   import: `ogd import FILE` (a LayerFile: the job reads and inflates the file itself)
+//           vs GNU `tar -x` vs `containers-storage import-layer`
 //           (its own temp store, overlay driver); every run into an empty store/dir;
 //           also the gzip of the minbase tar (`tar -xz`, gzip in its own process).
 //           --threads-ab adds `ogd import` with OGD_APPLY_THREADS=0 (every file

@@ -58,3 +58,4 @@ export {
 export type { SystemError } from './errors.js';
 export { copyTree } from './native.js';
 export type { CopyProgress, CopyStats, CopyTreeOptions } from './native.js';
+export { LayerFile } from './archive/layer-file.js';

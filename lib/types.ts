@@ -2,6 +2,7 @@
 // the CLI and the tests. Method names follow containers/storage's Go verbs so the two
 // code bases read side by side.
 import type { Readable } from 'node:stream';
+import type { LayerFile } from './archive/layer-file.js';
 
 /** One range of a user-namespace id mapping: container ids [containerId, containerId+size) ↔ host ids [hostId, …). */
 export interface IDMap {
@@ -55,6 +56,12 @@ export interface ApplyDiffOptions extends LongOperationOptions {
   allowPrivilegedXattrs?: boolean;
   /** Apply a 0-byte stream as an empty diff; by default it is refused with ERR_OGD_INVALID_ARCHIVE (a tar has at least its two zero blocks). */
   allowEmpty?: boolean;
+  /**
+   * Called once the apply has succeeded, with the length and sha256 ("sha256:<hex>")
+   * of the uncompressed tar it read (all of it, past the end of the archive too):
+   * what a store records as the layer's uncompressed size and digest.
+   */
+  onTarDigest?: (tar: { size: number; digest: string }) => void;
 }
 
 export type ChangeKind = 'A' | 'C' | 'D';
@@ -66,7 +73,11 @@ export interface Change {
   kind: ChangeKind;
 }
 
-export type DiffSource = NodeJS.ReadableStream | AsyncIterable<Uint8Array>;
+/**
+ * An uncompressed layer tar as a stream or chunks, or a LayerFile: a file the apply
+ * reads itself (plain, gzip or zstd), the fastest way to import a layer from disk.
+ */
+export type DiffSource = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | LayerFile;
 
 export interface Driver {
   readonly name: string;

@@ -1,8 +1,10 @@
 // applyTar(root, {uidMaps, gidMaps, allowPrivilegedXattrs, abortFlag, onDrain,
-// onProgress?}) → {done: Promise<{entries, bytes}>, feeder}: applies one layer tar
-// (the OCI changeset: entries, ".wh." whiteouts, opaque directories) onto `root`
-// in one pool job. JS pushes the stream's bytes (applyTarPush(feeder, chunk),
-// applyTarEnd(feeder, failed)); this job parses them (tar_reader.h) and makes every
+// onProgress?, file?: {fd, path, gzip}}) → {done: Promise<{entries, bytes, tarSize,
+// digest}>, feeder}: applies one layer tar (the OCI changeset: entries, ".wh."
+// whiteouts, opaque directories) onto `root` in one pool job. JS pushes the stream's
+// bytes (applyTarPush(feeder, chunk), applyTarEnd(feeder, failed)), or with `file`
+// a thread of the job reads (and inflates) the file itself (layer_file_reader.h);
+// this job parses the tar (tar_reader.h), hashes it (sha256) and makes every
 // entry with *at syscalls on cached directory fds: no pool trip, promise or JS
 // object per entry. lib/archive/apply.ts keeps the policy around it.
 //
@@ -57,6 +59,7 @@
 #include "fd.h"
 #include "file_writers.h"
 #include "job_worker.h"
+#include "layer_file_reader.h"
 #include "resolve.h"
 #include "tar_reader.h"
 
@@ -177,26 +180,36 @@ uint64_t NowNs() {
 class ApplyTarWorker : public JobWorker {
  public:
   ApplyTarWorker(Napi::Env env, std::string root, std::shared_ptr<ChunkQueue> queue, std::vector<IdRange> uidMaps, std::vector<IdRange> gidMaps,
-                 bool allowPrivileged, int threads, Napi::Function onDrain)
+                 bool allowPrivileged, int threads, Napi::Function onDrain, int fileFd, std::string filePath, bool gzip)
       : JobWorker(env),
         rootArg_(std::move(root)),
         threads_(threads),
         queue_(std::move(queue)),
         uidMaps_(std::move(uidMaps)),
         gidMaps_(std::move(gidMaps)),
-        allowPrivileged_(allowPrivileged) {
+        allowPrivileged_(allowPrivileged),
+        fileFd_(fileFd),
+        filePath_(std::move(filePath)),
+        gzip_(gzip) {
     drain_ = Napi::ThreadSafeFunction::New(env, onDrain, "ogd.applyTar.drain", 0, 1);
   }
 
   void Execute() override {
-    writers_ = std::make_unique<FileWriters>(threads_);
+    if (fileFd_ >= 0) {
+      reader_ = std::make_unique<LayerFileReader>(fileFd_, filePath_, gzip_, *queue_, [this] { return AbortRequested(); });
+      fileFd_ = -1;
+      reader_->Start();
+    }
     try {
+      writers_ = std::make_unique<FileWriters>(threads_);
       Run();
-    } catch (const ApplyError& e) {
+    } catch (const ApplyError& thrown) {
       // Nothing may still be writing into the root once JS sees the failure (the caller discards the root).
       std::vector<std::unique_ptr<FileTask>> retry;
       SysFailure ignored;
-      writers_->Wait(retry, ignored);
+      if (writers_) writers_->Wait(retry, ignored);
+      ApplyError e = thrown;
+      if (reader_) e = ReaderError(e);
       error_ = e;
       if (e.kind == ApplyError::kSys) {
         Fail(e.sys);
@@ -208,6 +221,8 @@ class ApplyTarWorker : public JobWorker {
     }
     writers_.reset();  // joins its threads (all idle by now)
     queue_->Close();
+    reader_.reset();  // joins it (a closed queue stops it)
+    if (fileFd_ >= 0) ::close(fileFd_);
     drain_.Release();
     EndProgress();
   }
@@ -216,6 +231,8 @@ class ApplyTarWorker : public JobWorker {
     Napi::Object o = Napi::Object::New(env);
     o.Set("entries", Napi::Number::New(env, static_cast<double>(entries_)));
     o.Set("bytes", Napi::Number::New(env, static_cast<double>(bytes_)));
+    o.Set("tarSize", Napi::Number::New(env, static_cast<double>(tarSize_)));
+    o.Set("digest", Napi::String::New(env, digest_));
     return o;
   }
 
@@ -242,6 +259,21 @@ class ApplyTarWorker : public JobWorker {
  private:
   // ---- the run ----
 
+  // The failure to report when the input is a file: the reader's own (a read error, a
+  // corrupt or truncated gzip stream) wins over what its output did to the tar parser.
+  ApplyError ReaderError(const ApplyError& e) {
+    if (e.kind == ApplyError::kSourceFailed) {
+      reader_->Join();
+    } else if (gzip_ && (e.kind == ApplyError::kInvalid || e.kind == ApplyError::kUnsafe)) {
+      reader_->FinishDiscarding();
+    } else {
+      return e;
+    }
+    if (reader_->failure().err != 0) return ApplyError::Sys(reader_->failure());
+    if (!reader_->zlibError().empty()) return ApplyError{ApplyError::kSourceFailed, {}, {}, reader_->zlibError()};
+    return e;
+  }
+
   void Run() {
     char* real = ::realpath(rootArg_.c_str(), nullptr);
     if (real == nullptr) ThrowSys(errno, "realpath", rootArg_);
@@ -257,8 +289,10 @@ class ApplyTarWorker : public JobWorker {
 
     TarInput input(
         *queue_, [this] { return AbortRequested(); }, [this] { drain_.NonBlockingCall(); });
+    Sha256 streamSha;
+    if (!reader_) input.HashInto(&streamSha);
     TarReader reader(input);
-    reader_ = &reader;
+    tar_ = &reader;
     TarEntry e;
     for (;;) {  // the first entry reports at once (lastReport_ 0), then every kProgressNs
 
@@ -282,8 +316,17 @@ class ApplyTarWorker : public JobWorker {
     }
     Settle();
     current_.clear();
-    // Whatever follows the end of the archive is read, so a piping writer is not cut off.
+    // Whatever follows the end of the archive is read, so a piping writer is not cut off
+    // (and it is part of the digest, as it is of the bytes given).
     input.Drain();
+    if (reader_) {
+      reader_->Join();
+      tarSize_ = reader_->size();
+      digest_ = reader_->Digest();
+    } else {
+      tarSize_ = input.taken();
+      digest_ = streamSha.Hex();
+    }
     for (const auto& [dir, t] : dirTimes_) {
       CheckAbort();
       if (::utimensat(AT_FDCWD, dir.c_str(), t.t, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) ThrowSys(errno, "utimensat", dir);
@@ -357,7 +400,7 @@ class ApplyTarWorker : public JobWorker {
       task->times[0] = m.times[0];
       task->times[1] = m.times[1];
       task->data.reserve(e.size);
-      for (std::string_view chunk = reader_->Body(); !chunk.empty(); chunk = reader_->Body()) task->data.append(chunk);
+      for (std::string_view chunk = tar_->Body(); !chunk.empty(); chunk = tar_->Body()) task->data.append(chunk);
       for (const auto& kv : e.xattrs)
         if (!kv.first.empty() && XattrAllowed(kv.first, allowPrivileged_)) task->xattrs.push_back(kv);
       NoteChange(parent.real);
@@ -373,7 +416,7 @@ class ApplyTarWorker : public JobWorker {
     });
     Fd owned(fd);
     for (;;) {
-      std::string_view chunk = reader_->Body();
+      std::string_view chunk = tar_->Body();
       if (chunk.empty()) break;
       while (!chunk.empty()) {
         ssize_t n = ::write(fd, chunk.data(), chunk.size());
@@ -949,7 +992,13 @@ class ApplyTarWorker : public JobWorker {
   DirPtr rootDir_;
   uint64_t rootUid_ = 0, rootGid_ = 0;
   bool noOpenat2_ = false;
-  TarReader* reader_ = nullptr;
+  TarReader* tar_ = nullptr;
+  int fileFd_;
+  std::string filePath_;
+  bool gzip_;
+  std::unique_ptr<LayerFileReader> reader_;
+  uint64_t tarSize_ = 0;
+  std::string digest_;
   std::vector<std::string> comps_;  // the current entry's cleaned name
   std::string current_;             // the current entry's raw name, for system errors
   // Parent dirs already resolved: cleaned name → fd and real path. Cleared whenever a dir or symlink is removed.
@@ -985,9 +1034,23 @@ Napi::Value ApplyTar(const Napi::CallbackInfo& info) {
   Napi::Value t = opts.Get("threads");
   int threads = t.IsNumber() ? static_cast<int>(t.As<Napi::Number>().Int32Value()) : 2;
   if (threads < 0 || threads > 64) throw Napi::TypeError::New(env, "\"threads\" must be 0 to 64");
+  // A file input: its fd is duplicated here, so the caller may close its own at once.
+  int fileFd = -1;
+  std::string filePath;
+  bool gzip = false;
+  Napi::Value file = opts.Get("file");
+  if (file.IsObject()) {
+    Napi::Object f = file.As<Napi::Object>();
+    Napi::Value fd = f.Get("fd");
+    if (!fd.IsNumber()) throw Napi::TypeError::New(env, "\"file.fd\" must be a file descriptor");
+    filePath = f.Get("path").ToString().Utf8Value();
+    gzip = f.Get("gzip").ToBoolean();
+    fileFd = ::fcntl(fd.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+    if (fileFd < 0) throw SysError(env, Failure(errno, "dup", filePath));
+  }
   auto queue = std::make_shared<ChunkQueue>();
   auto* worker = new ApplyTarWorker(env, std::move(root), queue, MapsArg(env, opts.Get("uidMaps"), "uidMaps"), MapsArg(env, opts.Get("gidMaps"), "gidMaps"),
-                                    opts.Get("allowPrivilegedXattrs").ToBoolean(), threads, onDrain.As<Napi::Function>());
+                                    opts.Get("allowPrivilegedXattrs").ToBoolean(), threads, onDrain.As<Napi::Function>(), fileFd, filePath, gzip);
   Napi::Value flag = opts.Get("abortFlag");
   if (flag.IsBuffer()) worker->SetAbortFlag(flag.As<Napi::Buffer<uint8_t>>());
   Napi::Value onProgress = opts.Get("onProgress");

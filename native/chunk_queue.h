@@ -1,5 +1,6 @@
-// The bytes of a stream handed from the JS thread to a native job: JS pushes the
-// chunks it reads (a file's, gunzip's), the job's thread takes them in order. Small
+// The bytes of a stream handed to a native job: JS pushes the chunks it reads (a
+// stream's, gunzip's), or a reader thread of the job its blocks (layer_file_reader.h);
+// the job's thread takes them in order. Small
 // chunks are gathered into blocks of up to kBlock, so the job wakes once per block,
 // not per chunk. Bounded: Push says "stop" above kHigh bytes queued, and the job
 // calls onDrain once it has taken the queue down to kLow (JS then pushes again).
@@ -45,7 +46,36 @@ class ChunkQueue {
     return true;
   }
 
-  // JS thread: no more input; `failed` when the source failed rather than ended.
+  // Reader thread: an empty block to fill (the memory of one already consumed, when there is one).
+  std::string Spare() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string out;
+    if (!spare_.empty()) {
+      out.swap(spare_.back());
+      spare_.pop_back();
+      out.clear();
+    }
+    return out;
+  }
+
+  // Reader thread: queues a filled block, waiting while kHigh bytes are queued. False
+  // once the queue is closed (the job is done, the block is dropped) or `stop` says so.
+  bool PushBlock(std::string block, const std::function<bool()>& stop) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!closed_ && queued_ >= kHigh) {
+      if (stop()) return false;
+      readerWaiting_ = true;
+      room_.wait_for(lock, std::chrono::milliseconds(10));
+      readerWaiting_ = false;
+    }
+    if (closed_) return false;
+    queued_ += block.size();
+    blocks_.push_back(std::move(block));
+    if (consumerWaiting_) cv_.notify_one();
+    return true;
+  }
+
+  // JS thread (or reader thread): no more input; `failed` when the source failed rather than ended.
   void End(bool failed) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (ended_) return;
@@ -61,6 +91,7 @@ class ChunkQueue {
     blocks_.clear();
     spare_.clear();
     queued_ = 0;
+    room_.notify_all();
   }
 
   // Job thread: the next block into `out` (its old content is dropped, its memory
@@ -81,6 +112,7 @@ class ChunkQueue {
           out.swap(blocks_.front());
           blocks_.pop_front();
           queued_ -= out.size();
+          if (readerWaiting_ && queued_ <= kLow) room_.notify_one();
           if (producerWaiting_ && queued_ <= kLow) {
             producerWaiting_ = false;
             drained = true;
@@ -117,6 +149,7 @@ class ChunkQueue {
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
+  std::condition_variable room_;  // a reader thread waits for room
   std::deque<std::string> blocks_;
   std::vector<std::string> spare_;  // consumed blocks, for Push to fill again
   size_t queued_ = 0;
@@ -125,6 +158,7 @@ class ChunkQueue {
   bool closed_ = false;
   bool consumerWaiting_ = false;
   bool producerWaiting_ = false;
+  bool readerWaiting_ = false;
 };
 
 }  // namespace ogd

@@ -59,6 +59,11 @@ inline int FinishFile(int fd, const char* data, size_t size, const FileTask& t, 
   return 0;
 }
 
+// Each writer has its own lane, and a file goes to the lane of its directory: two
+// writers creating in one directory serialise on its inode lock, and the kernel's
+// optimistic spinning on that lock burned more CPU than the second writer saved
+// (100k small files after a mass deletion: 22 s of system time with shared
+// batches against 5 s on one thread). Lanes by directory keep them apart.
 class FileWriters {
  public:
   static constexpr size_t kMaxQueuedBytes = 16 << 20;
@@ -66,7 +71,8 @@ class FileWriters {
   static constexpr size_t kBatch = 16;
 
   explicit FileWriters(int threads) {
-    for (int i = 0; i < threads; i++) threads_.emplace_back([this] { Loop(); });
+    for (int i = 0; i < threads; i++) lanes_.push_back(std::make_unique<Lane>());
+    for (int i = 0; i < threads; i++) threads_.emplace_back([this, i] { Loop(*lanes_[static_cast<size_t>(i)]); });
   }
 
   ~FileWriters() {
@@ -74,34 +80,36 @@ class FileWriters {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
     }
-    work_.notify_all();
+    for (auto& lane : lanes_) lane->work.notify_all();
     for (auto& t : threads_) t.join();
   }
 
   bool enabled() const { return !threads_.empty(); }
 
-  // Queues a task; waits while the queue is full.
+  // Queues a task on its directory's lane; waits while the queues are full.
   void Submit(std::unique_ptr<FileTask> task) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (queuedBytes_ >= kMaxQueuedBytes || todo_.size() >= kMaxQueuedTasks) {
-      work_.notify_all();
+    if (queuedBytes_ >= kMaxQueuedBytes || queuedTasks_ >= kMaxQueuedTasks) {
+      WakeAll();
       full_ = true;
-      room_.wait(lock, [this] { return queuedBytes_ < kMaxQueuedBytes && todo_.size() < kMaxQueuedTasks; });
+      room_.wait(lock, [this] { return queuedBytes_ < kMaxQueuedBytes && queuedTasks_ < kMaxQueuedTasks; });
       full_ = false;
     }
+    Lane& lane = *lanes_[static_cast<size_t>(task->parentFd) % lanes_.size()];
     queuedBytes_ += task->data.size();
-    todo_.push_back(std::move(task));
+    queuedTasks_++;
+    lane.todo.push_back(std::move(task));
     pending_++;
-    // Wake a writer only when one sleeps and there is a batch's worth (or the parser is about to wait):
+    // Wake a writer only when it sleeps and there is a batch's worth (or the parser is about to wait):
     // one futex per task would cost as much as the handover saves.
-    if (sleepers_ > 0 && (todo_.size() >= kBatch || queuedBytes_ >= kMaxQueuedBytes / 2)) work_.notify_one();
+    if (lane.sleeping && (lane.todo.size() >= kBatch || queuedBytes_ >= kMaxQueuedBytes / 2)) lane.work.notify_one();
   }
 
   // Waits until every queued task is done. Tasks whose name was taken come back in
   // `retry`; returns false with `failure` set when a task failed (the first failure).
   bool Wait(std::vector<std::unique_ptr<FileTask>>& retry, SysFailure& failure) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (!todo_.empty()) work_.notify_all();
+    WakeAll();
     waiting_ = true;
     idle_.wait(lock, [this] { return pending_ == 0; });
     waiting_ = false;
@@ -116,21 +124,32 @@ class FileWriters {
   }
 
  private:
-  void Loop() {
+  struct Lane {
+    std::deque<std::unique_ptr<FileTask>> todo;
+    std::condition_variable work;
+    bool sleeping = false;
+  };
+
+  // Under mutex_.
+  void WakeAll() {
+    for (auto& lane : lanes_)
+      if (lane->sleeping && !lane->todo.empty()) lane->work.notify_one();
+  }
+
+  void Loop(Lane& lane) {
     std::vector<std::unique_ptr<FileTask>> batch;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        sleepers_++;
-        work_.wait(lock, [this] { return stopping_ || !todo_.empty(); });
-        sleepers_--;
-        if (todo_.empty()) return;
-        // A share of what is queued, so the other writers get theirs.
-        size_t take = std::max<size_t>(1, std::min(kBatch, todo_.size() / threads_.size()));
-        for (size_t i = 0; i < take; i++) {
-          queuedBytes_ -= todo_.front()->data.size();
-          batch.push_back(std::move(todo_.front()));
-          todo_.pop_front();
+        lane.sleeping = true;
+        lane.work.wait(lock, [&] { return stopping_ || !lane.todo.empty(); });
+        lane.sleeping = false;
+        if (lane.todo.empty()) return;
+        for (size_t i = 0; i < kBatch && !lane.todo.empty(); i++) {
+          queuedBytes_ -= lane.todo.front()->data.size();
+          queuedTasks_--;
+          batch.push_back(std::move(lane.todo.front()));
+          lane.todo.pop_front();
         }
         if (full_) room_.notify_one();
       }
@@ -172,13 +191,13 @@ class FileWriters {
   }
 
   std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
   std::mutex mutex_;
-  std::condition_variable work_, room_, idle_;
-  std::deque<std::unique_ptr<FileTask>> todo_;
+  std::condition_variable room_, idle_;
   std::vector<std::unique_ptr<FileTask>> retry_;
   size_t queuedBytes_ = 0;
+  size_t queuedTasks_ = 0;
   size_t pending_ = 0;
-  size_t sleepers_ = 0;  // writers waiting for work
   bool full_ = false;     // the parser waits for room
   bool waiting_ = false;  // the parser waits for all to be done
   bool stopping_ = false;

@@ -166,6 +166,8 @@ bool TarInput::Ensure() {
     at_ = 0;
     switch (queue_.Next(block_, stop_, onDrain_)) {
       case ChunkQueue::Pull::kData:
+        taken_ += block_.size();
+        if (sha_ != nullptr) sha_->Update(block_.data(), block_.size());
         break;
       case ChunkQueue::Pull::kEnd:
         block_.clear();

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "chunk_queue.h"
+#include "sha256.h"
 
 namespace ogd {
 
@@ -53,6 +54,10 @@ class TarInput {
   // Reads and drops everything up to the end of the input.
   void Drain();
   uint64_t position() const { return position_; }
+  // Hashes every block taken from now on (a stream's input; a file's is hashed by its reader).
+  void HashInto(Sha256* sha) { sha_ = sha; }
+  // Bytes taken from the queue (the whole input, once drained).
+  uint64_t taken() const { return taken_; }
   bool AtEnd();
 
  private:
@@ -64,6 +69,8 @@ class TarInput {
   size_t at_ = 0;
   bool ended_ = false;
   uint64_t position_ = 0;
+  uint64_t taken_ = 0;
+  Sha256* sha_ = nullptr;
 };
 
 class TarReader {

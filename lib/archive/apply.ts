@@ -4,13 +4,17 @@
 // The per-entry work (parsing, containment, shared-inode safety, whiteouts, every
 // syscall) is one native job: native/apply_tar.cc, whose header comment states the
 // rules, and native/tar_reader.cc, the one tar parser. This file feeds it the
-// stream's bytes and keeps what is not per entry: options, id maps, the abort
-// signal, a source that fails or stalls, and the errors' wording.
+// stream's bytes (or, for a LayerFile, lets the job read the file itself) and keeps
+// what is not per entry: options, id maps, the abort signal, a source that fails or
+// stalls, and the errors' wording. The job also measures and hashes the tar (the
+// layer's uncompressed size and digest), off the JS thread.
 import { realpath } from 'node:fs/promises';
 import { AbortError, InvalidArchiveError, InvalidOptionError, UnsafeLayerError } from '../errors.js';
 import { toHost } from '../idmap.js';
-import { startApplyTar, type ApplyTarError } from '../native.js';
+import { startApplyTar, type ApplyTarError, type ApplyTarFile, type ApplyTarJob } from '../native.js';
 import type { ApplyDiffOptions, DiffSource, IDMap } from '../types.js';
+import { decompressionError, openLayer } from './compression.js';
+import { LayerFile, openLayerFile } from './layer-file.js';
 import { displayName } from './path-safety.js';
 
 /** Writer threads of the native apply; OGD_APPLY_THREADS overrides the default (benchmarks compare). */
@@ -31,22 +35,75 @@ export interface ApplyTarOptions extends ApplyDiffOptions {
  * AbortError, the source's own error, or a system error; on rejection the caller
  * discards `root`, and nothing is still writing into it.
  */
-export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOptions = {}): Promise<number> {
+export async function applyTar(root: string, diff: DiffSource | Uint8Array, opts: ApplyTarOptions = {}): Promise<number> {
   const signal = opts.signal;
   if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
   if (toHost(opts.uidMaps ?? [], 0) === undefined || toHost(opts.gidMaps ?? [], 0) === undefined) {
     throw new InvalidOptionError('the id maps do not map container root (id 0)');
   }
   const realRoot = await realpath(root, { encoding: 'buffer' });
-  const job = startApplyTar(realRoot, {
-    uidMaps: opts.uidMaps,
-    gidMaps: opts.gidMaps,
-    allowPrivilegedXattrs: opts.allowPrivilegedXattrs === true,
-    ...(opts.threads !== undefined ? { threads: opts.threads } : THREADS !== undefined ? { threads: THREADS } : {}),
-    signal,
-    onProgress: opts.onProgress,
-  });
-  const source = (diff as AsyncIterable<Uint8Array | string>)[Symbol.asyncIterator]();
+  const start = (file?: ApplyTarFile): ApplyTarJob =>
+    startApplyTar(realRoot, {
+      uidMaps: opts.uidMaps,
+      gidMaps: opts.gidMaps,
+      allowPrivilegedXattrs: opts.allowPrivilegedXattrs === true,
+      ...(opts.threads !== undefined ? { threads: opts.threads } : THREADS !== undefined ? { threads: THREADS } : {}),
+      signal,
+      onProgress: opts.onProgress,
+      ...(file !== undefined ? { file } : {}),
+    });
+  if (!(diff instanceof LayerFile)) return applyStream(start(), diff instanceof Uint8Array ? [diff] : diff, opts);
+  const opened = await openLayerFile(diff);
+  try {
+    if (opened.native) return await applyFile(start({ fd: opened.handle.fd, path: diff.path, gzip: opened.format === 'gzip' }), opts);
+    const layer = await openLayer(opened.handle.createReadStream({ highWaterMark: 1 << 20, autoClose: false }));
+    try {
+      return await applyStream(start(), layer.tar, opts);
+    } catch (err) {
+      throw await layer.explain(err);
+    } finally {
+      layer.close();
+    }
+  } finally {
+    await opened.handle.close();
+  }
+}
+
+/** The job reads the file itself: JS only waits (and words the failure). */
+async function applyFile(job: ApplyTarJob, opts: ApplyTarOptions): Promise<number> {
+  let result: Awaited<ApplyTarJob['done']>;
+  try {
+    result = await job.done;
+  } catch (err) {
+    job.throwProgressError();
+    const e = err as ApplyTarError;
+    if (e.applyError === 'aborted' || opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal?.reason });
+    // The reader's inflate failed: worded as the stream path words node:zlib's errors.
+    if (e.applyError === 'source') throw decompressionError('gzip', new Error(e.reason ?? 'inflate failed'));
+    throw translate(e);
+  }
+  if (result.tarSize === 0 && opts.allowEmpty !== true) throw emptyLayer();
+  return finish(job, result, opts);
+}
+
+function emptyLayer(): InvalidArchiveError {
+  // A 0-byte stream is not a tar (the shortest tar is its two zero blocks): most
+  // likely a failed download or an empty file given by mistake, which must not
+  // become an empty layer without a word.
+  return new InvalidArchiveError('the layer is empty (0 bytes), not a tar: a tar holds at least its two zero blocks; the option allowEmpty applies it as an empty layer');
+}
+
+function finish(job: ApplyTarJob, result: Awaited<ApplyTarJob['done']>, opts: ApplyTarOptions): number {
+  job.throwProgressError();
+  opts.onProgress?.({ entries: result.entries, bytes: result.bytes });
+  opts.onTarDigest?.({ size: result.tarSize, digest: result.digest });
+  return result.bytes;
+}
+
+/** Feeds the job the stream's bytes. */
+async function applyStream(job: ApplyTarJob, diff: DiffSource | Uint8Array[], opts: ApplyTarOptions): Promise<number> {
+  const signal = opts.signal;
+  const source = (diff as AsyncIterable<Uint8Array | string>)[Symbol.asyncIterator]?.() ?? toAsync(diff as Uint8Array[]);
   let stop = false;
   let sourceError: { error: unknown } | undefined;
   const feeding = (async () => {
@@ -61,19 +118,14 @@ export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOpt
         empty = false;
         if (!job.push(v)) await job.drained();
       }
-      // A 0-byte stream is not a tar (the shortest tar is its two zero blocks): most
-      // likely a failed download or an empty file given by mistake, which must not
-      // become an empty layer without a word.
-      if (empty && !stop && opts.allowEmpty !== true) {
-        throw new InvalidArchiveError('the layer is empty (0 bytes), not a tar: a tar holds at least its two zero blocks; the option allowEmpty applies it as an empty layer');
-      }
+      if (empty && !stop && opts.allowEmpty !== true) throw emptyLayer();
       job.end(false);
     } catch (error) {
       sourceError = { error };
       job.end(true);
     }
   })();
-  let result: { entries: number; bytes: number };
+  let result: Awaited<ApplyTarJob['done']>;
   try {
     result = await job.done;
   } catch (err) {
@@ -89,9 +141,11 @@ export async function applyTar(root: string, diff: DiffSource, opts: ApplyTarOpt
   }
   await feeding;
   if (sourceError !== undefined) throw sourceError.error;
-  job.throwProgressError();
-  opts.onProgress?.({ entries: result.entries, bytes: result.bytes });
-  return result.bytes;
+  return finish(job, result, opts);
+}
+
+async function* toAsync(chunks: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  yield* chunks;
 }
 
 /** The source's next chunk; an abort does not wait for a stalled source. */

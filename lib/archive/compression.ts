@@ -116,7 +116,7 @@ export async function openLayer(input: AsyncIterable<Buffer>): Promise<OpenedLay
 }
 
 /** A decompressor's failure in the words of what happened to the layer file. */
-function decompressionError(format: 'gzip' | 'zstd', err: Error): Error {
+export function decompressionError(format: 'gzip' | 'zstd', err: Error): Error {
   if (err instanceof GraphDriverError) return err;
   const detail = err.message.replace(/\s+/g, ' ').trim();
   if (/unexpected end of file|premature end|truncated/i.test(detail)) {

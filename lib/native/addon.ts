@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { join, dirname } from 'node:path';
-import type { PackTreeResult } from './jobs.js';
+import type { ApplyTarFile, ApplyTarResult, PackTreeResult } from './jobs.js';
 
 export type PathLike = string | Buffer;
 
@@ -109,8 +109,9 @@ export interface Addon {
       abortFlag: Buffer;
       onDrain: () => void;
       onProgress?: (entries: number, bytes: number) => void;
+      file?: ApplyTarFile;
     },
-  ): { done: Promise<{ entries: number; bytes: number }>; feeder: unknown };
+  ): { done: Promise<ApplyTarResult>; feeder: unknown };
   applyTarPush(feeder: unknown, chunk: Uint8Array): boolean;
   applyTarEnd(feeder: unknown, failed: boolean): void;
   ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean;

@@ -443,8 +443,27 @@ export interface ApplyTarJobOptions {
   allowPrivilegedXattrs?: boolean;
   /** Threads that create and write small files beside the parsing one (0: all on one thread). Default 2. */
   threads?: number;
+  /** Read the tar from this file inside the job (nothing is pushed then). */
+  file?: ApplyTarFile;
   signal?: AbortSignal;
   onProgress?: (progress: CopyProgress) => void;
+}
+
+/** A regular file the job reads itself from offset 0: its fd is duplicated at the start (the caller may close its own). */
+export interface ApplyTarFile {
+  fd: number;
+  /** Names the file in errors. */
+  path: string;
+  /** Inflate it (a gzip file). */
+  gzip: boolean;
+}
+
+/** What an apply did: entries made, content bytes written, the tar's length and "sha256:<hex>" (everything read, past the end of the archive too). */
+export interface ApplyTarResult {
+  entries: number;
+  bytes: number;
+  tarSize: number;
+  digest: string;
 }
 
 /**
@@ -468,7 +487,7 @@ export interface ApplyTarError extends Error {
  * it waits for input.
  */
 export interface ApplyTarJob {
-  done: Promise<{ entries: number; bytes: number }>;
+  done: Promise<ApplyTarResult>;
   push(chunk: Uint8Array): boolean;
   /** Resolves once the job has taken the queue down (or has finished). */
   drained(): Promise<void>;
@@ -500,6 +519,7 @@ export function startApplyTar(root: PathLike, options: ApplyTarJobOptions = {}):
     abortFlag: job.abortFlag,
     onDrain,
     ...job.progressOption(),
+    ...(options.file !== undefined ? { file: options.file } : {}),
   });
   const settled = withStack(done).finally(() => {
     finished = true;

@@ -32,7 +32,6 @@ import { readMountInfo } from '../mountinfo.js';
 import { checkDriverHome, createStoreDriver } from '../drivers/create-driver.js';
 import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
-import { digesting } from './digest.js';
 import { StoreFiles } from './files.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
 import type { Holder } from './holders.js';
@@ -222,8 +221,8 @@ export class LayerStore implements Store {
       const rec = await this.#createLocked(id, parent, kind, names, undefined);
       try {
         killPoint('after-create');
-        const tar = digesting(diff);
-        rec.diffSize = await this.driver.applyDiff(id, parent, tar.source, applyOpts(opts));
+        const tar = tarRead(opts);
+        rec.diffSize = await this.driver.applyDiff(id, parent, diff, tar.opts);
         killPoint('after-rename');
         const { size, digest } = tar.result();
         rec.uncompressedSize = size;
@@ -278,8 +277,8 @@ export class LayerStore implements Store {
       if (children.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(children[0])} stands on it; applying a diff would change what it shows`);
       const live = (await this.#reconcile(id)).filter((r) => r.live);
       if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
-      const tar = digesting(diff);
-      const bytes = await this.driver.applyDiff(id, rec.parent, tar.source, applyOpts(opts));
+      const tar = tarRead(opts);
+      const bytes = await this.driver.applyDiff(id, rec.parent, diff, tar.opts);
       killPoint('after-rename');
       const { size, digest } = tar.result();
       rec.diffSize = (rec.diffSize ?? 0) + bytes;
@@ -615,12 +614,24 @@ function createArgs(id: string, opts: StoreCreateOptions) {
   return { parent, kind, names: [...names], mountLabel: opts.mountLabel };
 }
 
-function applyOpts(opts: ApplyDiffOptions): ApplyDiffOptions {
+/** The driver's apply options, and the tar's length and digest (measured by the apply job) once it has succeeded. */
+function tarRead(opts: ApplyDiffOptions): { opts: ApplyDiffOptions; result(): { size: number; digest: string } } {
+  let read: { size: number; digest: string } | undefined;
   return {
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    ...(opts.allowPrivilegedXattrs !== undefined ? { allowPrivilegedXattrs: opts.allowPrivilegedXattrs } : {}),
-    ...(opts.allowEmpty !== undefined ? { allowEmpty: opts.allowEmpty } : {}),
+    opts: {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.allowPrivilegedXattrs !== undefined ? { allowPrivilegedXattrs: opts.allowPrivilegedXattrs } : {}),
+      ...(opts.allowEmpty !== undefined ? { allowEmpty: opts.allowEmpty } : {}),
+      onTarDigest: (tar) => {
+        read = tar;
+        opts.onTarDigest?.(tar);
+      },
+    },
+    result: () => {
+      if (read === undefined) throw new Error('the driver applied the diff without measuring it');
+      return read;
+    },
   };
 }
 

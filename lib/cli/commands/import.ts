@@ -2,11 +2,11 @@
 // layer). Input is a FILE or stdin, plain tar, gzip or zstd by its magic bytes. The
 // store makes an import all or nothing: a failed, interrupted or killed import leaves
 // no layer (a kill leaves an incomplete record the next command removes).
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
 import type { Readable } from 'node:stream';
-import { InvalidArchiveError, InvalidOptionError, LayerExistsError, openLayer } from '../../index.js';
+import { InvalidArchiveError, InvalidOptionError, LayerExistsError, LayerFile, openLayer } from '../../index.js';
 import type { LayerFormat, LayerRecord, OpenedLayer, Store } from '../../index.js';
 import { UsageError, parentOption, stringOption } from '../command.js';
 import type { Command, OptionValues } from '../command.js';
@@ -77,6 +77,11 @@ interface ApplyRequest {
 }
 
 async function applyFromInput(ctx: CliContext, command: Command, req: ApplyRequest): Promise<Applied> {
+  if (req.file !== undefined && req.file !== '-') {
+    // What cannot be stat'ed is left to openInput, whose open() reports it.
+    const st = await stat(req.file).catch(() => undefined);
+    if (st?.isFile() === true) return applyFromFile(ctx, command, req, req.file, st.size);
+  }
   const { store, id, parent } = req;
   const input = await openInput(command, req.file, ctx.signal);
   const bar = ctx.progress(command.name);
@@ -106,6 +111,36 @@ async function applyFromInput(ctx: CliContext, command: Command, req: ApplyReque
     opened?.tar.destroy();
     opened?.close();
     await input.close();
+  }
+}
+
+/** A regular file (tar or gzip) is read by the apply job itself, not through a stream (lib/archive/layer-file.ts). */
+async function applyFromFile(ctx: CliContext, command: Command, req: ApplyRequest, file: string, size: number): Promise<Applied> {
+  const { store, id, parent } = req;
+  const source = new LayerFile(file);
+  const format = (await source.format()) ?? 'tar';
+  const bar = ctx.progress(command.name);
+  const started = process.hrtime.bigint();
+  try {
+    const opts = {
+      signal: ctx.signal,
+      allowEmpty: req.allowEmpty,
+      // Content bytes against the file's size: close enough for an uncompressed tar's bar.
+      onProgress: (p: { entries: number; bytes: number }) => bar.update({ ...p, ...(format === 'tar' ? { totalBytes: size } : {}) }),
+    };
+    let rec: LayerRecord;
+    try {
+      rec = req.create ? await store.importLayer(id, source, { ...opts, ...(parent ? { parent } : {}) }) : await store.applyDiff(id, source, opts);
+    } catch (err) {
+      if (err instanceof InvalidArchiveError && size === 0) {
+        throw new InvalidArchiveError(`the layer ${JSON.stringify(file)} is empty (0 bytes), not a tar; --allow-empty applies it as an empty layer`, { cause: err });
+      }
+      throw err;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    return { id, parent: parent ?? null, format, bytes: rec.diffSize ?? 0, inputBytes: size, seconds, digest: rec.uncompressedDigest ?? null };
+  } finally {
+    bar.done();
   }
 }
 

@@ -120,5 +120,6 @@ function applyOptions(ctx: ApplyContext, opts: ApplyDiffOptions) {
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.allowPrivilegedXattrs !== undefined ? { allowPrivilegedXattrs: opts.allowPrivilegedXattrs } : {}),
     ...(opts.allowEmpty !== undefined ? { allowEmpty: opts.allowEmpty } : {}),
+    ...(opts.onTarDigest ? { onTarDigest: opts.onTarDigest } : {}),
   };
 }
