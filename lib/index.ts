@@ -5,6 +5,9 @@ export type {
   CheckReport,
   CleanupOptions,
   CleanupResult,
+  ImageInfo,
+  ImageLayerRecord,
+  ImageRecord,
   Layer,
   LayerKind,
   LayerRecord,
@@ -18,6 +21,11 @@ export type {
   StoreImportOptions,
   StoreMountOptions,
   StoreOptions,
+  StoreCommitOptions,
+  StorePullOptions,
+  StorePullResult,
+  StorePushOptions,
+  StorePushResult,
   StoreUnmountOptions,
   UnmountResult,
 } from './store/types.js';
@@ -40,6 +48,8 @@ export {
   DigestMismatchError,
   GraphDriverError,
   IncompatibleFsError,
+  ImageInUseError,
+  ImageNotFoundError,
   InvalidArchiveError,
   InvalidIdError,
   InvalidImageError,
@@ -54,5 +64,7 @@ export {
   isSystemError,
 } from './errors.js';
 export type { SystemError } from './errors.js';
+export type { LayerProgress } from './image/pull.js';
+export type { PushProgress } from './image/push.js';
 export { copyTree } from './native.js';
 export type { CopyProgress, CopyStats, CopyTreeOptions } from './native.js';
