@@ -79,6 +79,13 @@ async function storeState(h: Home): Promise<string> {
   return [await h.ok('--json', 'ls'), await h.ok('--json', 'images'), ...dirs].join('\n');
 }
 
+/** The manifest of an image in the fixture's OCI layout. */
+async function layoutManifest(f: Fixture, tag: string): Promise<{ config: { digest: string }; layers: Array<{ digest: string; size: number }> }> {
+  const idx = JSON.parse(await readFile(join(f.layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+  const d = idx.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag)!.digest;
+  return JSON.parse(await readFile(join(f.layout, 'blobs', 'sha256', d.slice(7)), 'utf8')) as never;
+}
+
 async function flipByte(file: string, at: number): Promise<void> {
   const fh = await open(file, 'r+');
   try {
@@ -145,44 +152,154 @@ async function pulls(t: TestContext, f: Fixture): Promise<void> {
 }
 
 async function killed(t: TestContext, f: Fixture): Promise<void> {
-  const h = await home(f, 'home-kill');
   const ref = `docker://${f.registry.host}/test/img:app`;
-  const blobsDir = join(h.home, 'blobs', 'sha256');
-  const kept = async () => {
-    const out = new Map<string, number>();
-    for (const n of await readdir(blobsDir).catch(() => [] as string[])) {
-      const hex = n.slice(0, 64);
-      out.set(hex, (out.get(hex) ?? 0) + (await stat(join(blobsDir, n))).size);
-    }
-    return out;
-  };
   // Killed at chosen points: while its first layer is applied (its blob complete, the
-  // layer not yet committed), and after every layer is in, before the image record.
+  // layer not yet committed), and with every layer in but no image record yet.
   for (const point of ['after-rename', 'pull-layers-done']) {
-    const r = await h.cliEnv({ OGD_TEST_KILL_AT: point }, 'pull', ref, '--tls-verify=false');
-    void r;
+    await t.test(point, async () => {
+      const h = await home(f, `home-kill-${point}`);
+      const blobsDir = join(h.home, 'blobs', 'sha256');
+      const r = await h.cliEnv({ OGD_TEST_KILL_AT: point }, 'pull', ref, '--tls-verify=false');
+      assert.equal(r.signal, 'SIGKILL', r.stderr);
+      // Blob bytes kept for the next pull: whole blobs and partial downloads.
+      const kept = new Map<string, number>();
+      for (const n of await readdir(blobsDir)) kept.set(n.slice(0, 64), (kept.get(n.slice(0, 64)) ?? 0) + (await stat(join(blobsDir, n))).size);
+      const check = await h.cli('check');
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.deepEqual(await h.json('images'), [], 'no image is listed before its pull finished');
+      const mark = f.registry.log().length;
+      const again = await h.json<PullJson>('pull', ref, '--tls-verify=false');
+      const { layers } = await layoutManifest(f, 'app');
+      const gets = f.registry.log().slice(mark).filter((l) => l.method === 'GET' && l.uri.includes('/blobs/') && !l.uri.endsWith(`sha256:${again.id}`));
+      // No byte twice: a whole kept blob is not asked for, a partial one only for its rest.
+      for (const l of layers) {
+        const hex = l.digest.slice(7);
+        const asked = gets.filter((g) => g.uri.endsWith(hex));
+        const have = kept.get(hex) ?? 0;
+        if (have === l.size) assert.equal(asked.length, 0, `blob ${hex.slice(0, 12)} was complete: not fetched again`);
+        else assert.deepEqual(asked.map((g) => g.bytes), again.applied[layers.indexOf(l)] ? [l.size - have] : [], `blob ${hex.slice(0, 12)}: only what was missing`);
+      }
+      assert.ok(kept.size > 0, 'the killed pull had kept blobs');
+      if (point === 'pull-layers-done') assert.deepEqual(again.applied, [false, false, false]);
+      else assert.equal(again.applied[0], true, 'the killed layer was removed at the next open and applied again');
+      assert.equal((await h.cli('check')).code, 0);
+      assert.deepEqual(sameTree(f.oracle.app, await containerTree(h, 'c', 'test/img:app')), []);
+    });
   }
-  void kept;
 }
 
 async function corrupt(t: TestContext, f: Fixture): Promise<void> {
-  void t;
-  void f;
+  const h = await home(f, 'home-corrupt');
+  await h.ok('pull', `docker://${f.registry.host}/test/img:base`, '--tls-verify=false');
+  const { layers, config } = await layoutManifest(f, 'app');
+  const top = layers[2]!;
+  const state = async () => `${await storeState(h)}\nblobs: ${(await readdir(join(h.home, 'blobs', 'sha256'))).sort().join(',')}`;
+  const before = await state();
+  const refused = (r: { code: number | null; stdout: string; stderr: string }) => {
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_DIGEST_MISMATCH', r.stderr);
+  };
+
+  await t.test('a flipped byte in a layer blob in the registry', async () => {
+    const at = Math.floor(top.size / 2);
+    await flipByte(f.registry.blobData(top.digest), at);
+    try {
+      refused(await h.cli('--json', 'pull', `docker://${f.registry.host}/test/img:app`, '--tls-verify=false'));
+    } finally {
+      await flipByte(f.registry.blobData(top.digest), at);
+    }
+    assert.equal(await state(), before);
+    assert.equal((await h.cli('check')).code, 0);
+  });
+
+  await t.test("a wrong diff_id in the config (an OCI layout whose blobs are all intact)", async () => {
+    const copy = join(f.dir, 'oci-bad-diffid');
+    await cp(f.layout, copy, { recursive: true });
+    const blob = (d: string) => join(copy, 'blobs', 'sha256', d.slice(7));
+    const cfg = JSON.parse(await readFile(blob(config.digest), 'utf8')) as { rootfs: { diff_ids: string[] } };
+    cfg.rootfs.diff_ids[2] = sha256Of('not this layer');
+    const cfgBytes = Buffer.from(JSON.stringify(cfg));
+    await writeFile(blob(sha256Of(cfgBytes)), cfgBytes);
+    const m = { ...(await layoutManifest(f, 'app')), config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256Of(cfgBytes), size: cfgBytes.length } };
+    const mBytes = Buffer.from(JSON.stringify(m));
+    await writeFile(blob(sha256Of(mBytes)), mBytes);
+    const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256Of(mBytes), size: mBytes.length, annotations: { 'org.opencontainers.image.ref.name': 'app' } };
+    await writeFile(join(copy, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [desc] }));
+    const r = await h.cli('--json', 'pull', `oci:${copy}:app`);
+    refused(r);
+    assert.match(r.stderr, /diff_id/);
+    assert.equal(await state(), before);
+  });
 }
 
 async function commitPush(t: TestContext, f: Fixture): Promise<void> {
-  void t;
-  void f;
+  const h = await home(f, 'home-commit');
+  await h.ok('pull', `docker://${f.registry.host}/test/img:base`, '--tls-verify=false');
+  await h.ok('create', 'c1', '--rw', '--parent', 'test/img:base');
+  const rootfs = (await h.ok('mount', 'c1')).trim();
+  await writeFile(join(rootfs, 'hello.txt'), 'hello from a container\n');
+  await rm(join(rootfs, 'etc/conf.d/a'));
+  await h.ok('unmount', 'c1');
+
+  const committed = await h.json<{ id: string; names: string[]; topLayer: string; layers: string[] }>('commit', 'c1', 'mine:v1');
+  assert.deepEqual(committed.names, ['mine:v1']);
+  assert.equal(committed.layers.length, 3);
+  const pushed = await h.json<{ digest: string; layers: Array<{ sent: boolean }> }>('push', 'mine:v1', `docker://${f.registry.host}/test/mine:v1`, '--tls-verify=false');
+  assert.equal(pushed.layers.length, 3);
+
+  const out = join(f.dir, 'copied');
+  await skopeo('copy', '--src-tls-verify=false', `docker://${f.registry.host}/test/mine:v1`, `oci:${out}:v1`);
+  const theirs = await manifest(await umociUnpack(`${out}:v1`, join(f.dir, 'unpacked-committed')));
+  const expected = new Map(f.oracle.base);
+  const name = (k: string) => Buffer.from(k, 'hex').toString();
+  for (const k of [...expected.keys()]) if (name(k) === 'etc/conf.d/a') expected.delete(k);
+  const hello = [...theirs.values()].find((e) => name(e.path) === 'hello.txt');
+  assert.ok(hello !== undefined, 'hello.txt is in the pushed image');
+  assert.equal(await readFile(join(f.dir, 'unpacked-committed', 'rootfs', 'hello.txt'), 'utf8'), 'hello from a container\n');
+  expected.set(hello.path, hello);
+  assert.deepEqual(compareManifests(expected, theirs, { rootFields: ['mtime', 'mode'], mtimeTypes: ['file', 'symlink', 'fifo'] }), []);
+
+  // The container stays usable; its image cannot be removed while it stands on it.
+  assert.equal(await readFile(join((await h.ok('mount', 'c1')).trim(), 'hello.txt'), 'utf8'), 'hello from a container\n');
+  await h.ok('unmount', 'c1');
+  const inUse = await h.cli('--json', 'rmi', 'test/img:base');
+  assert.equal(inUse.code, 1);
+  assert.equal((JSON.parse(inUse.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_IMAGE_IN_USE');
+  const layerOfImage = await h.cli('--json', 'remove', committed.topLayer);
+  assert.equal((JSON.parse(layerOfImage.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_LAYER_IN_USE');
+
+  // mine:v1 goes with its own layer; base's layers stay for base.
+  await h.ok('rmi', 'mine:v1');
+  const left = await h.json<Array<{ names: string[]; topLayer: string }>>('images');
+  assert.deepEqual(left.map((i) => i.names), [[`${f.registry.host}/test/img:base`]]);
+  const ids = (await h.json<Array<{ id: string }>>('ls')).map((l) => l.id).sort();
+  assert.deepEqual(ids, [...committed.layers.slice(0, 2), 'c1'].sort());
+  assert.equal((await h.cli('check')).code, 0);
 }
 
 async function checkImages(t: TestContext, f: Fixture): Promise<void> {
-  void t;
-  void f;
-  void rm;
-  void cp;
-  void readFile;
-  void writeFile;
-  void sha256Of;
-  void flipByte;
-  void storeState;
+  await t.test('an image whose top layer is gone', async () => {
+    const h = await home(f, 'home-check');
+    const img = await h.json<PullJson>('pull', `oci:${f.layout}:base`);
+    await rm(join(h.home, 'layers', img.topLayer));
+    await rm(join(h.home, 'overlay', img.topLayer), { recursive: true });
+    const r = await h.cli('--json', 'check');
+    assert.equal(r.code, 1);
+    const problems = (JSON.parse(r.stdout) as { problems: Array<{ kind: string; id?: string }> }).problems;
+    assert.deepEqual(problems.map((p) => [p.kind, p.id]), [['image-layer-missing', img.id]]);
+    await h.ok('check', '--repair');
+    assert.deepEqual(await h.json('images'), []);
+    assert.equal((await h.cli('check')).code, 0);
+  });
+
+  await t.test('an rmi killed after marking its record', async () => {
+    const h = await home(f, 'home-rmi-kill');
+    await h.ok('pull', `oci:${f.layout}:app`);
+    const r = await h.cliEnv({ OGD_TEST_KILL_AT: 'rmi-marked' }, 'rmi', 'app');
+    assert.equal(r.signal, 'SIGKILL');
+    // The next command's open finishes the removal.
+    assert.deepEqual(await h.json('images'), []);
+    assert.deepEqual(await h.json('ls'), []);
+    assert.equal((await h.cli('check')).code, 0);
+  });
 }

@@ -94,9 +94,9 @@ async function debris(s: LayerStore, recs: LayerRecord[], full: boolean): Promis
           const now = await imageRecords(s);
           const rec = now.find((r) => r.id === img.id);
           if (rec?.incomplete !== true) return;
-          const all = await s.records();
           await finishRemoval(s, rec, now, async (id) => {
-            if (all.some((r) => r.parent === id) || (await s.readRefs(id)).length > 0) return;
+            // Top first: the layer above was removed a moment ago, so records are read afresh.
+            if ((await s.records()).some((r) => r.parent === id) || (await s.readRefs(id)).length > 0) return;
             await ifIdle(s, id, () => removeIncomplete(s, id));
           });
         } finally {

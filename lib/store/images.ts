@@ -281,7 +281,8 @@ export async function removeImage(s: LayerStore, nameOrId: string): Promise<void
     // Refused before anything changes: a container (or any layer) on one of its own layers, or a mount of one.
     const ownSet = new Set(own);
     const layers = await s.records();
-    const child = layers.find((l) => l.parent !== undefined && ownSet.has(l.parent) && !ownSet.has(l.id));
+    // A container on its top layer uses the image, even when another image shares that layer.
+    const child = layers.find((l) => l.parent !== undefined && ((ownSet.has(l.parent) && !ownSet.has(l.id)) || (l.kind === 'container' && l.parent === rec.topLayer)));
     if (child !== undefined) throw new ImageInUseError(nameOrId, `${child.kind === 'container' ? 'container' : 'layer'} ${JSON.stringify(child.id)} stands on it`);
     for (const id of own) {
       const l = await s.layer(id).catch(() => undefined);
