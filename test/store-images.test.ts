@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { sha256Of } from '../lib/image/digest.js';
+import { openStore, type Store } from '../lib/index.js';
 import { ogd, ogdOk } from './helpers/ogd-cli.js';
 import { buildTestImages, umociUnpack } from './helpers/oci-images.js';
 import { startRegistry, skipWithout, type TestRegistry } from './helpers/registry.js';
@@ -52,31 +53,45 @@ async function fixture(t: TestContext): Promise<Fixture | undefined> {
 }
 
 /** A fresh home and its CLI. */
-async function home(f: Fixture, name: string) {
+async function home(f: Fixture, name: string, t: TestContext) {
   const h = join(f.dir, name);
+  // In-process checks go through the library (a CLI process costs ~0.3 s of CPU); the
+  // commands under test go through ogd. Closed before the fixture's temp dir goes.
+  let opened: Promise<Store> | undefined;
+  const lib = () => (opened ??= openStore(h));
+  t.after(async () => {
+    if (opened) await (await opened).cleanup();
+  });
   const cli = (...args: string[]) => ogd(['--home', h, ...args]);
   const cliEnv = (env: Record<string, string>, ...args: string[]) => ogd(['--home', h, ...args], { env });
   const ok = (...args: string[]) => ogdOk(['--home', h, ...args]);
   const json = async <T>(...args: string[]): Promise<T> => JSON.parse(await ok('--json', ...args)) as T;
-  return { home: h, cli, cliEnv, ok, json };
+  return { home: h, cli, cliEnv, ok, json, lib };
 }
 type Home = Awaited<ReturnType<typeof home>>;
 
-/** What a container made by `ogd create --parent IMAGE` shows through its overlay mount. */
+/** What a container on IMAGE (a name, as --parent takes it) shows through its overlay mount. */
 async function containerTree(h: Home, container: string, image: string): Promise<Manifest> {
-  await h.ok('create', container, '--rw', '--parent', image);
-  const path = (await h.ok('mount', container)).trim();
+  const s = await h.lib();
+  await s.create(container, { kind: 'container', parent: await s.resolveLayer(image) });
+  const path = await s.mount(container);
   try {
     return await manifest(path);
   } finally {
-    await h.ok('unmount', container);
+    await s.unmount(container);
   }
 }
 
 /** Everything a user can see of a store: layers, images, and the files under its home that hold them. */
 async function storeState(h: Home): Promise<string> {
-  const dirs = await Promise.all(['layers', 'images', 'overlay', 'incomplete'].map(async (d) => `${d}: ${(await readdir(join(h.home, d)).catch(() => [])).sort().join(',')}`));
-  return [await h.ok('--json', 'ls'), await h.ok('--json', 'images'), ...dirs].join('\n');
+  const s = await h.lib();
+  const dirs = await Promise.all(['layers', 'images', 'overlay', 'incomplete', 'blobs/sha256'].map(async (d) => `${d}: ${(await readdir(join(h.home, d)).catch(() => [])).sort().join(',')}`));
+  return [JSON.stringify(await s.list()), JSON.stringify(await s.images()), ...dirs].join('\n');
+}
+
+/** check() through the library: ok, or the problems. */
+async function checked(h: Home): Promise<void> {
+  assert.deepEqual((await (await h.lib()).check()).problems, []);
 }
 
 /** The manifest of an image in the fixture's OCI layout. */
@@ -109,7 +124,7 @@ test('images in the store: ogd pull, images, rmi, commit, push against umoci, sk
 });
 
 async function pulls(t: TestContext, f: Fixture): Promise<void> {
-  const h = await home(f, 'home-pull');
+  const h = await home(f, 'home-pull', t);
   const ref = (tag: string) => `docker://${f.registry.host}/test/img:${tag}`;
 
   const base = await h.json<PullJson>('pull', ref('base'), '--tls-verify=false');
@@ -122,8 +137,8 @@ async function pulls(t: TestContext, f: Fixture): Promise<void> {
   assert.match(listed[0]!.digest, /^sha256:[0-9a-f]{64}$/);
   assert.ok(listed[0]!.size > 500_000, `size ${listed[0]!.size}`);
   // The image id is its config digest; layer ids are chain ids, so they are plain image layers in ls.
-  const layers = await h.json<Array<{ id: string; kind: string; parent: string | null }>>('ls');
-  assert.deepEqual(layers.map((l) => [l.id, l.kind, l.parent]).sort(), [[base.layers[0], 'image', null], [base.layers[1], 'image', base.layers[0]]].sort());
+  const layers = await (await h.lib()).list();
+  assert.deepEqual(layers.map((l) => [l.id, l.kind, l.parent ?? null]).sort(), [[base.layers[0], 'image', null], [base.layers[1], 'image', base.layers[0]]].sort());
 
   // --parent takes the image's name, short or whole.
   assert.deepEqual(sameTree(f.oracle.base, await containerTree(h, 'c-base', 'test/img:base')), []);
@@ -141,14 +156,14 @@ async function pulls(t: TestContext, f: Fixture): Promise<void> {
   assert.deepEqual(sameTree(f.oracle.app, await containerTree(h, 'c-app', `${f.registry.host}/test/img:app`)), []);
 
   // The same from the OCI layout, into another store.
-  const o = await home(f, 'home-oci');
+  const o = await home(f, 'home-oci', t);
   const fromLayout = await o.json<PullJson>('pull', `oci:${f.layout}:app`);
   assert.deepEqual(fromLayout.applied, [true, true, true]);
   assert.deepEqual(fromLayout.names, ['app:latest']);
   assert.deepEqual(fromLayout.layers, app.layers, 'the same chain ids whatever the source');
   assert.deepEqual(sameTree(f.oracle.app, await containerTree(o, 'c', 'app')), []);
-  assert.equal((await o.cli('check')).code, 0);
-  assert.equal((await h.cli('check')).code, 0);
+  await checked(o);
+  await checked(h);
 }
 
 async function killed(t: TestContext, f: Fixture): Promise<void> {
@@ -157,7 +172,7 @@ async function killed(t: TestContext, f: Fixture): Promise<void> {
   // layer not yet committed), and with every layer in but no image record yet.
   for (const point of ['after-rename', 'pull-layers-done']) {
     await t.test(point, async () => {
-      const h = await home(f, `home-kill-${point}`);
+      const h = await home(f, `home-kill-${point}`, t);
       const blobsDir = join(h.home, 'blobs', 'sha256');
       const r = await h.cliEnv({ OGD_TEST_KILL_AT: point }, 'pull', ref, '--tls-verify=false');
       assert.equal(r.signal, 'SIGKILL', r.stderr);
@@ -166,7 +181,7 @@ async function killed(t: TestContext, f: Fixture): Promise<void> {
       for (const n of await readdir(blobsDir)) kept.set(n.slice(0, 64), (kept.get(n.slice(0, 64)) ?? 0) + (await stat(join(blobsDir, n))).size);
       const check = await h.cli('check');
       assert.equal(check.code, 0, check.stdout + check.stderr);
-      assert.deepEqual(await h.json('images'), [], 'no image is listed before its pull finished');
+      assert.deepEqual(await (await h.lib()).images(), [], 'no image is listed before its pull finished');
       const mark = f.registry.log().length;
       const again = await h.json<PullJson>('pull', ref, '--tls-verify=false');
       const { layers } = await layoutManifest(f, 'app');
@@ -182,18 +197,18 @@ async function killed(t: TestContext, f: Fixture): Promise<void> {
       assert.ok(kept.size > 0, 'the killed pull had kept blobs');
       if (point === 'pull-layers-done') assert.deepEqual(again.applied, [false, false, false]);
       else assert.equal(again.applied[0], true, 'the killed layer was removed at the next open and applied again');
-      assert.equal((await h.cli('check')).code, 0);
+      await checked(h);
       assert.deepEqual(sameTree(f.oracle.app, await containerTree(h, 'c', 'test/img:app')), []);
     });
   }
 }
 
 async function corrupt(t: TestContext, f: Fixture): Promise<void> {
-  const h = await home(f, 'home-corrupt');
+  const h = await home(f, 'home-corrupt', t);
   await h.ok('pull', `docker://${f.registry.host}/test/img:base`, '--tls-verify=false');
   const { layers, config } = await layoutManifest(f, 'app');
   const top = layers[2]!;
-  const state = async () => `${await storeState(h)}\nblobs: ${(await readdir(join(h.home, 'blobs', 'sha256'))).sort().join(',')}`;
+  const state = () => storeState(h);
   const before = await state();
   const refused = (r: { code: number | null; stdout: string; stderr: string }) => {
     assert.equal(r.code, 1, r.stderr);
@@ -209,7 +224,7 @@ async function corrupt(t: TestContext, f: Fixture): Promise<void> {
       await flipByte(f.registry.blobData(top.digest), at);
     }
     assert.equal(await state(), before);
-    assert.equal((await h.cli('check')).code, 0);
+    await checked(h);
   });
 
   await t.test("a wrong diff_id in the config (an OCI layout whose blobs are all intact)", async () => {
@@ -233,13 +248,14 @@ async function corrupt(t: TestContext, f: Fixture): Promise<void> {
 }
 
 async function commitPush(t: TestContext, f: Fixture): Promise<void> {
-  const h = await home(f, 'home-commit');
+  const h = await home(f, 'home-commit', t);
   await h.ok('pull', `docker://${f.registry.host}/test/img:base`, '--tls-verify=false');
   await h.ok('create', 'c1', '--rw', '--parent', 'test/img:base');
-  const rootfs = (await h.ok('mount', 'c1')).trim();
+  const s = await h.lib();
+  const rootfs = await s.mount('c1');
   await writeFile(join(rootfs, 'hello.txt'), 'hello from a container\n');
   await rm(join(rootfs, 'etc/conf.d/a'));
-  await h.ok('unmount', 'c1');
+  await s.unmount('c1');
 
   const committed = await h.json<{ id: string; names: string[]; topLayer: string; layers: string[] }>('commit', 'c1', 'mine:v1');
   assert.deepEqual(committed.names, ['mine:v1']);
@@ -260,8 +276,8 @@ async function commitPush(t: TestContext, f: Fixture): Promise<void> {
   assert.deepEqual(compareManifests(expected, theirs, { rootFields: ['mtime', 'mode'], mtimeTypes: ['file', 'symlink', 'fifo'] }), []);
 
   // The container stays usable; its image cannot be removed while it stands on it.
-  assert.equal(await readFile(join((await h.ok('mount', 'c1')).trim(), 'hello.txt'), 'utf8'), 'hello from a container\n');
-  await h.ok('unmount', 'c1');
+  assert.equal(await readFile(join(await s.mount('c1'), 'hello.txt'), 'utf8'), 'hello from a container\n');
+  await s.unmount('c1');
   const inUse = await h.cli('--json', 'rmi', 'test/img:base');
   assert.equal(inUse.code, 1);
   assert.equal((JSON.parse(inUse.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_IMAGE_IN_USE');
@@ -270,16 +286,14 @@ async function commitPush(t: TestContext, f: Fixture): Promise<void> {
 
   // mine:v1 goes with its own layer; base's layers stay for base.
   await h.ok('rmi', 'mine:v1');
-  const left = await h.json<Array<{ names: string[]; topLayer: string }>>('images');
-  assert.deepEqual(left.map((i) => i.names), [[`${f.registry.host}/test/img:base`]]);
-  const ids = (await h.json<Array<{ id: string }>>('ls')).map((l) => l.id).sort();
-  assert.deepEqual(ids, [...committed.layers.slice(0, 2), 'c1'].sort());
-  assert.equal((await h.cli('check')).code, 0);
+  assert.deepEqual((await s.images()).map((i) => i.names), [[`${f.registry.host}/test/img:base`]]);
+  assert.deepEqual((await s.list()).map((l) => l.id).sort(), [...committed.layers.slice(0, 2), 'c1'].sort());
+  await checked(h);
 }
 
 async function checkImages(t: TestContext, f: Fixture): Promise<void> {
   await t.test('an image whose top layer is gone', async () => {
-    const h = await home(f, 'home-check');
+    const h = await home(f, 'home-check', t);
     const img = await h.json<PullJson>('pull', `oci:${f.layout}:base`);
     await rm(join(h.home, 'layers', img.topLayer));
     await rm(join(h.home, 'overlay', img.topLayer), { recursive: true });
@@ -288,18 +302,19 @@ async function checkImages(t: TestContext, f: Fixture): Promise<void> {
     const problems = (JSON.parse(r.stdout) as { problems: Array<{ kind: string; id?: string }> }).problems;
     assert.deepEqual(problems.map((p) => [p.kind, p.id]), [['image-layer-missing', img.id]]);
     await h.ok('check', '--repair');
-    assert.deepEqual(await h.json('images'), []);
-    assert.equal((await h.cli('check')).code, 0);
+    assert.deepEqual(await (await h.lib()).images(), []);
+    await checked(h);
   });
 
   await t.test('an rmi killed after marking its record', async () => {
-    const h = await home(f, 'home-rmi-kill');
+    const h = await home(f, 'home-rmi-kill', t);
     await h.ok('pull', `oci:${f.layout}:app`);
     const r = await h.cliEnv({ OGD_TEST_KILL_AT: 'rmi-marked' }, 'rmi', 'app');
     assert.equal(r.signal, 'SIGKILL');
     // The next command's open finishes the removal.
-    assert.deepEqual(await h.json('images'), []);
-    assert.deepEqual(await h.json('ls'), []);
-    assert.equal((await h.cli('check')).code, 0);
+    const s = await h.lib();
+    assert.deepEqual(await s.images(), []);
+    assert.deepEqual(await s.list(), []);
+    await checked(h);
   });
 }
