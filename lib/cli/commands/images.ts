@@ -37,8 +37,8 @@ const short = (id: string) => id.slice(0, 12);
 
 export const pull: Command = {
   name: 'pull',
-  usage: 'pull REF [--creds U:P] [--authfile F] [--tls-verify=false] [--platform os/arch[/variant]]',
-  summary: 'pull an image (docker://HOST/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]) into the store; layers it has are not fetched',
+  usage: 'pull REF [--creds U:P] [--authfile F] [--tls-verify=false] [--platform OS/ARCH]',
+  summary: 'pull an image (docker://HOST/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]) into the store; layers it has are not fetched; --platform os/arch[/variant] picks from an index',
   example: 'ogd pull docker://127.0.0.1:5000/debian:bookworm --tls-verify=false && ogd create web-1 --rw --parent debian:bookworm',
   options: { ...registryOptions, platform: { type: 'string' } },
   positionals: [1, 1],
@@ -101,8 +101,8 @@ export const rmi: Command = {
 
 export const commit: Command = {
   name: 'commit',
-  usage: 'commit CONTAINER NAME [--compress gzip|zstd|none]',
-  summary: "make the container's changes a new image layer on its image, named NAME; the container stays as it is",
+  usage: 'commit CONTAINER NAME [--compress C]',
+  summary: "make the container's changes a new image layer on its image, named NAME; the container stays as it is; --compress as for push",
   example: 'ogd commit web-1 myapp:v2 && ogd push myapp:v2 docker://registry.example.com/myapp:v2',
   options: { compress: { type: 'string' } },
   positionals: [2, 2],
@@ -119,8 +119,8 @@ export const commit: Command = {
 
 export const push: Command = {
   name: 'push',
-  usage: 'push NAME REF [--compress gzip|zstd|none] [--creds U:P] [--authfile F] [--tls-verify=false]',
-  summary: 'push an image to a registry (docker://…) or an OCI layout (oci:DIR:TAG); blobs the destination has are not sent',
+  usage: 'push NAME REF [--compress C] [--creds U:P] [--authfile F] [--tls-verify=false]',
+  summary: 'push an image to a registry (docker://…) or an OCI layout (oci:DIR:TAG); blobs the destination has are not sent; --compress gzip (default), zstd or none',
   example: 'ogd push myapp:v2 docker://127.0.0.1:5000/myapp:v2 --tls-verify=false',
   options: { ...registryOptions, compress: { type: 'string' } },
   positionals: [2, 2],
