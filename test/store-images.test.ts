@@ -201,6 +201,18 @@ async function killed(t: TestContext, f: Fixture): Promise<void> {
       assert.deepEqual(sameTree(f.oracle.app, await containerTree(h, 'c', 'test/img:app')), []);
     });
   }
+  await t.test('an abort (what Ctrl-C and SIGTERM fire) while a layer is applied', async () => {
+    const h = await home(f, 'home-abort', t);
+    const s = await h.lib();
+    const controller = new AbortController();
+    const pulling = s.pull(ref, { tlsVerify: false, signal: controller.signal, onProgress: (p) => p.layer === 1 && p.phase === 'applying' && controller.abort() });
+    await assert.rejects(pulling, { code: 'ABORT_ERR' });
+    assert.deepEqual(await s.images(), []);
+    assert.equal((await s.list()).length, 1, 'the base layer stays, the one being applied is gone');
+    await checked(h);
+    const again = await s.pull(ref, { tlsVerify: false });
+    assert.deepEqual(again.applied, [false, true, true]);
+  });
 }
 
 async function corrupt(t: TestContext, f: Fixture): Promise<void> {

@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerNotFoundError } from '../errors.js';
 import { lock } from '../locks.js';
 import { BlobCache } from '../image/blob-cache.js';
-import { chainIds, digestHex, isDigest, parseDigest, sha256Of, type Digest } from '../image/digest.js';
+import { chainIds, digestHex, isDigest, parseDigest, type Digest } from '../image/digest.js';
 import type { Image, LayerTarget } from '../image/image.js';
 import { parseConfig, parseManifest } from '../image/manifest.js';
 import type { ImageReference } from '../image/reference.js';
@@ -321,9 +321,4 @@ export async function resolveLayer(s: LayerStore, nameOrId: string): Promise<str
   });
   if (rec.topLayer === undefined) throw new ImageNotFoundError(nameOrId, 'has no layers');
   return rec.topLayer;
-}
-
-/** sha256 of a record's manifest, for check(): the bytes must still be those of its digest. */
-export function manifestIntact(rec: ImageRecord): boolean {
-  return sha256Of(Buffer.from(rec.manifest, 'base64')) === rec.digest && sha256Of(Buffer.from(rec.config, 'base64')) === `sha256:${rec.id}`;
 }
