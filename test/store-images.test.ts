@@ -166,6 +166,12 @@ async function pulls(t: TestContext, f: Fixture): Promise<void> {
   assert.deepEqual(sameTree(f.oracle.app, await containerTree(o, 'c', 'app')), []);
   await checked(o);
   await checked(h);
+
+  // A reference that does not parse makes no store.
+  const none = await home(f, 'home-none', t);
+  const bad = await none.cli('--json', 'pull', 'registry.example/x:1');
+  assert.equal((JSON.parse(bad.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_INVALID_REFERENCE');
+  await assert.rejects(stat(none.home), { code: 'ENOENT' });
 }
 
 async function killed(t: TestContext, f: Fixture): Promise<void> {

@@ -3,6 +3,7 @@
 // References in skopeo's syntax (docker://HOST/REPO:TAG, oci:DIR:TAG), and skopeo's
 // flag names where a user would reach for them (--creds, --authfile, --tls-verify=false).
 import type { Compression } from '../../archive/compression.js';
+import { ImageNotFoundError } from '../../index.js';
 import type { ImageInfo, LayerProgress, PushProgress } from '../../index.js';
 import { stringOption, UsageError } from '../command.js';
 import type { Command, OptionSpec, OptionValues } from '../command.js';
@@ -43,6 +44,9 @@ export const pull: Command = {
   options: { ...registryOptions, platform: { type: 'string' } },
   positionals: [1, 1],
   async run(ctx, [ref], values) {
+    // A reference that does not parse is refused before a store is opened (or made).
+    (await import('../../image/reference.js')).parseReference(ref!);
+    const args = registryArgs(this, values);
     const store = await ctx.store();
     const board = new LayerBoard();
     const started = process.hrtime.bigint();
@@ -52,7 +56,7 @@ export const pull: Command = {
     };
     const platform = stringOption(values, 'platform');
     try {
-      const r = await store.pull(ref!, { ...registryArgs(this, values), ...(platform !== undefined ? { platform } : {}), signal: ctx.signal, onProgress });
+      const r = await store.pull(ref!, { ...args, ...(platform !== undefined ? { platform } : {}), signal: ctx.signal, onProgress });
       board.done();
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const fetched = r.fetched.reduce((a, b) => a + b, 0);
@@ -91,7 +95,8 @@ export const rmi: Command = {
   options: {},
   positionals: [1, 1],
   async run(ctx, [name]) {
-    const store = await ctx.store();
+    const store = await ctx.storeIfExists();
+    if (store === undefined) throw new ImageNotFoundError(name!);
     const info = await store.image(name!);
     await store.removeImage(info.id);
     ctx.result({ id: info.id, names: info.names, removed: true });
