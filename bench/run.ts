@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark part in one go. Each part (bench/copy.ts,
-// bench/driver.ts, bench/archive.ts, bench/scale.ts) exports `run()`, measures its cases against
+// bench/driver.ts, bench/archive.ts, bench/scale.ts, bench/store.ts, bench/pull.ts) exports `run()`, measures its cases against
 // peers and prints its own progress; this file runs the parts that exist, one after
 // the other, keeps each part's result as it came, pulls the comparisons out of it,
 // and writes:
@@ -40,7 +40,7 @@ interface PartOutcome {
   error?: string;
 }
 
-export const PARTS = ['copy', 'driver', 'archive', 'scale', 'store'] as const;
+export const PARTS = ['copy', 'driver', 'archive', 'scale', 'store', 'pull'] as const;
 
 const benchDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
 

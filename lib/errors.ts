@@ -68,6 +68,27 @@ export class LayerInUseError extends GraphDriverError {
   }
 }
 
+/** No image has this name or id. */
+export class ImageNotFoundError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_IMAGE_NOT_FOUND';
+  /** The name or id asked for. */
+  readonly image: string;
+  constructor(image: string, why?: string) {
+    super(ImageNotFoundError.code, `image ${JSON.stringify(image)} ${why ?? 'does not exist'}`);
+    this.image = image;
+  }
+}
+
+/** An image a container stands on (or a layer an image is made of) cannot be removed. */
+export class ImageInUseError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_IMAGE_IN_USE';
+  readonly image: string;
+  constructor(image: string, why: string) {
+    super(ImageInUseError.code, `image ${JSON.stringify(image)} is in use: ${why}`);
+    this.image = image;
+  }
+}
+
 /** A layer tar that tries to reach outside its root, or is otherwise hostile or malformed. */
 export class UnsafeLayerError extends GraphDriverError {
   static readonly code = 'ERR_OGD_UNSAFE_LAYER';

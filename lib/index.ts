@@ -2,11 +2,14 @@
 export { createDriver } from './drivers/create-driver.js';
 export { checkStoreHome, openStore } from './store/store.js';
 export { openLayer } from './archive/compression.js';
-export type { LayerFormat, OpenedLayer } from './archive/compression.js';
+export type { Compression, LayerFormat, OpenedLayer } from './archive/compression.js';
 export type {
   CheckReport,
   CleanupOptions,
   CleanupResult,
+  ImageInfo,
+  ImageLayerRecord,
+  ImageRecord,
   Layer,
   LayerKind,
   LayerRecord,
@@ -20,6 +23,11 @@ export type {
   StoreImportOptions,
   StoreMountOptions,
   StoreOptions,
+  StoreCommitOptions,
+  StorePullOptions,
+  StorePullResult,
+  StorePushOptions,
+  StorePushResult,
   StoreUnmountOptions,
   UnmountResult,
 } from './store/types.js';
@@ -42,6 +50,8 @@ export {
   DigestMismatchError,
   GraphDriverError,
   IncompatibleFsError,
+  ImageInUseError,
+  ImageNotFoundError,
   InvalidArchiveError,
   InvalidIdError,
   InvalidImageError,
@@ -56,6 +66,10 @@ export {
   isSystemError,
 } from './errors.js';
 export type { SystemError } from './errors.js';
+export type { LayerProgress } from './image/pull.js';
+export type { PushProgress } from './image/push.js';
+export { parseReference } from './image/reference.js';
+export type { DockerReference, ImageReference, OciLayoutReference } from './image/reference.js';
 export { copyTree } from './native.js';
 export type { CopyProgress, CopyStats, CopyTreeOptions } from './native.js';
 export { LayerFile } from './archive/layer-file.js';

@@ -63,6 +63,12 @@ export class CliContext {
     return explicit === '' ? null : explicit;
   }
 
+  /** parentArg, with an image name standing for its top layer. */
+  static async parentLayer(store: Store, explicit: string | undefined): Promise<string | null | undefined> {
+    const p = CliContext.parentArg(explicit);
+    return typeof p === 'string' ? store.resolveLayer(p) : p;
+  }
+
   progress(label: string): ProgressBar {
     return new ProgressBar(label);
   }

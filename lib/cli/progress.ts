@@ -87,3 +87,42 @@ export function formatDuration(seconds: number): string {
   const m = Math.floor(seconds / 60);
   return `${m}m${String(Math.round(seconds - m * 60)).padStart(2, '0')}s`;
 }
+
+/**
+ * One line per layer of a pull (or blob of a push) on stderr, redrawn in place, only
+ * when stderr is a terminal: "layer 2/3 1a2b3c4d5e6f  downloading  12.1 MB / 30.2 MB".
+ */
+export class LayerBoard {
+  readonly #stream: WriteStream | undefined;
+  readonly #lines = new Map<string, string>();
+  #drawnLines = 0;
+  #lastDraw = 0;
+
+  constructor(stream: NodeJS.WriteStream = process.stderr) {
+    this.#stream = stream.isTTY === true ? (stream as WriteStream) : undefined;
+  }
+
+  /** Sets the line of `key`; `force` redraws now (phase changes), otherwise at most every 100 ms. */
+  set(key: string, line: string, force = false): void {
+    if (this.#stream === undefined) return;
+    this.#lines.set(key, line);
+    const now = Date.now();
+    if (!force && now - this.#lastDraw < REDRAW_MS) return;
+    this.#lastDraw = now;
+    this.#draw();
+  }
+
+  #draw(): void {
+    const stream = this.#stream!;
+    const width = stream.columns || 80;
+    let out = this.#drawnLines > 0 ? `\x1b[${this.#drawnLines}A` : '';
+    for (const line of this.#lines.values()) out += `\r\x1b[2K${line.slice(0, width - 1)}\n`;
+    this.#drawnLines = this.#lines.size;
+    stream.write(out);
+  }
+
+  /** Leaves the last state on screen (the per-layer summary). */
+  done(): void {
+    if (this.#stream !== undefined && this.#lines.size > 0) this.#draw();
+  }
+}

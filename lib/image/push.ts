@@ -73,7 +73,7 @@ interface Blob {
   source: { from: string } | { data: Buffer };
 }
 
-export async function pushImage(image: PushImage | Image, dest: string | ImageReference, driver: Driver, opts: PushOptions): Promise<PushResult> {
+export async function pushImage(image: PushImage | Image, dest: string | ImageReference, driver: Pick<Driver, 'diff'>, opts: PushOptions): Promise<PushResult> {
   const ref = typeof dest === 'string' ? parseReference(dest) : dest;
   const cache = new BlobCache(opts.blobCache);
   const signal = opts.signal;

@@ -11,10 +11,11 @@
 // can never be mounted again), which it removes.
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { lock } from '../locks.js';
+import { lock, tryLock } from '../locks.js';
 import type { HeldLock } from '../locks.js';
 import { isMountPoint, makePrivateMount, readMountInfo } from '../mountinfo.js';
 import { describeHolder, holderAlive } from './holders.js';
+import { finishRemoval, imageRecords } from './images.js';
 import type { LayerStore, MountRef } from './store.js';
 import type { LayerRecord, Problem, CheckReport, RepairReport } from './types.js';
 
@@ -75,6 +76,32 @@ async function debris(s: LayerStore, recs: LayerRecord[], full: boolean): Promis
       fix: () => ifIdle(s, r.id, async () => {
         if ((await s.record(r.id))?.incomplete === true) await removeIncomplete(s, r.id);
       }).then(() => undefined),
+    });
+  }
+  const images = await imageRecords(s);
+  for (const img of images.filter((r) => r.incomplete === true)) {
+    found.push({
+      kind: 'incomplete-image',
+      id: img.id,
+      message: `the removal of image ${img.names[0] ?? img.id} was interrupted`,
+      repair: 'finish it (its own layers, blobs and record)',
+      fix: async () => {
+        // A live removal holds the images lock: leave it to finish.
+        const held = await tryLock(s.files.imagesLock(), 'write');
+        if (held === undefined) return;
+        try {
+          const now = await imageRecords(s);
+          const rec = now.find((r) => r.id === img.id);
+          if (rec?.incomplete !== true) return;
+          await finishRemoval(s, rec, now, async (id) => {
+            // Top first: the layer above was removed a moment ago, so records are read afresh.
+            if ((await s.records()).some((r) => r.parent === id) || (await s.readRefs(id)).length > 0) return;
+            await ifIdle(s, id, () => removeIncomplete(s, id));
+          });
+        } finally {
+          await held.release();
+        }
+      },
     });
   }
   for (const path of await s.files.staleTemps()) {
@@ -204,6 +231,27 @@ async function findings(s: LayerStore): Promise<Finding[]> {
         }).then(() => undefined),
       });
     }
+  }
+
+  const committed = new Set(recs.filter((r) => r.incomplete !== true).map((r) => r.id));
+  for (const img of (await imageRecords(s)).filter((r) => r.incomplete !== true)) {
+    const missing = img.layers.map((l) => l.id).filter((id) => !committed.has(id));
+    if (missing.length === 0) continue;
+    found.push({
+      kind: 'image-layer-missing',
+      id: img.id,
+      message: `image ${img.names[0] ?? img.id} names layer${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} gone${missing.includes(img.topLayer ?? '') ? ' (its top layer): no container can stand on it' : ''}`,
+      repair: 'remove the image record (its other layers stay; pull it again to restore it)',
+      fix: async () => {
+        const held = await tryLock(s.files.imagesLock(), 'write');
+        if (held === undefined) return;
+        try {
+          await s.files.remove(s.files.images, img.id);
+        } finally {
+          await held.release();
+        }
+      },
+    });
   }
 
   for (const id of await s.driver.layerIds()) {

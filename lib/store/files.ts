@@ -12,6 +12,10 @@
 //   home/locks/layer/<id>  the layer's lock: write for create/import/apply/remove/mount/
 //                      unmount of the layer, read while it is read (diff, changes) or
 //                      stood on (create of a child)
+//   home/images/<id>   one JSON record per image (durable, like a layer's); written only
+//                      once every layer it names is committed
+//   home/blobs/sha256/<hex>  compressed layer blobs kept by digest (pull resumes, push reuses)
+//   home/locks/images  write while an image record is written or an image removed
 //   home/tmp/          temp files of atomic writes, named <pid>-<random>
 //   home/incomplete/<id>  an empty marker while the layer's record says incomplete (made
 //                      before the record, removed after its commit): an open finds the
@@ -37,6 +41,8 @@ export class StoreFiles {
   readonly locks: string;
   readonly tmp: string;
   readonly incomplete: string;
+  readonly images: string;
+  readonly blobs: string;
 
   constructor(home: string) {
     this.incomplete = join(home, 'incomplete');
@@ -45,6 +51,8 @@ export class StoreFiles {
     this.mounts = join(home, 'mounts');
     this.locks = join(home, 'locks');
     this.tmp = join(home, 'tmp');
+    this.images = join(home, 'images');
+    this.blobs = join(home, 'blobs');
   }
 
   layerLock(id: string): string {
@@ -53,6 +61,10 @@ export class StoreFiles {
 
   storeLock(): string {
     return join(this.locks, STORE_LOCK);
+  }
+
+  imagesLock(): string {
+    return join(this.locks, 'images');
   }
 
   openLock(): string {

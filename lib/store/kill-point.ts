@@ -4,8 +4,10 @@
 // and empty layer exist), 'after-rename' (the driver's apply is in place, its record
 // not yet committed), 'record-write' (a record's temp file is written, not renamed),
 // 'after-mount' (mounted, reference not yet written), 'remove-marked' (a remove has
-// marked its layer incomplete and deleted nothing yet).
-export type KillPoint = 'after-create' | 'after-rename' | 'record-write' | 'after-mount' | 'remove-marked';
+// marked its layer incomplete and deleted nothing yet), 'pull-layers-done' (every layer
+// of a pull is committed, its image record not yet written), 'rmi-marked' (an image
+// removal has marked its record incomplete and removed nothing yet).
+export type KillPoint = 'after-create' | 'after-rename' | 'record-write' | 'after-mount' | 'remove-marked' | 'pull-layers-done' | 'rmi-marked';
 
 const wanted = process.env['OGD_TEST_KILL_AT'];
 

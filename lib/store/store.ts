@@ -39,6 +39,13 @@ import { killPoint } from './kill-point.js';
 import type {
   CheckReport,
   CleanupOptions,
+  ImageInfo,
+  ImageRecord,
+  StoreCommitOptions,
+  StorePullOptions,
+  StorePullResult,
+  StorePushOptions,
+  StorePushResult,
   CleanupResult,
   Layer,
   LayerKind,
@@ -84,7 +91,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   let driver: StoreDriver;
   try {
     files = new StoreFiles(await realpath(resolve(home)));
-    await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
+    await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete, files.images].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
     // Taken before the driver binds the home: a cleanup() elsewhere then sees this store open and leaves the home's mount.
     openLock = await lock(files.openLock(), 'read');
     driver = await createStoreDriver(driverName, join(files.home, driverName), {
@@ -446,6 +453,9 @@ export class LayerStore implements Store {
       const rec = await this.#committed(id);
       const children = await this.#children(id);
       if (children.length > 0) throw new LayerInUseError(id, `it is the parent of ${children.join(', ')}`);
+      const { imageRecords } = await import('./images.js');
+      const image = (await imageRecords(this)).find((r) => r.incomplete !== true && r.layers.some((l) => l.id === id));
+      if (image !== undefined) throw new LayerInUseError(id, `it is a layer of image ${image.names[0] ?? image.id} (ogd rmi removes an image)`);
       const live = await this.#reconcile(id);
       if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
       // A mount nobody holds (a killed process's) is reclaimed.
@@ -531,6 +541,41 @@ export class LayerStore implements Store {
   /** Under the store lock (held by the caller): tries the layer's write lock; undefined when a live process holds it. */
   tryLayer(id: string): Promise<HeldLock | undefined> {
     return tryLock(this.files.layerLock(id), 'write');
+  }
+
+  // --- images (lib/store/images.ts)
+
+  async pull(ref: string, opts: StorePullOptions = {}): Promise<StorePullResult> {
+    return (await import('./images.js')).pull(this, ref, opts);
+  }
+
+  async images(): Promise<ImageInfo[]> {
+    return (await import('./images.js')).listImages(this);
+  }
+
+  async image(nameOrId: string): Promise<ImageInfo> {
+    const images = await import('./images.js');
+    return images.infoOf(this, await images.resolveImage(this, nameOrId));
+  }
+
+  async imageRecord(nameOrId: string): Promise<ImageRecord> {
+    return (await import('./images.js')).resolveImage(this, nameOrId);
+  }
+
+  async removeImage(nameOrId: string): Promise<void> {
+    return (await import('./images.js')).removeImage(this, nameOrId);
+  }
+
+  async commit(container: string, name: string, opts: StoreCommitOptions = {}): Promise<ImageInfo> {
+    return (await import('./images.js')).commit(this, container, name, opts);
+  }
+
+  async push(nameOrId: string, ref: string, opts: StorePushOptions = {}): Promise<StorePushResult> {
+    return (await import('./images.js')).push(this, nameOrId, ref, opts);
+  }
+
+  async resolveLayer(nameOrId: string): Promise<string> {
+    return (await import('./images.js')).resolveLayer(this, nameOrId);
   }
 
   // --- cleanup

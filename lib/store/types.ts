@@ -1,6 +1,9 @@
 // The Store's public types (lib/store/store.ts has the contract).
 import type { Readable } from 'node:stream';
 import type { ApplyDiffOptions, Change, DiffSource, DriverOptions, LongOperationOptions } from '../types.js';
+import type { Compression } from '../archive/compression.js';
+import type { LayerProgress } from '../image/pull.js';
+import type { PushProgress } from '../image/push.js';
 
 export type LayerKind = 'image' | 'container';
 
@@ -96,7 +99,9 @@ export type ProblemKind =
   | 'mount-without-holder'
   | 'leftover'
   | 'incomplete-layer'
-  | 'home-not-private';
+  | 'home-not-private'
+  | 'image-layer-missing'
+  | 'incomplete-image';
 
 export interface Problem {
   kind: ProblemKind;
@@ -133,6 +138,100 @@ export interface CleanupResult {
   homeReleased: boolean;
 }
 
+/** One layer of an image: the store layer (the hex of its chain id), its diff_id and the blob it came from. */
+export interface ImageLayerRecord {
+  id: string;
+  /** sha256 of the uncompressed layer tar (the config's rootfs.diff_ids entry). */
+  diffId: string;
+  /** The compressed blob: media type, digest, size. */
+  blob: { mediaType: string; digest: string; size: number };
+}
+
+/** What the store records about an image (home/images/<id>). */
+export interface ImageRecord {
+  /** The hex of the config's sha256 digest (as podman and containers/storage name images). */
+  id: string;
+  /** The manifest's digest ("sha256:…"). */
+  digest: string;
+  /** repo:tag names; a name belongs to one image at a time. */
+  names: string[];
+  /** The top layer: what a container on this image stands on (undefined for an image of no layers). */
+  topLayer?: string;
+  /** Bottom first. */
+  layers: ImageLayerRecord[];
+  /** The manifest's and the config's exact bytes, base64. */
+  manifest: string;
+  config: string;
+  /** ISO time the image was recorded. */
+  created: string;
+  /** Set while the image is being removed; such an image is never listed and its removal is finished by the next open. */
+  incomplete?: boolean;
+}
+
+/** A listed image: `ogd images --json` shows these. */
+export interface ImageInfo {
+  id: string;
+  names: string[];
+  topLayer: string | null;
+  /** The manifest digest. */
+  digest: string;
+  /** Bytes of the uncompressed layer tars. */
+  size: number;
+  layers: string[];
+  created: string;
+}
+
+export interface StorePullOptions {
+  /** Names to give the image; default the reference's repo:tag (docker://) or ref name (oci:). */
+  names?: string[];
+  /** false: self-signed HTTPS or plain HTTP. Default true. */
+  tlsVerify?: boolean;
+  /** "USER:PASSWORD"; otherwise the auth files are read. */
+  creds?: string;
+  /** Auth files to read instead of the usual ones. */
+  authFiles?: string[];
+  /** "os/arch[/variant]" to pick from an index; default this machine's. */
+  platform?: string;
+  /** Layer downloads at once; default 3. */
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: LayerProgress) => void;
+}
+
+export interface StorePullResult extends ImageInfo {
+  /** Per layer, bottom first: compressed bytes fetched (0: the layer existed or its blob was cached). */
+  fetched: number[];
+  /** Per layer: applied by this pull (false: it existed). */
+  applied: boolean[];
+}
+
+export interface StoreCommitOptions {
+  /** How the new layer's blob is kept (and later pushed); default gzip. */
+  compression?: Compression;
+  /** The history entry's created_by and comment. */
+  createdBy?: string;
+  comment?: string;
+  signal?: AbortSignal;
+}
+
+export interface StorePushOptions {
+  tlsVerify?: boolean;
+  creds?: string;
+  authFiles?: string[];
+  /** Compression of layers whose blob is not kept, or to force one; a kept blob goes as it is unless this differs. */
+  compression?: Compression;
+  /** PATCH chunks of this many bytes; default one PUT per blob. */
+  chunkSize?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: PushProgress) => void;
+}
+
+export interface StorePushResult {
+  digest: string;
+  /** Per layer: its blob digest and whether it was sent (false: the destination had it). */
+  layers: Array<{ digest: string; size: number; sent: boolean }>;
+}
+
 /** A layer store shared by every process (library or `ogd`) on one home; see the README's Store section. */
 export interface Store {
   readonly home: string;
@@ -158,4 +257,18 @@ export interface Store {
   check(): Promise<CheckReport>;
   repair(): Promise<RepairReport>;
   cleanup(opts?: CleanupOptions): Promise<CleanupResult>;
+  /** Pulls an image (docker://… or oci:…) into the store: its layers by chain id, then its record. */
+  pull(ref: string, opts?: StorePullOptions): Promise<StorePullResult>;
+  images(): Promise<ImageInfo[]>;
+  /** By name (repo:tag; "debian" means "debian:latest", a name may be given without its registry), id, "sha256:<id>" or a unique id prefix of 12+ hex. */
+  image(nameOrId: string): Promise<ImageInfo>;
+  /** The full record, manifest and config included. */
+  imageRecord(nameOrId: string): Promise<ImageRecord>;
+  /** Removes an image and its layers no other image uses; refused (ERR_OGD_IMAGE_IN_USE) while a container stands on one of them. */
+  removeImage(nameOrId: string): Promise<void>;
+  /** The container's changes as a new image layer on its image, recorded as image `name`. */
+  commit(container: string, name: string, opts?: StoreCommitOptions): Promise<ImageInfo>;
+  push(nameOrId: string, ref: string, opts?: StorePushOptions): Promise<StorePushResult>;
+  /** The layer a name stands for: a layer id, else an image's top layer. */
+  resolveLayer(nameOrId: string): Promise<string>;
 }

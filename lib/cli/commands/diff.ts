@@ -48,7 +48,7 @@ export const diff: Command = {
       throw new UsageError('refusing to write a tar to a terminal: use -o FILE or a pipe', this);
     }
     const store = await ctx.store();
-    const parentArg = CliContext.parentArg(stringOption(values, 'parent'));
+    const parentArg = await CliContext.parentLayer(store, stringOption(values, 'parent'));
     const parent = parentArg === undefined ? (await store.layer(id!)).parent : (parentArg ?? undefined);
     const bar = ctx.progress('diff');
     const started = process.hrtime.bigint();
@@ -95,7 +95,7 @@ export const changes: Command = {
   async run(ctx, [id], values) {
     const store = await ctx.storeIfExists();
     if (store === undefined) throw new LayerNotFoundError(id!);
-    const parent = CliContext.parentArg(stringOption(values, 'parent'));
+    const parent = await CliContext.parentLayer(store, stringOption(values, 'parent'));
     const list = await store.changes(id!, { ...(parent !== undefined ? { parent } : {}), signal: ctx.signal });
     ctx.result(list);
     if (!ctx.json) process.stdout.write(list.map((c) => `${c.kind} ${c.path}\n`).join(''));
@@ -112,7 +112,7 @@ export const diffSize: Command = {
   async run(ctx, [id], values) {
     const store = await ctx.storeIfExists();
     if (store === undefined) throw new LayerNotFoundError(id!);
-    const parentArg = CliContext.parentArg(stringOption(values, 'parent'));
+    const parentArg = await CliContext.parentLayer(store, stringOption(values, 'parent'));
     const parent = parentArg === undefined ? (await store.layer(id!)).parent : (parentArg ?? undefined);
     const bytes = await store.diffSize(id!, { parent: parent ?? null, signal: ctx.signal });
     ctx.result({ id, parent: parent ?? null, bytes });

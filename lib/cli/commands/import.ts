@@ -162,7 +162,8 @@ export const importLayer: Command = {
   positionals: [1, 2],
   async run(ctx, [id, file], values) {
     const store = await ctx.store();
-    const parent = stringOption(values, 'parent') || undefined;
+    const named = stringOption(values, 'parent') || undefined;
+    const parent = named !== undefined ? await store.resolveLayer(named) : undefined;
     const allowEmpty = values['allow-empty'] === true;
     // Importing into a layer made empty by `ogd create` fills it; a filled one is refused.
     if (await store.exists(id!)) {

@@ -130,13 +130,15 @@ export const metadata: Command = {
 export const create: Command = {
   name: 'create',
   usage: 'create ID [--parent P] [--rw] [--label L]',
-  summary: 'create an empty layer (an image layer, or a container layer with --rw) on top of P',
+  summary: 'create an empty layer (an image layer, or a container layer with --rw) on top of P (a layer id or an image name)',
   example: 'ogd create web-1 --parent app --rw',
   options: { ...parentOption, rw: { type: 'boolean' }, label: { type: 'string' } },
   positionals: [1, 1],
   async run(ctx, [id], values) {
     const store = await ctx.store();
-    const parent = stringOption(values, 'parent') || undefined;
+    const named = stringOption(values, 'parent') || undefined;
+    // An image name stands for its top layer (ogd create web-1 --rw --parent debian:bookworm).
+    const parent = named !== undefined ? await store.resolveLayer(named) : undefined;
     const label = stringOption(values, 'label');
     const kind: LayerKind = values['rw'] === true ? 'container' : 'image';
     await store.create(id!, { kind, ...(parent ? { parent } : {}), ...(label !== undefined ? { mountLabel: label } : {}) });
