@@ -58,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("applyTarEnd", Napi::Function::New(env, ApplyTarEnd, "applyTarEnd"));
   exports.Set("ofdTryLock", Napi::Function::New(env, OfdTryLock, "ofdTryLock"));
   exports.Set("ofdLock", Napi::Function::New(env, OfdLock, "ofdLock"));
+  exports.Set("mountOverlayFs", Napi::Function::New(env, MountOverlayFs, "mountOverlayFs"));
   exports.Set("constants", Constants(env));
   return exports;
 }

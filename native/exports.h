@@ -24,4 +24,5 @@ Napi::Value ApplyTarPush(const Napi::CallbackInfo& info);  // apply_tar.cc
 Napi::Value ApplyTarEnd(const Napi::CallbackInfo& info);   // apply_tar.cc
 Napi::Value OfdTryLock(const Napi::CallbackInfo& info);   // ofd_lock.cc
 Napi::Value OfdLock(const Napi::CallbackInfo& info);      // ofd_lock.cc
+Napi::Value MountOverlayFs(const Napi::CallbackInfo& info);  // fs_mount.cc
 }  // namespace ogd
