@@ -3,7 +3,10 @@ import { InvalidOptionError } from '../errors.js';
 import type { Driver, DriverOptions } from '../types.js';
 import type { StoreDriver } from './store-driver.js';
 
-export type DriverName = 'overlay';
+export type DriverName = 'overlay' | 'overlay2' | 'vfs';
+
+/** Every driver createDriver knows, by name. */
+export const DRIVER_NAMES: readonly DriverName[] = ['overlay', 'overlay2', 'vfs'];
 
 export function createDriver(name: DriverName, home: string, opts: DriverOptions = {}): Promise<Driver> {
   return createStoreDriver(name, home, opts);
@@ -17,6 +20,16 @@ export async function checkDriverHome(name: DriverName, home: string): Promise<v
       await checkOverlayHome(home);
       return;
     }
+    case 'overlay2': {
+      const { checkOverlayHome } = await import('./overlay/driver.js');
+      await checkOverlayHome(home);
+      return;
+    }
+    case 'vfs': {
+      const { checkVfsHome } = await import('./vfs/driver.js');
+      await checkVfsHome(home);
+      return;
+    }
     default:
       throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(name)}`);
   }
@@ -28,6 +41,14 @@ export async function createStoreDriver(name: DriverName, home: string, opts: Dr
     case 'overlay': {
       const { initOverlay } = await import('./overlay/driver.js');
       return initOverlay(home, opts);
+    }
+    case 'overlay2': {
+      const { initOverlay2 } = await import('./overlay2/driver.js');
+      return initOverlay2(home, opts);
+    }
+    case 'vfs': {
+      const { initVfs } = await import('./vfs/driver.js');
+      return initVfs(home, opts);
     }
     default:
       throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(name)}`);
