@@ -8,19 +8,21 @@ import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Store, StoreOptions } from '../index.js';
 import { ProgressBar } from './progress.js';
+import { DRIVER_NAMES } from '../drivers/create-driver.js';
 
 export type DriverName = NonNullable<StoreOptions['driver']>;
-export const DRIVER_NAMES: readonly DriverName[] = ['overlay'];
+export { DRIVER_NAMES } from '../drivers/create-driver.js';
 
 export interface GlobalOptions {
   home: string;
-  driverName: DriverName;
+  /** --driver; undefined: the store's own (a new store: overlay). */
+  driverName: DriverName | undefined;
   json: boolean;
 }
 
 export class CliContext {
   readonly home: string;
-  readonly driverName: DriverName;
+  readonly driverName: DriverName | undefined;
   readonly json: boolean;
   readonly signal: AbortSignal;
   #store: Promise<Store> | undefined;
@@ -37,7 +39,7 @@ export class CliContext {
     this.#store ??= (async () => {
       // Loaded here, not at the top: commands without a store (copy) skip the store's modules.
       const { openStore } = await import('../index.js');
-      return openStore(this.home, { driver: this.driverName });
+      return openStore(this.home, this.driverName !== undefined ? { driver: this.driverName } : {});
     })();
     return this.#store;
   }
@@ -48,12 +50,13 @@ export class CliContext {
    * with the driver's error rather than reported as merely empty.
    */
   async storeIfExists(): Promise<Store | undefined> {
-    const markers = [join(this.home, 'layers'), join(this.home, 'layers.json'), join(this.home, this.driverName)];
+    const markers = [join(this.home, 'layers'), join(this.home, 'layers.json'), ...DRIVER_NAMES.map((n) => join(this.home, n))];
     for (const m of markers) {
       if (await access(m).then(() => true, () => false)) return this.store();
     }
     const { checkDriverHome } = await import('../drivers/create-driver.js');
-    await checkDriverHome(this.driverName, join(this.home, this.driverName));
+    const name = this.driverName ?? 'overlay';
+    await checkDriverHome(name, join(this.home, name));
     return undefined;
   }
 

@@ -1,6 +1,7 @@
 // The Store's public types (lib/store/store.ts has the contract).
 import type { Readable } from 'node:stream';
 import type { ApplyDiffOptions, Change, DiffSource, DriverOptions, LongOperationOptions } from '../types.js';
+import type { DriverName } from '../drivers/create-driver.js';
 
 export type LayerKind = 'image' | 'container';
 
@@ -38,8 +39,11 @@ export interface Layer extends LayerRecord {
 }
 
 export interface StoreOptions extends DriverOptions {
-  /** The graph driver (default 'overlay'); its directory is home/<driver>. */
-  driver?: 'overlay';
+  /**
+   * The graph driver; its directory is home/<driver>. A store keeps the driver it was
+   * made with: absent, the store's own (a new store: 'overlay'); another one is refused.
+   */
+  driver?: DriverName;
 }
 
 export interface StoreCreateOptions {
