@@ -13,6 +13,8 @@ export type LayerOnDisk =
   | { state: 'container'; path: string; lowerId: string | undefined; lowerMissing: boolean; mounted: boolean };
 
 export interface StoreDriver extends Driver {
+  /** True for a driver that never mounts (vfs): its home needs no private bind mount. */
+  readonly mountsNothing?: boolean;
   /** The disk's view of `id`; for a container its lower-id is the truth about its lower layer. */
   inspect(id: string): Promise<LayerOnDisk>;
   /** Mounts the layer when it is not mounted (no counting) and returns its path; an image's path needs no mount. */

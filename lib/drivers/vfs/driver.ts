@@ -83,6 +83,7 @@ export async function initVfs(home: string, opts: DriverOptions): Promise<VfsDri
 
 export class VfsDriver implements StoreDriver, OverlayInternals {
   readonly name = 'vfs';
+  readonly mountsNothing = true;
   readonly home: string;
   readonly uidMaps: readonly IDMap[];
   readonly gidMaps: readonly IDMap[];
