@@ -45,6 +45,8 @@ test('overlay2: the containers/storage layout: diff, link, lower, l/<short> -> .
   assert.equal(await readFile(join(s.home, 'mid', 'lower'), 'utf8'), `l/${await link('base')}`);
   assert.equal(await readFile(join(s.home, 'ctr', 'lower'), 'utf8'), `l/${await link('mid')}:l/${await link('base')}`);
   assert.deepEqual(Object.fromEntries(d.status())['Mount Method']?.split(' ')[0], 'fsconfig');
+  await assert.rejects(d.create('l'), { code: 'ERR_OGD_INVALID_ID' }, 'the short-link dir is not a layer id');
+  assert.equal(await d.exists('l').catch(() => 'refused'), 'refused');
   await d.remove('ctr');
   assert.equal((await readdir(join(s.home, 'l'))).length, 2, 'remove takes the short link too');
   await s.done();

@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
 import { applyTar } from '../../archive/apply.js';
-import { AbortError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, NotSupportedError, isSystemError } from '../../errors.js';
+import { AbortError, InvalidIdError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, NotSupportedError, isSystemError } from '../../errors.js';
 import { FsMagic } from '../../fs-magic.js';
 import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
@@ -43,6 +43,18 @@ async function isOverlayMounted(path: string): Promise<boolean> {
 }
 
 const mounts = new MountCounter(isOverlayMounted);
+
+/** validateId, and not the short-link dir's name, which shares the home with the layers. */
+function checkId(id: unknown): asserts id is string {
+  validateId(id);
+  if (id === LINK_DIR) throw new InvalidIdError(id, `reserved by the overlay2 driver for its short links (home/${LINK_DIR})`);
+}
+
+function checkParent(parent: unknown): string | undefined {
+  const id = validateParent(parent);
+  if (id !== undefined) checkId(id);
+  return id;
+}
 const layerLocks = new KeyedLock();
 
 /** A layer as a mount needs it. */
@@ -123,7 +135,7 @@ export class Overlay2Driver implements StoreDriver {
 
   /** Validates `id` and reads what a mount of it needs; LayerNotFound when it does not exist or is half made. */
   async layer(id: string): Promise<Overlay2Layer> {
-    validateId(id);
+    checkId(id);
     const d = dirsOf(this.home, id);
     const short = await readShortName(this.home, id);
     if (short === undefined) throw new LayerNotFoundError(id);
@@ -152,7 +164,7 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   async exists(id: string): Promise<boolean> {
-    validateId(id);
+    checkId(id);
     return (await lstatOrUndefined(dirsOf(this.home, id).dir))?.isDirectory() ?? false;
   }
 
@@ -165,8 +177,8 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   async #create(id: string, parent: string | undefined, opts: CreateOptions, container: boolean): Promise<void> {
-    validateId(id);
-    const parentId = validateParent(parent);
+    checkId(id);
+    const parentId = checkParent(parent);
     if (opts.storageOpt !== undefined && Object.keys(opts.storageOpt).length > 0) throw new InvalidOptionError('--storage-opt is not supported for overlay2');
     await layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
       let lower: string[] = [];
@@ -215,7 +227,7 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   async remove(id: string): Promise<void> {
-    validateId(id);
+    checkId(id);
     await layerLocks.runAll(this.#lockKeys(id, undefined), async () => {
       const d = dirsOf(this.home, id);
       if (!(await this.exists(id))) throw new LayerNotFoundError(id);
@@ -280,7 +292,7 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   async put(id: string, opts: PutOptions = {}): Promise<void> {
-    validateId(id);
+    checkId(id);
     const merged = dirsOf(this.home, id).merged;
     const released = await this.#release(merged, opts.lazy === true);
     if (!released && !(await this.exists(id))) throw new LayerNotFoundError(id);
@@ -308,8 +320,8 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   async applyDiff(id: string, parent: string | undefined, diff: DiffSource, opts: ApplyDiffOptions = {}): Promise<number> {
-    validateId(id);
-    const parentId = validateParent(parent);
+    checkId(id);
+    const parentId = checkParent(parent);
     return layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
       const l = await this.layer(id);
       if (parentId !== undefined && !(await this.exists(parentId))) throw new LayerNotFoundError(parentId);
@@ -382,27 +394,27 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   diff(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Readable> {
-    validateId(id);
-    const parentId = validateParent(parent);
+    checkId(id);
+    const parentId = checkParent(parent);
     return exporting().then((m) => m.diff(this, id, parentId, opts));
   }
 
   writeDiff(id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
-    validateId(id);
+    checkId(id);
     if (!Number.isInteger(fd) || fd < 0) throw new InvalidOptionError(`writeDiff needs an open file descriptor, not ${String(fd)}`);
-    const parentId = validateParent(parent);
+    const parentId = checkParent(parent);
     return exporting().then((m) => m.writeDiff(this, id, parentId, fd, opts));
   }
 
   changes(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Change[]> {
-    validateId(id);
-    const parentId = validateParent(parent);
+    checkId(id);
+    const parentId = checkParent(parent);
     return exporting().then((m) => m.changes(this, id, parentId, opts));
   }
 
   diffSize(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<number> {
-    validateId(id);
-    const parentId = validateParent(parent);
+    checkId(id);
+    const parentId = checkParent(parent);
     return exporting().then((m) => m.diffSize(this, id, parentId, opts));
   }
 
@@ -411,7 +423,7 @@ export class Overlay2Driver implements StoreDriver {
   // its lower layer is its parent (none for a base layer).
 
   async inspect(id: string): Promise<LayerOnDisk> {
-    validateId(id);
+    checkId(id);
     if (!(await this.exists(id))) return { state: 'missing' };
     let l: Overlay2Layer;
     try {
@@ -432,7 +444,7 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   async unmountLayer(id: string, opts: PutOptions = {}): Promise<void> {
-    validateId(id);
+    checkId(id);
     const merged = dirsOf(this.home, id).merged;
     await mounts.withLock(merged, async () => {
       if (await isOverlayMounted(merged)) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
@@ -445,7 +457,7 @@ export class Overlay2Driver implements StoreDriver {
   }
 
   async destroy(id: string): Promise<void> {
-    validateId(id);
+    checkId(id);
     const dir = dirsOf(this.home, id).dir;
     for (const m of (await mountPointsUnder(dir)).reverse()) await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
     // Every link into it, its link file or not (a create killed before writing it).
