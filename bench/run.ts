@@ -40,7 +40,7 @@ interface PartOutcome {
   error?: string;
 }
 
-export const PARTS = ['copy', 'driver', 'archive', 'scale', 'store', 'pull'] as const;
+export const PARTS = ['copy', 'driver', 'archive', 'scale', 'store', 'pull', 'drivers'] as const;
 
 const benchDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
 

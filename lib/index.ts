@@ -1,5 +1,6 @@
 // The public surface of overlay-graphdriver: nothing else is API.
-export { createDriver } from './drivers/create-driver.js';
+export { DRIVER_NAMES, createDriver } from './drivers/create-driver.js';
+export type { DriverName } from './drivers/create-driver.js';
 export { checkStoreHome, openStore } from './store/store.js';
 export { openLayer } from './archive/compression.js';
 export type { Compression, LayerFormat, OpenedLayer } from './archive/compression.js';

@@ -61,6 +61,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ofdTryLockPath", Napi::Function::New(env, OfdTryLockPath, "ofdTryLockPath"));
   exports.Set("readSmallFile", Napi::Function::New(env, ReadSmallFile, "readSmallFile"));
   exports.Set("writeNewFile", Napi::Function::New(env, WriteNewFile, "writeNewFile"));
+  exports.Set("mountOverlayFs", Napi::Function::New(env, MountOverlayFs, "mountOverlayFs"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -27,4 +27,5 @@ Napi::Value OfdLock(const Napi::CallbackInfo& info);      // ofd_lock.cc
 Napi::Value OfdTryLockPath(const Napi::CallbackInfo& info);  // ofd_lock.cc
 Napi::Value ReadSmallFile(const Napi::CallbackInfo& info);  // small_files.cc
 Napi::Value WriteNewFile(const Napi::CallbackInfo& info);    // small_files.cc
+Napi::Value MountOverlayFs(const Napi::CallbackInfo& info);  // fs_mount.cc
 }  // namespace ogd

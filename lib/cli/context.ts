@@ -6,21 +6,20 @@
 // library user of the same home.
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Store, StoreOptions } from '../index.js';
+import { DRIVER_NAMES } from '../index.js';
+import type { DriverName, Store } from '../index.js';
 import { ProgressBar } from './progress.js';
-
-export type DriverName = NonNullable<StoreOptions['driver']>;
-export const DRIVER_NAMES: readonly DriverName[] = ['overlay'];
 
 export interface GlobalOptions {
   home: string;
-  driverName: DriverName;
+  /** --driver; undefined: the store's own (a new store: overlay). */
+  driverName: DriverName | undefined;
   json: boolean;
 }
 
 export class CliContext {
   readonly home: string;
-  readonly driverName: DriverName;
+  readonly driverName: DriverName | undefined;
   readonly json: boolean;
   readonly signal: AbortSignal;
   #store: Promise<Store> | undefined;
@@ -37,7 +36,7 @@ export class CliContext {
     this.#store ??= (async () => {
       // Loaded here, not at the top: commands without a store (copy) skip the store's modules.
       const { openStore } = await import('../index.js');
-      return openStore(this.home, { driver: this.driverName });
+      return openStore(this.home, this.driverName !== undefined ? { driver: this.driverName } : {});
     })();
     return this.#store;
   }
@@ -48,12 +47,12 @@ export class CliContext {
    * with the driver's error rather than reported as merely empty.
    */
   async storeIfExists(): Promise<Store | undefined> {
-    const markers = [join(this.home, 'layers'), join(this.home, 'layers.json'), join(this.home, this.driverName)];
+    const markers = [join(this.home, 'layers'), join(this.home, 'layers.json'), ...DRIVER_NAMES.map((n) => join(this.home, n))];
     for (const m of markers) {
       if (await access(m).then(() => true, () => false)) return this.store();
     }
     const { checkStoreHome } = await import('../index.js');
-    await checkStoreHome(this.home, { driver: this.driverName });
+    await checkStoreHome(this.home, this.driverName !== undefined ? { driver: this.driverName } : {});
     return undefined;
   }
 

@@ -5,8 +5,10 @@
 // with --json an {"error":…} document on stdout), 2 usage error, 130/143 stopped by
 // SIGINT/SIGTERM, 141 stdout closed by its reader. Stacks only with OGD_DEBUG=1.
 import { parseArgs } from 'node:util';
-import { CliContext, DRIVER_NAMES } from './context.js';
-import type { DriverName, GlobalOptions } from './context.js';
+import { DRIVER_NAMES } from '../index.js';
+import type { DriverName } from '../index.js';
+import { CliContext } from './context.js';
+import type { GlobalOptions } from './context.js';
 import { OutputClosedError, UsageError } from './command.js';
 import type { Command, OptionSpec, OptionValues } from './command.js';
 import { isCommandName, loadAllCommands, loadCommand } from './commands/index.js';
@@ -102,13 +104,13 @@ function findCommand(argv: string[]): { name: CommandName | undefined; commandIn
 }
 
 function globalsFrom(values: OptionValues): GlobalOptions {
-  const driver = typeof values['driver'] === 'string' ? values['driver'] : 'overlay';
-  if (!(DRIVER_NAMES as readonly string[]).includes(driver)) {
+  const driver = typeof values['driver'] === 'string' ? values['driver'] : undefined;
+  if (driver !== undefined && !(DRIVER_NAMES as readonly string[]).includes(driver)) {
     throw new UsageError(`unknown driver ${JSON.stringify(driver)} (available: ${DRIVER_NAMES.join(', ')})`);
   }
   const home = typeof values['home'] === 'string' ? values['home'] : process.env['OGD_HOME'] || './.ogd';
   if (home === '') throw new UsageError('--home must not be empty');
-  return { home, driverName: driver as DriverName, json: values['json'] === true };
+  return { home, driverName: driver as DriverName | undefined, json: values['json'] === true };
 }
 
 function mainHelp(commands: Command[]): string {
@@ -116,14 +118,14 @@ function mainHelp(commands: Command[]): string {
   return [
     'ogd — container layers on Linux overlayfs (overlay-graphdriver)',
     '',
-    'usage: ogd [--home DIR] [--driver overlay] [--json] COMMAND [ARGS]',
+    'usage: ogd [--home DIR] [--driver overlay|overlay2|vfs] [--json] COMMAND [ARGS]',
     '',
     'commands:',
     ...commands.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
     '',
     'global flags:',
     '  --home DIR        the store (default: $OGD_HOME, else ./.ogd)',
-    '  --driver NAME     graph driver (default: overlay)',
+    '  --driver NAME     graph driver: overlay, overlay2 or vfs (a new store; default overlay), kept by the store',
     '  --json            print results (and errors) as JSON on stdout',
     '  -h, --help        help; "ogd COMMAND --help" for one command',
     '  -V, --version     versions of ogd, Node, the addon, the kernel and its overlayfs',

@@ -3,7 +3,10 @@ import { InvalidOptionError } from '../errors.js';
 import type { Driver, DriverOptions } from '../types.js';
 import type { StoreDriver } from './store-driver.js';
 
-export type DriverName = 'overlay';
+export type DriverName = 'overlay' | 'overlay2' | 'vfs';
+
+/** Every driver createDriver knows, by name. */
+export const DRIVER_NAMES: readonly DriverName[] = ['overlay', 'overlay2', 'vfs'];
 
 export function createDriver(name: DriverName, home: string, opts: DriverOptions = {}): Promise<Driver> {
   return createStoreDriver(name, home, opts);
@@ -12,9 +15,15 @@ export function createDriver(name: DriverName, home: string, opts: DriverOptions
 /** Refuses a home the driver could not use (see checkOverlayHome), before anything is created there. */
 export async function checkDriverHome(name: DriverName, home: string): Promise<void> {
   switch (name) {
-    case 'overlay': {
+    case 'overlay':
+    case 'overlay2': {
       const { checkOverlayHome } = await import('./overlay/driver.js');
       await checkOverlayHome(home);
+      return;
+    }
+    case 'vfs': {
+      const { checkVfsHome } = await import('./vfs/driver.js');
+      await checkVfsHome(home);
       return;
     }
     default:
@@ -28,6 +37,14 @@ export async function createStoreDriver(name: DriverName, home: string, opts: Dr
     case 'overlay': {
       const { initOverlay } = await import('./overlay/driver.js');
       return initOverlay(home, opts);
+    }
+    case 'overlay2': {
+      const { initOverlay2 } = await import('./overlay2/driver.js');
+      return initOverlay2(home, opts);
+    }
+    case 'vfs': {
+      const { initVfs } = await import('./vfs/driver.js');
+      return initVfs(home, opts);
     }
     default:
       throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(name)}`);

@@ -9,9 +9,12 @@ export type LayerOnDisk =
   /** A directory without a usable layout (a create that never finished). */
   | { state: 'partial' }
   | { state: 'image'; path: string }
-  | { state: 'container'; path: string; lowerId: string; lowerMissing: boolean; mounted: boolean };
+  /** A layer read through a mount; `lowerId` undefined: it stands on nothing (an overlay2 base layer). */
+  | { state: 'container'; path: string; lowerId: string | undefined; lowerMissing: boolean; mounted: boolean };
 
 export interface StoreDriver extends Driver {
+  /** True for a driver that never mounts (vfs): its home needs no private bind mount. */
+  readonly mountsNothing?: boolean;
   /** The disk's view of `id`; for a container its lower-id is the truth about its lower layer. */
   inspect(id: string): Promise<LayerOnDisk>;
   /**

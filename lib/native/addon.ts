@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { join, dirname } from 'node:path';
 import type { ApplyTarFile, ApplyTarResult, PackTreeResult } from './jobs.js';
+import type { OverlayFsMount } from './sys.js';
 
 export type PathLike = string | Buffer;
 
@@ -116,6 +117,7 @@ export interface Addon {
   applyTarEnd(feeder: unknown, failed: boolean): void;
   ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean;
   ofdLock(fd: number, kind: LockKind): Promise<void>;
+  mountOverlayFs(target: PathLike, options: OverlayFsMount): Promise<void>;
   ofdTryLockPath(path: PathLike, kind: LockKind): Promise<{ fd: number; locked: boolean }>;
   readSmallFile(path: PathLike): Promise<Buffer | undefined>;
   writeNewFile(path: PathLike, data: Buffer, durable: boolean): Promise<void>;

@@ -14,6 +14,28 @@ export function mount(source: PathLike, target: PathLike, fstype: string, flags:
   return withStack(addon.mount(source, target, fstype, flags, data));
 }
 
+/** An overlay mount made with the new mount API (native/fs_mount.cc). */
+export interface OverlayFsMount {
+  /** Lower dirs, top first, one fsconfig("lowerdir+") each. */
+  lowers: string[];
+  /** The bottom of a stack deeper than one overlay takes: mounted first as a nested read-only overlay, the lowest lower. */
+  base?: string[];
+  upper?: string;
+  work?: string;
+  /** Other options, "key=value" or a flag "key". */
+  options?: string[];
+  readOnly: boolean;
+}
+
+/** fsopen("overlay") + fsconfig per option + fsmount + move_mount onto `target` (Linux 6.8+ for "lowerdir+"). */
+export function mountOverlayFs(target: PathLike, options: OverlayFsMount): Promise<void> {
+  checkPath(target, 'target');
+  for (const p of [...options.lowers, ...(options.base ?? []), ...(options.options ?? [])]) {
+    if (typeof p !== 'string' || p.includes('\0')) throw invalidArg('options', 'paths and options must be strings without null bytes');
+  }
+  return withStack(addon.mountOverlayFs(target, options));
+}
+
 /** umount2(2); flags such as constants.MNT_DETACH. */
 export function unmount(target: PathLike, flags = 0): Promise<void> {
   checkPath(target, 'target');

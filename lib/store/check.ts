@@ -280,7 +280,7 @@ async function findings(s: LayerStore): Promise<Finding[]> {
 
   const driverHome = s.driver.home;
   const top = (await readMountInfo()).filter((m) => m.mountPoint === driverHome).at(-1);
-  if (top === undefined || top.shared) {
+  if (s.driver.mountsNothing !== true && (top === undefined || top.shared)) {
     found.push({
       kind: 'home-not-private',
       path: driverHome,

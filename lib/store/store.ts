@@ -29,7 +29,7 @@ import { validateId, validateParent } from '../ids.js';
 import { lock, tryLock, withLock } from '../locks.js';
 import type { HeldLock } from '../locks.js';
 import { readMountInfo } from '../mountinfo.js';
-import { checkDriverHome, createStoreDriver } from '../drivers/create-driver.js';
+import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
 import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
 import { StoreFiles } from './files.js';
@@ -74,15 +74,15 @@ export interface MountRef extends Holder {
 export async function checkStoreHome(home: string, opts: Pick<StoreOptions, 'driver'> = {}): Promise<void> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
   const driverName = opts.driver ?? 'overlay';
-  if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
+  if (!DRIVER_NAMES.includes(driverName)) throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
   await checkDriverHome(driverName, join(resolve(home), driverName));
 }
 
 /** Opens (creating when needed) the store at `home`, removing what killed writers left. */
 export async function openStore(home: string, opts: StoreOptions = {}): Promise<Store> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
-  const driverName = opts.driver ?? 'overlay';
-  if (driverName !== 'overlay') throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(driverName)}`);
+  if (opts.driver !== undefined && !DRIVER_NAMES.includes(opts.driver)) throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(opts.driver)}`);
+  const driverName = await storeDriverName(resolve(home), opts.driver);
   // A home the driver refuses gets no directory at all (and mkdir under /proc is never tried).
   await checkStoreHome(home, { driver: driverName });
   const madeHome = await mkdir(resolve(home), { recursive: true, mode: 0o700 });
@@ -109,6 +109,21 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!);
   await store.recover();
   return store;
+}
+
+/**
+ * The driver of the store at `home`: the one whose directory is there (a store never
+ * mixes drivers: asking for another is an error naming the store's), else `wanted`,
+ * else 'overlay'.
+ */
+async function storeDriverName(home: string, wanted: DriverName | undefined): Promise<DriverName> {
+  const present = (await readdir(home).catch(() => [] as string[])).filter((n): n is DriverName => (DRIVER_NAMES as readonly string[]).includes(n));
+  const own = present[0];
+  if (own === undefined) return wanted ?? 'overlay';
+  if (wanted !== undefined && wanted !== own) {
+    throw new InvalidOptionError(`the store at ${home} uses the ${own} driver, not ${wanted} (a store never mixes drivers)`);
+  }
+  return own;
 }
 
 export class LayerStore implements Store {

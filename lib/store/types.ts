@@ -4,6 +4,7 @@ import type { ApplyDiffOptions, Change, DiffSource, DriverOptions, LongOperation
 import type { Compression } from '../archive/compression.js';
 import type { LayerProgress } from '../image/pull.js';
 import type { PushProgress } from '../image/push.js';
+import type { DriverName } from '../drivers/create-driver.js';
 
 export type LayerKind = 'image' | 'container';
 
@@ -41,8 +42,11 @@ export interface Layer extends LayerRecord {
 }
 
 export interface StoreOptions extends DriverOptions {
-  /** The graph driver (default 'overlay'); its directory is home/<driver>. */
-  driver?: 'overlay';
+  /**
+   * The graph driver; its directory is home/<driver>. A store keeps the driver it was
+   * made with: absent, the store's own (a new store: 'overlay'); another one is refused.
+   */
+  driver?: DriverName;
 }
 
 export interface StoreCreateOptions {

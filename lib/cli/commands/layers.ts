@@ -20,7 +20,7 @@ export const status: Command = {
   async run(ctx) {
     const store = await ctx.storeIfExists();
     if (store === undefined) {
-      ctx.result({ driver: ctx.driverName, home: ctx.home, exists: false, layers: 0 });
+      ctx.result({ driver: ctx.driverName ?? 'overlay', home: ctx.home, exists: false, layers: 0 });
       ctx.say(`no store at ${ctx.home}`);
       return;
     }

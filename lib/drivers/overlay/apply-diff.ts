@@ -17,7 +17,7 @@
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as native from '../../native.js';
-import { applyTar } from '../../archive/apply.js';
+import { applyTar, type ApplyTarOptions } from '../../archive/apply.js';
 import { AbortError, LayerNotFoundError } from '../../errors.js';
 import type { IdPair } from '../../idmap.js';
 import type { ApplyDiffOptions, DiffSource, IDMap } from '../../types.js';
@@ -29,7 +29,7 @@ export interface ApplyContext {
   uidMaps: readonly IDMap[];
   gidMaps: readonly IDMap[];
   owner: IdPair;
-  /** The home's staging dirs in use (OverlayHome.staging). */
+  /** The home's staging dirs in use (DriverHome.staging). */
   staging: Set<string>;
 }
 
@@ -112,14 +112,7 @@ async function copyInto(src: string, dst: string, signal: AbortSignal | undefine
   await chmod(dst, st.mode & 0o7777);
 }
 
-function applyOptions(ctx: ApplyContext, opts: ApplyDiffOptions) {
-  return {
-    uidMaps: ctx.uidMaps,
-    gidMaps: ctx.gidMaps,
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    ...(opts.allowPrivilegedXattrs !== undefined ? { allowPrivilegedXattrs: opts.allowPrivilegedXattrs } : {}),
-    ...(opts.allowEmpty !== undefined ? { allowEmpty: opts.allowEmpty } : {}),
-    ...(opts.onTarDigest ? { onTarDigest: opts.onTarDigest } : {}),
-  };
+// Every apply option passes through (ApplyTarOptions extends them); the tar's ids map as the home's.
+function applyOptions(ctx: ApplyContext, opts: ApplyDiffOptions): ApplyTarOptions {
+  return { ...opts, uidMaps: ctx.uidMaps, gidMaps: ctx.gidMaps };
 }

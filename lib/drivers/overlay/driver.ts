@@ -3,7 +3,7 @@
 // layers are overlay mounts of <id>/upper over their image's root. This file holds the
 // Driver methods; the pieces live next to it: layout.ts (paths), home.ts (init checks,
 // the home mount, leftovers), mount-data.ts (the mount), apply-diff.ts (staged apply),
-// diff.ts (the quick changes; ../naive-diff.ts exports every driver's layers), home-state.ts (what this process knows of a
+// diff.ts (the quick changes; ../naive-diff.ts exports every driver's layers), ../driver-home.ts (what this process knows of a
 // home: its refcounts, locks, bind mount, staging dirs; one object per home, shared by
 // the drivers on it) and lib/mount-counter.ts (refcounts).
 //
@@ -25,7 +25,7 @@ import type { ChangeSet } from '../../archive/change-set.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
 import { containerPaths, lastLowerId, layerDirs, layerExists, lowerIdOf, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
-import { isOverlayMounted, overlayHome, type OverlayHome } from './home-state.js';
+import { isOverlayMounted, driverHome, type DriverHome } from '../driver-home.js';
 import { mountPointsUnder } from '../../mountinfo.js';
 
 // Applying and exporting load what they need (tar reader, exporter) on first use:
@@ -61,7 +61,7 @@ export async function initOverlay(home: string, opts: DriverOptions): Promise<Ov
   const backingFs = await checkOverlayHome(absolute);
   const created = await mkdirAllAs(absolute, 0o700, owner);
   try {
-    const state = overlayHome(await canonicalHome(absolute));
+    const state = driverHome(await canonicalHome(absolute));
     // Before the bind: a mount a killed process left below a home that is no longer
     // bound would be hidden under the new bind mount, and its dir impossible to remove.
     await removeLeftovers(state.path, state.staging);
@@ -82,12 +82,12 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
   readonly #owner: IdPair;
   readonly #backingFs: string;
   /** What this process knows of the home, shared with every driver on it. */
-  readonly #state: OverlayHome;
+  readonly #state: DriverHome;
   /** References this driver took with get() and has not put(), per mount path: what cleanup() gives back. */
   readonly #held = new Map<string, number>();
   #cleanedUp = false;
 
-  constructor(state: OverlayHome, uidMaps: readonly IDMap[], gidMaps: readonly IDMap[], owner: IdPair, backingFs: string) {
+  constructor(state: DriverHome, uidMaps: readonly IDMap[], gidMaps: readonly IDMap[], owner: IdPair, backingFs: string) {
     this.#state = state;
     this.home = state.path;
     this.uidMaps = uidMaps;
@@ -258,7 +258,7 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
   }
 
   async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk): Promise<string> {
-    const p = known?.state === 'container' ? containerPaths(this.home, id, known.lowerId) : await this.layerPaths(id);
+    const p = known?.state === 'container' && known.lowerId !== undefined ? containerPaths(this.home, id, known.lowerId) : await this.layerPaths(id);
     if (p.root !== undefined) return p.root;
     // No references in this process means no overlay there (the counter has just looked).
     await this.#state.mounts.withLock(p.merged!, async (references) => {

@@ -9,7 +9,7 @@ import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../err
 import { fsMagic, fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
 import type { IdPair } from '../../idmap.js';
 import { isMountPoint, mountPointsUnder, readMountInfo } from '../../mountinfo.js';
-import type { OverlayHome } from './home-state.js';
+import type { DriverHome } from '../driver-home.js';
 import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
 
 let overlaySupport: Promise<void> | undefined;
@@ -122,7 +122,7 @@ export async function removeCreated(created: readonly string[]): Promise<void> {
  * mount. Two processes binding a fresh home at the very same moment could still stack
  * two (there is no cross-process lock here); either unmount leaves a working home.
  */
-export function acquireHomeMount(state: OverlayHome): Promise<void> {
+export function acquireHomeMount(state: DriverHome): Promise<void> {
   const home = state.path;
   return state.bindLock.run(home, async () => {
     if (state.bind !== undefined) {
@@ -142,7 +142,7 @@ export function acquireHomeMount(state: OverlayHome): Promise<void> {
 }
 
 /** Drops one driver's use of the home mount; the last user in the process unmounts it, unless it is busy (others' mounts below it). */
-export function releaseHomeMount(state: OverlayHome): Promise<void> {
+export function releaseHomeMount(state: DriverHome): Promise<void> {
   const home = state.path;
   return state.bindLock.run(home, async () => {
     const known = state.bind;

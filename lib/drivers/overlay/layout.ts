@@ -13,7 +13,7 @@ import type { LayerPaths } from './internals.js';
  */
 export const STAGING_PREFIX = 'tmproot';
 
-/** True when the staging dir `name` belongs to a live process that may still be using it; `ours`: those this process is using (its OverlayHome's). */
+/** True when the staging dir `name` belongs to a live process that may still be using it; `ours`: those this process is using (its DriverHome's). */
 export function stagingInUse(path: string, name: string, ours: ReadonlySet<string>): boolean {
   const pid = Number(/^tmproot(\d+)-/.exec(name)?.[1]);
   if (!Number.isInteger(pid) || pid <= 0) return false;

@@ -1,13 +1,14 @@
 // What this process knows of one driver home, in one object (moby's overlay2 keeps
 // the same in its Driver value): the mount references, the per-layer locks, the home's
-// own bind mount and the staging dirs in use. Every OverlayDriver on a home shares its
-// object, as it shares the disk and the mounts: a layer mounted through one driver is
-// counted, locked and swept alike through another. Besides this registry, the driver
+// own bind mount and the staging dirs in use. Every driver on a home (overlay, overlay2
+// or vfs, each on its own home) shares its object, as it shares the disk and the
+// mounts: a layer mounted through one driver is counted, locked and swept alike
+// through another. Besides this registry, the driver
 // keeps at module level only facts about the kernel (overlay support, accepted mount
 // options) and the lower-id cache, keyed by file identity.
-import { isMissing } from '../../errors.js';
-import { FsMagic, fsMagic } from '../../fs-magic.js';
-import { KeyedLock, MountCounter } from '../../mount-counter.js';
+import { isMissing } from '../errors.js';
+import { FsMagic, fsMagic } from '../fs-magic.js';
+import { KeyedLock, MountCounter } from '../mount-counter.js';
 
 /** True when an overlay is mounted on `path`. */
 export async function isOverlayMounted(path: string): Promise<boolean> {
@@ -19,7 +20,7 @@ export async function isOverlayMounted(path: string): Promise<boolean> {
   }
 }
 
-export class OverlayHome {
+export class DriverHome {
   /** The canonical (realpath) home. */
   readonly path: string;
   /** This process's references per mount path (lib/mount-counter.ts). */
@@ -32,19 +33,21 @@ export class OverlayHome {
   bind: { users: number; unmountAtEnd: boolean } | undefined;
   /** Serialises taking and dropping the bind mount. */
   readonly bindLock = new KeyedLock();
+  /** get() references per layer root of a driver that mounts nothing (vfs): what remove and applyDiff refuse while held. */
+  readonly trees = new Map<string, number>();
 
   constructor(path: string) {
     this.path = path;
   }
 }
 
-const homes = new Map<string, OverlayHome>();
+const homes = new Map<string, DriverHome>();
 
 /** The one object for the canonical home `path` in this process. */
-export function overlayHome(path: string): OverlayHome {
+export function driverHome(path: string): DriverHome {
   let home = homes.get(path);
   if (home === undefined) {
-    home = new OverlayHome(path);
+    home = new DriverHome(path);
     homes.set(path, home);
   }
   return home;

@@ -1,0 +1,509 @@
+// The overlay2 graph driver: containers/storage's overlay layout (layout.ts). Each
+// layer keeps only its own changes in diff/, and a mount stacks the diffs of its
+// chain, so a child image costs a few directories whatever its parent's size.
+//
+// - get(image) is a read-only overlay of [diff, …lowers]; get(container) a read-write
+//   one with diff/ as upper. Refcounted per process (lib/mount-counter.ts).
+// - applyDiff stages: a hardlink copy of diff/ becomes the upper of an overlay over the
+//   layer's lowers, the tar is applied through that mount by the one apply engine
+//   (lib/archive/apply.ts: the hostile-input rules, whiteouts), so the kernel itself
+//   writes overlay whiteouts (char 0/0) and opaque dirs into the staged upper, which
+//   then replaces diff/ with one RENAME_EXCHANGE. Cost: the tar's entries and the
+//   directories they touch, never the parent's size. A base layer applies straight
+//   into its staged diff.
+// - changes/diff read diff/ (diff.ts), like c/s's overlay driver.
+import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import * as native from '../../native.js';
+import { applyTar } from '../../archive/apply.js';
+import { AbortError, InvalidIdError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, NotSupportedError, isSystemError } from '../../errors.js';
+import { validateId, validateParent } from '../../ids.js';
+import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
+import { mountPointsUnder } from '../../mountinfo.js';
+import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
+import { checkOverlayHome } from '../overlay/driver.js';
+import { acquireHomeMount, canonicalHome, mkdirAllAs, releaseHomeMount, removeCreated } from '../overlay/home.js';
+import { STAGING_PREFIX, lstatOrUndefined, stagingInUse } from '../overlay/layout.js';
+import { driverHome, isOverlayMounted, type DriverHome } from '../driver-home.js';
+import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
+import { LINK_DIR, dirsOf, idOfShortName, newShortName, readLowerNames, readShortName, shortPath } from './layout.js';
+import { MAX_STACK, defaultMountMethod, mountStack, unmountQuietly, type MountMethod } from './mount.js';
+
+// Exporting loads what it needs (the exporter, the tar writer) on first use.
+const exporting = async (d: Overlay2Driver) => {
+  const [naive, { diffView }] = await Promise.all([import('../naive-diff.js'), import('./diff.js')]);
+  return { naive, view: diffView(d) };
+};
+
+/** validateId, and not the short-link dir's name, which shares the home with the layers. */
+function checkId(id: unknown): asserts id is string {
+  validateId(id);
+  if (id === LINK_DIR) throw new InvalidIdError(id, `reserved by the overlay2 driver for its short links (home/${LINK_DIR})`);
+}
+
+function checkParent(parent: unknown): string | undefined {
+  const id = validateParent(parent);
+  if (id !== undefined) checkId(id);
+  return id;
+}
+
+/** A layer as a mount needs it. */
+export interface Overlay2Layer {
+  id: string;
+  diff: string;
+  merged: string;
+  work: string;
+  empty: string;
+  container: boolean;
+  /** The stack under it, top first (short-link paths), [] for a base layer. */
+  lowers: string[];
+  /** Its parent's id (what the first lower is), if any. */
+  parent?: string;
+}
+
+function parseOptions(options: readonly string[]): MountMethod {
+  let method = defaultMountMethod();
+  for (const o of options) {
+    const m = /^(?:overlay2\.)?mount_api=(fsconfig|mount2)$/.exec(o);
+    if (m === null) throw new InvalidOptionError(`unknown overlay2 option ${JSON.stringify(o)} (known: mount_api=fsconfig|mount2)`);
+    method = m[1] as MountMethod;
+  }
+  return method;
+}
+
+export async function initOverlay2(home: string, opts: DriverOptions): Promise<Overlay2Driver> {
+  if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
+  const method = parseOptions(opts.options ?? []);
+  const uidMaps = validateIdMaps(opts.uidMaps, 'uidMaps');
+  const gidMaps = validateIdMaps(opts.gidMaps, 'gidMaps');
+  const owner = rootPair(uidMaps, gidMaps);
+  const absolute = resolve(home);
+  const backingFs = await checkOverlayHome(absolute);
+  const created = await mkdirAllAs(absolute, 0o700, owner);
+  try {
+    const real = await canonicalHome(absolute);
+    await mkdir(join(real, LINK_DIR), { mode: 0o755 }).catch((err: unknown) => {
+      if (!isSystemError(err, 'EEXIST')) throw err;
+    });
+    const state = driverHome(real);
+    const driver = new Overlay2Driver(state, uidMaps, gidMaps, owner, backingFs, method);
+    await driver.removeLeftovers();
+    await acquireHomeMount(state);
+    return driver;
+  } catch (err) {
+    await removeCreated(created);
+    throw err;
+  }
+}
+
+export class Overlay2Driver implements StoreDriver {
+  readonly name = 'overlay2';
+  readonly home: string;
+  readonly uidMaps: readonly IDMap[];
+  readonly gidMaps: readonly IDMap[];
+  readonly mountMethod: MountMethod;
+  readonly #state: DriverHome;
+  readonly #owner: IdPair;
+  readonly #backingFs: string;
+  readonly #held = new Map<string, number>();
+  #cleanedUp = false;
+
+  constructor(state: DriverHome, uidMaps: readonly IDMap[], gidMaps: readonly IDMap[], owner: IdPair, backingFs: string, method: MountMethod) {
+    this.#state = state;
+    this.home = state.path;
+    this.uidMaps = uidMaps;
+    this.gidMaps = gidMaps;
+    this.#owner = owner;
+    this.#backingFs = backingFs;
+    this.mountMethod = method;
+  }
+
+  status(): Array<[string, string]> {
+    return [
+      ['Backing Filesystem', this.#backingFs],
+      ['Mount Method', this.mountMethod === 'fsconfig' ? 'fsconfig (new mount API, one lowerdir+ per layer)' : 'mount(2) data with short links'],
+      ['Max Stack Depth', String(this.mountMethod === 'fsconfig' ? MAX_STACK : 500)],
+    ];
+  }
+
+  /** Validates `id` and reads what a mount of it needs; LayerNotFound when it does not exist or is half made. */
+  async layer(id: string): Promise<Overlay2Layer> {
+    checkId(id);
+    const d = dirsOf(this.home, id);
+    const short = await readShortName(this.home, id);
+    if (short === undefined) throw new LayerNotFoundError(id);
+    const [names, container] = await Promise.all([readLowerNames(this.home, id), lstatOrUndefined(d.containerFile)]);
+    const parent = names.length > 0 ? await idOfShortName(this.home, names[0]!) : undefined;
+    return {
+      id,
+      diff: d.diff,
+      merged: d.merged,
+      work: d.work,
+      empty: d.empty,
+      container: container !== undefined,
+      lowers: names.map((n) => shortPath(this.home, n)),
+      ...(parent !== undefined ? { parent } : {}),
+    };
+  }
+
+  async getMetadata(id: string): Promise<Record<string, string>> {
+    const l = await this.layer(id);
+    return {
+      LowerDir: l.lowers.length > 0 ? l.lowers.join(':') : l.empty,
+      UpperDir: l.diff,
+      WorkDir: l.work,
+      MergedDir: l.merged,
+    };
+  }
+
+  async exists(id: string): Promise<boolean> {
+    checkId(id);
+    return (await lstatOrUndefined(dirsOf(this.home, id).dir))?.isDirectory() ?? false;
+  }
+
+  createReadWrite(id: string, parent?: string, opts?: CreateOptions): Promise<void> {
+    return this.#create(id, parent, opts ?? {}, true);
+  }
+
+  create(id: string, parent?: string, opts?: CreateOptions): Promise<void> {
+    return this.#create(id, parent, opts ?? {}, false);
+  }
+
+  async #create(id: string, parent: string | undefined, opts: CreateOptions, container: boolean): Promise<void> {
+    checkId(id);
+    const parentId = checkParent(parent);
+    if (opts.storageOpt !== undefined && Object.keys(opts.storageOpt).length > 0) throw new InvalidOptionError('--storage-opt is not supported for overlay2');
+    await this.#state.layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
+      let lower: string[] = [];
+      let diffMode = 0o755;
+      if (parentId !== undefined) {
+        const p = await this.layer(parentId);
+        const short = (await readShortName(this.home, parentId))!;
+        lower = [short, ...p.lowers.map((l) => l.slice(this.home.length + 1 + LINK_DIR.length + 1))];
+        if (lower.length + 1 > MAX_STACK) throw new NotSupportedError(`layer ${JSON.stringify(id)} would stand on ${lower.length} layers; overlay2 mounts at most ${MAX_STACK}`);
+        diffMode = ((await lstatOrUndefined(p.diff))?.mode ?? 0o755) & 0o7777;
+      }
+      const d = dirsOf(this.home, id);
+      try {
+        await mkdir(d.dir, { mode: 0o700 });
+      } catch (err) {
+        if (isSystemError(err, 'EEXIST')) throw new LayerExistsError(id);
+        throw err;
+      }
+      let link: string | undefined;
+      try {
+        await this.#chown(d.dir);
+        await this.#mkdirAs(d.diff, diffMode);
+        await this.#mkdirAs(d.work, 0o700);
+        await this.#mkdirAs(d.merged, 0o700);
+        if (lower.length === 0) await this.#mkdirAs(d.empty, 0o700);
+        else await writeFile(d.lowerFile, lower.map((s) => `${LINK_DIR}/${s}`).join(':'), { mode: 0o644, flag: 'wx' });
+        if (container) await writeFile(d.containerFile, '', { mode: 0o644, flag: 'wx' });
+        for (;;) {
+          const short = newShortName();
+          try {
+            await symlink(join('..', id, 'diff'), shortPath(this.home, short));
+            link = short;
+            break;
+          } catch (err) {
+            if (!isSystemError(err, 'EEXIST')) throw err;
+          }
+        }
+        // Last: a layer without its link file was never finished.
+        await writeFile(d.linkFile, link, { mode: 0o644, flag: 'wx' });
+      } catch (err) {
+        if (link !== undefined) await unlink(shortPath(this.home, link)).catch(() => undefined);
+        await rm(d.dir, { recursive: true, force: true });
+        throw err;
+      }
+    });
+  }
+
+  async remove(id: string): Promise<void> {
+    checkId(id);
+    await this.#state.layerLocks.runAll(this.#lockKeys(id, undefined), async () => {
+      const d = dirsOf(this.home, id);
+      if (!(await this.exists(id))) throw new LayerNotFoundError(id);
+      await this.#state.mounts.withLock(d.merged, async (references) => {
+        if (references > 0) throw new LayerInUseError(id, `mounted at ${d.merged}`);
+        const below = await mountPointsUnder(d.dir);
+        if (below.length > 0) throw new LayerInUseError(id, `${below[0]} is a mount point`);
+        const users = await this.#layersOn(id);
+        if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} stands on it`);
+        // The short link first, as c/s: never two links to one layer, never a link into a half-removed one.
+        const short = await readShortName(this.home, id).catch(() => undefined);
+        if (short !== undefined) await unlink(shortPath(this.home, short)).catch(() => undefined);
+        await native.removeTree(d.dir);
+      });
+    });
+  }
+
+  /** Layers whose lower file starts with `id`'s short link. */
+  async #layersOn(id: string): Promise<string[]> {
+    const short = await readShortName(this.home, id).catch(() => undefined);
+    if (short === undefined) return [];
+    const prefix = `${LINK_DIR}/${short}`;
+    const names = await readdir(this.home);
+    const found = await Promise.all(
+      names.map(async (name) => {
+        if (name === id || name === LINK_DIR) return undefined;
+        const content = await readFile(join(this.home, name, 'lower'), 'latin1').catch(() => undefined);
+        return content !== undefined && (content === prefix || content.startsWith(prefix + ':')) ? name : undefined;
+      }),
+    );
+    return found.filter((n): n is string => n !== undefined);
+  }
+
+  /** Mounts the layer on its merged/ (no counting). */
+  async #mount(l: Overlay2Layer, mountLabel: string | undefined): Promise<void> {
+    const label = mountLabel !== undefined ? { mountLabel } : {};
+    if (l.container) {
+      await mountStack(this.mountMethod, this.home, l.merged, { lowers: l.lowers.length > 0 ? l.lowers : [l.empty], upper: l.diff, work: l.work, ...label });
+      try {
+        await chown(join(l.work, 'work'), this.#owner.uid, this.#owner.gid);
+      } catch (err) {
+        await unmountQuietly(l.merged);
+        throw err;
+      }
+    } else {
+      await this.mountView(l, l.merged, mountLabel);
+    }
+  }
+
+  /** A read-only overlay of the layer's whole stack on `target`. */
+  mountView(l: Overlay2Layer, target: string, mountLabel?: string): Promise<void> {
+    // A read-only overlay needs two lowers: a base layer adds its empty dir.
+    const lowers = [l.diff, ...(l.lowers.length > 0 ? l.lowers : [l.empty])];
+    return mountStack(this.mountMethod, this.home, target, { lowers, ...(mountLabel !== undefined ? { mountLabel } : {}) });
+  }
+
+  async get(id: string, opts: GetOptions = {}): Promise<string> {
+    const l = await this.layer(id);
+    await this.#state.mounts.acquire(l.merged, () => this.#mount(l, opts.mountLabel));
+    this.#held.set(l.merged, (this.#held.get(l.merged) ?? 0) + 1);
+    return l.merged;
+  }
+
+  async put(id: string, opts: PutOptions = {}): Promise<void> {
+    checkId(id);
+    const merged = dirsOf(this.home, id).merged;
+    const released = await this.#release(merged, opts.lazy === true);
+    if (!released && !(await this.exists(id))) throw new LayerNotFoundError(id);
+  }
+
+  async #release(merged: string, lazy = false): Promise<boolean> {
+    const left = await this.#state.mounts.release(merged, () => native.unmount(merged, lazy ? native.constants.MNT_DETACH : 0));
+    const held = this.#held.get(merged) ?? 0;
+    if (held > 1) this.#held.set(merged, held - 1);
+    else this.#held.delete(merged);
+    return left !== undefined;
+  }
+
+  async cleanup(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const [merged, count] of [...this.#held]) {
+      for (let i = 0; i < count; i++) await this.#release(merged).catch((err: unknown) => errors.push(err));
+    }
+    if (!this.#cleanedUp) {
+      this.#cleanedUp = true;
+      await releaseHomeMount(this.#state).catch((err: unknown) => errors.push(err));
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, 'overlay2 cleanup: some mounts could not be released');
+  }
+
+  async applyDiff(id: string, parent: string | undefined, diff: DiffSource, opts: ApplyDiffOptions = {}): Promise<number> {
+    checkId(id);
+    const parentId = checkParent(parent);
+    return this.#state.layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
+      const l = await this.layer(id);
+      if (parentId !== undefined && !(await this.exists(parentId))) throw new LayerNotFoundError(parentId);
+      return this.#state.mounts.withLock(l.merged, async (references) => {
+        if (references > 0) throw new LayerInUseError(id, `mounted at ${l.merged}`);
+        const users = await this.#layersOn(id);
+        if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} stands on it`);
+        if (opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal.reason });
+        return this.#applyStaged(l, diff, opts);
+      });
+    });
+  }
+
+  async #applyStaged(l: Overlay2Layer, diff: DiffSource, opts: ApplyDiffOptions): Promise<number> {
+    const staging = await this.newStaging(l.id);
+    try {
+      const upper = join(staging, 'upper');
+      await mkdir(upper);
+      const st = await lstatOrUndefined(l.diff);
+      if ((await readdir(l.diff)).length > 0) await native.copyTree(l.diff, upper, { mode: 'hardlink', ...(opts.signal ? { signal: opts.signal } : {}) });
+      if (st) {
+        await chown(upper, st.uid, st.gid);
+        await chmod(upper, st.mode & 0o7777);
+      }
+      const applyOpts = { ...opts, uidMaps: this.uidMaps, gidMaps: this.gidMaps };
+      let bytes: number;
+      if (l.lowers.length === 0) {
+        bytes = await applyTar(upper, diff, applyOpts);
+      } else {
+        const work = join(staging, 'work');
+        const merged = join(staging, 'merged');
+        await this.#mkdirAs(work, 0o700);
+        await this.#mkdirAs(merged, 0o700);
+        await mountStack(this.mountMethod, this.home, merged, { lowers: l.lowers, upper, work });
+        try {
+          await chown(join(work, 'work'), this.#owner.uid, this.#owner.gid);
+          bytes = await applyTar(merged, diff, applyOpts);
+        } finally {
+          await unmountQuietly(merged);
+        }
+      }
+      await native.rename2(upper, l.diff, native.constants.RENAME_EXCHANGE);
+      return bytes;
+    } finally {
+      await this.dropStaging(staging);
+    }
+  }
+
+  /** A staging dir inside the layer's dir (swept by the next init once this process is gone). */
+  async newStaging(id: string): Promise<string> {
+    const staging = await mkdtemp(join(dirsOf(this.home, id).dir, `${STAGING_PREFIX}${process.pid}-`));
+    this.#state.staging.add(staging);
+    await this.#chown(staging);
+    return staging;
+  }
+
+  async dropStaging(staging: string): Promise<void> {
+    for (const m of (await mountPointsUnder(staging)).reverse()) await unmountQuietly(m);
+    await native.removeTree(staging).catch((err: unknown) => {
+      if (!isSystemError(err, 'ENOENT')) throw err;
+    });
+    this.#state.staging.delete(staging);
+  }
+
+  diff(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Readable> {
+    checkId(id);
+    const parentId = checkParent(parent);
+    return exporting(this).then(({ naive, view }) => naive.diff(view, id, parentId, opts));
+  }
+
+  writeDiff(id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
+    checkId(id);
+    if (!Number.isInteger(fd) || fd < 0) throw new InvalidOptionError(`writeDiff needs an open file descriptor, not ${String(fd)}`);
+    const parentId = checkParent(parent);
+    return exporting(this).then(({ naive, view }) => naive.writeDiff(view, id, parentId, fd, opts));
+  }
+
+  changes(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Change[]> {
+    checkId(id);
+    const parentId = checkParent(parent);
+    return exporting(this).then(({ naive, view }) => naive.changes(view, id, parentId, opts));
+  }
+
+  diffSize(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<number> {
+    checkId(id);
+    const parentId = checkParent(parent);
+    return exporting(this).then(({ naive, view }) => naive.diffSize(view, id, parentId, opts));
+  }
+
+  // --- What a store asks (lib/drivers/store-driver.ts). Every overlay2 layer needs a
+  // mount to be read, images included, so the store sees each as a 'container':
+  // its lower layer is its parent (none for a base layer).
+
+  async inspect(id: string): Promise<LayerOnDisk> {
+    checkId(id);
+    if (!(await this.exists(id))) return { state: 'missing' };
+    let l: Overlay2Layer;
+    try {
+      l = await this.layer(id);
+    } catch {
+      return { state: 'partial' };
+    }
+    const lowerMissing = l.lowers.length > 0 && l.parent === undefined;
+    return { state: 'container', path: l.merged, lowerId: l.parent, lowerMissing, mounted: await isOverlayMounted(l.merged) };
+  }
+
+  async mountLayer(id: string, opts: GetOptions = {}, _known?: LayerOnDisk): Promise<string> {
+    const l = await this.layer(id);
+    await this.#state.mounts.withLock(l.merged, async () => {
+      if (!(await isOverlayMounted(l.merged))) await this.#mount(l, opts.mountLabel);
+    });
+    return l.merged;
+  }
+
+  async unmountLayer(id: string, opts: PutOptions = {}): Promise<void> {
+    checkId(id);
+    const merged = dirsOf(this.home, id).merged;
+    await this.#state.mounts.withLock(merged, async () => {
+      if (await isOverlayMounted(merged)) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+    });
+  }
+
+  async layerIds(): Promise<string[]> {
+    const entries = await readdir(this.home, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR).map((e) => e.name);
+  }
+
+  async destroy(id: string): Promise<void> {
+    checkId(id);
+    const dir = dirsOf(this.home, id).dir;
+    for (const m of (await mountPointsUnder(dir)).reverse()) await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
+    // Every link into it, its link file or not (a create killed before writing it).
+    for (const short of await readdir(join(this.home, LINK_DIR)).catch(() => [] as string[])) {
+      if ((await idOfShortName(this.home, short).catch(() => undefined)) === id) await unlink(shortPath(this.home, short)).catch(() => undefined);
+    }
+    await native.removeTree(dir).catch((err: unknown) => {
+      if (!isSystemError(err, 'ENOENT')) throw err;
+    });
+  }
+
+  /** Staging dirs of processes that are gone, and short links to no finished layer. */
+  async leftovers(): Promise<string[]> {
+    const entries = await readdir(this.home, { withFileTypes: true });
+    const staging = await Promise.all(
+      entries
+        .filter((e) => e.isDirectory() && e.name !== LINK_DIR)
+        .map(async (e) => {
+          const dir = join(this.home, e.name);
+          const names = await readdir(dir).catch(() => [] as string[]);
+          return names.filter((n) => n.startsWith(STAGING_PREFIX) && !stagingInUse(join(dir, n), n, this.#state.staging)).map((n) => join(dir, n));
+        }),
+    );
+    const links = await readdir(join(this.home, LINK_DIR)).catch(() => [] as string[]);
+    // A link into a layer dir that is gone (a remove or a failed create killed midway).
+    // One into a dir without its link file may be a create in progress: destroy() takes it.
+    const stale = await Promise.all(
+      links.map(async (short) => {
+        const id = await idOfShortName(this.home, short).catch(() => undefined);
+        if (id !== undefined && (await this.exists(id))) return undefined;
+        return join(this.home, LINK_DIR, short);
+      }),
+    );
+    return [...staging.flat(), ...stale.filter((p): p is string => p !== undefined)];
+  }
+
+  async removeLeftovers(): Promise<void> {
+    for (const path of await this.leftovers()) {
+      if (path.startsWith(join(this.home, LINK_DIR) + '/')) {
+        await unlink(path).catch(() => undefined);
+        continue;
+      }
+      for (const m of (await mountPointsUnder(path)).reverse()) await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
+      await native.removeTree(path).catch(() => rm(path, { recursive: true, force: true }));
+    }
+  }
+
+  #lockKeys(id: string, parentId: string | undefined): string[] {
+    return [id, ...(parentId === undefined ? [] : [parentId])].map((i) => dirsOf(this.home, i).dir);
+  }
+
+  async #mkdirAs(path: string, mode: number): Promise<void> {
+    await mkdir(path);
+    await chmod(path, mode);
+    await this.#chown(path);
+  }
+
+  #chown(path: string): Promise<void> {
+    return chown(path, this.#owner.uid, this.#owner.gid);
+  }
+}
+
