@@ -23,7 +23,9 @@
 //   entry over a directory merges into it.
 // - Streaming. Bodies are written as they arrive, memory stays bounded whatever the
 //   layer's size (ChunkQueue's bound, the writers' 16 MiB, one PAX header).
-// - Order. Small files go to writer threads (file_writers.h) while parsing goes on;
+// - Order. With writer threads asked for (the default is none: on ext4 two threads
+//   allocating inodes in one group only scan the same freed inodes twice), small
+//   files go to them (file_writers.h) while parsing goes on;
 //   the tree is still the one stream order gives: no two files in flight share a
 //   real path or lie one above the other, every other entry waits for them all,
 //   and a file whose name was taken is placed by this thread afterwards.
@@ -1032,7 +1034,7 @@ Napi::Value ApplyTar(const Napi::CallbackInfo& info) {
   Napi::Value onDrain = opts.Get("onDrain");
   if (!onDrain.IsFunction()) throw Napi::TypeError::New(env, "\"onDrain\" must be a function");
   Napi::Value t = opts.Get("threads");
-  int threads = t.IsNumber() ? static_cast<int>(t.As<Napi::Number>().Int32Value()) : 2;
+  int threads = t.IsNumber() ? static_cast<int>(t.As<Napi::Number>().Int32Value()) : 0;
   if (threads < 0 || threads > 64) throw Napi::TypeError::New(env, "\"threads\" must be 0 to 64");
   // A file input: its fd is duplicated here, so the caller may close its own at once.
   int fileFd = -1;

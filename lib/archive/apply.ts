@@ -24,7 +24,12 @@ export interface ApplyTarOptions extends ApplyDiffOptions {
   /** Container → host id maps: a tar's uid/gid are container ids. */
   uidMaps?: readonly IDMap[];
   gidMaps?: readonly IDMap[];
-  /** Writer threads beside the parsing one (default 2, or OGD_APPLY_THREADS); 0: every file on the parsing thread. */
+  /**
+   * Writer threads beside the parsing one (default 0, or OGD_APPLY_THREADS): every file
+   * is written on the parsing thread. On ext4 two writers allocating inodes in one block
+   * group scan the same freed inodes twice; measured slower on every layer we tried
+   * (bench/README.md, import).
+   */
   threads?: number;
 }
 
