@@ -49,10 +49,16 @@ export class MountCounter {
     this.#isMounted = isMounted;
   }
 
-  /** Runs `fn` while no reference to `path` can be taken or dropped; `fn` gets the current count (a foreign mount counts one). */
-  withLock<T>(path: string, fn: (references: number) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` while no reference to `path` can be taken or dropped; `fn` gets the current
+   * count (a foreign mount counts one). `mounted`: whether `path` is mounted, as the
+   * caller saw a moment ago under a lock that keeps other processes from changing it
+   * (the store's layer lock); it saves looking again unless this process holds
+   * references there, which a get() queued before this call may have just taken.
+   */
+  withLock<T>(path: string, fn: (references: number) => Promise<T>, mounted?: boolean): Promise<T> {
     return this.#lock.run(path, async () => {
-      const s = await this.#sync(path);
+      const s = mounted !== undefined && !this.#counts.has(path) ? { own: 0, foreign: mounted } : await this.#sync(path);
       return fn(s.own + (s.foreign ? 1 : 0));
     });
   }

@@ -63,8 +63,8 @@ class ReadSmallWorker : public PromiseWorker {
 
 class WriteNewWorker : public PromiseWorker {
  public:
-  WriteNewWorker(Napi::Env env, std::string tmp, std::string data, bool durable)
-      : PromiseWorker(env), tmp_(std::move(tmp)), data_(std::move(data)), durable_(durable) {}
+  WriteNewWorker(Napi::Env env, std::string tmp, std::string data, bool durable, std::string renameTo)
+      : PromiseWorker(env), tmp_(std::move(tmp)), data_(std::move(data)), durable_(durable), renameTo_(std::move(renameTo)) {}
 
   void Execute() override {
     int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -78,6 +78,7 @@ class WriteNewWorker : public PromiseWorker {
     }
     if (durable_ && ::fsync(fd) != 0) return Undo(fd, Failure(errno, "fsync", tmp_));
     if (::close(fd) != 0) return Undo(-1, Failure(errno, "close", tmp_));
+    if (!renameTo_.empty() && ::rename(tmp_.c_str(), renameTo_.c_str()) != 0) return Undo(-1, Failure(errno, "rename", tmp_));
   }
 
  private:
@@ -91,6 +92,7 @@ class WriteNewWorker : public PromiseWorker {
   std::string tmp_;
   std::string data_;
   bool durable_;
+  std::string renameTo_;
 };
 
 }  // namespace
@@ -101,14 +103,16 @@ Napi::Value ReadSmallFile(const Napi::CallbackInfo& info) {
   return (new ReadSmallWorker(info.Env(), PathArg(info, 0, "path")))->Start();
 }
 
-// writeNewFile(path, data, durable) -> Promise<void>: creates `path` (O_EXCL, 0600),
-// writes `data` and, when `durable`, fsyncs it. A failure removes what it created.
+// writeNewFile(path, data, durable, renameTo?) -> Promise<void>: creates `path`
+// (O_EXCL, 0600), writes `data`, when `durable` fsyncs it, and when `renameTo` is
+// given renames it there, all in the one trip. A failure removes what it created.
 Napi::Value WriteNewFile(const Napi::CallbackInfo& info) {
   std::string path = PathArg(info, 0, "path");
   if (!info[1].IsBuffer()) throw Napi::TypeError::New(info.Env(), "The \"data\" argument must be a Buffer");
   auto buf = info[1].As<Napi::Buffer<char>>();
   bool durable = info[2].ToBoolean().Value();
-  return (new WriteNewWorker(info.Env(), std::move(path), std::string(buf.Data(), buf.Length()), durable))->Start();
+  std::string renameTo = info.Length() > 3 && !info[3].IsUndefined() ? PathArg(info, 3, "renameTo") : std::string();
+  return (new WriteNewWorker(info.Env(), std::move(path), std::string(buf.Data(), buf.Length()), durable, std::move(renameTo)))->Start();
 }
 
 }  // namespace ogd

@@ -173,6 +173,26 @@ test('MountCounter: a failed mount takes no reference; a failed unmount keeps it
   assert.equal(await counter.references(target), 0);
 });
 
+test('MountCounter: withLock takes the caller\'s mounted state without looking, unless this process holds references there', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { dir, target, mount, unmount } = await tmpfsCounter(t);
+  const looks: string[] = [];
+  const watched = new MountCounter(async (p) => {
+    looks.push(p);
+    return (await fsMagic(p)) === FsMagic.tmpfs;
+  });
+  assert.equal(await watched.withLock(target, async (n) => n, false), 0);
+  assert.equal(await watched.withLock(target, async (n) => n, true), 1, 'mounted by someone else: one foreign reference');
+  assert.deepEqual(looks, [], 'told, not looked');
+  assert.equal(await watched.withLock(target, async (n) => n), 0, 'not told: it looks');
+  assert.equal(looks.length, 1);
+  // Its own references (a get() that ran first) win over what the caller saw before.
+  await watched.acquire(target, mount);
+  assert.equal(await watched.withLock(target, async (n) => n, false), 1, 'the mount this process made is counted');
+  await watched.release(target, unmount);
+  assert.deepEqual(await mountsUnder(dir), []);
+});
+
 test('MountCounter: a mount found in place is foreign: counted, never unmounted; one removed behind its back is forgotten', async (t) => {
   if (skipUnlessRoot(t)) return;
   const { target, calls, counter, mount, unmount } = await tmpfsCounter(t);

@@ -1,7 +1,7 @@
 // The addon's single-syscall functions, on real files and real mounts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile, symlink, lstat, readFile } from 'node:fs/promises';
+import { mkdir, writeFile, symlink, lstat, readFile, readdir } from 'node:fs/promises';
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../lib/native.js';
@@ -157,6 +157,22 @@ test('writeNewFile creates a new 0600 file with the data, never replaces one, an
   await assert.rejects(native.writeNewFile(file, Buffer.from('other'), false), { code: 'EEXIST', syscall: 'open' });
   assert.equal(await readFile(file, 'utf8'), '{"a":1}\n', 'the existing file is untouched');
   await assert.rejects(native.writeNewFile(join(dir, 'no', 'such'), Buffer.from('x'), false), { code: 'ENOENT' });
+});
+
+test('writeNewFile with renameTo replaces the target in the same trip, and a failed rename leaves no temp file', async (t) => {
+  const dir = await tempDir(t);
+  const target = join(dir, 'refs');
+  await writeFile(target, 'old');
+  await native.writeNewFile(join(dir, 'tmp1'), Buffer.from('new'), false, target);
+  assert.equal(await readFile(target, 'utf8'), 'new');
+  assert.deepEqual((await readdir(dir)).sort(), ['refs'], 'the temp name is gone');
+  await assert.rejects(native.writeNewFile(join(dir, 'tmp2'), Buffer.from('x'), false, join(dir, 'no', 'such')), {
+    code: 'ENOENT',
+    syscall: 'rename',
+    path: join(dir, 'tmp2'),
+  });
+  assert.deepEqual((await readdir(dir)).sort(), ['refs'], 'nothing left by the failed rename');
+  assert.equal(await readFile(target, 'utf8'), 'new');
 });
 
 test('ofdTryLockPath locks the file at the path, or hands back an unlocked fd when a peer holds it', async (t) => {

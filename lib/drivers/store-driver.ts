@@ -12,6 +12,11 @@ export type LayerOnDisk =
   /** A layer read through a mount; `lowerId` undefined: it stands on nothing (an overlay2 base layer). */
   | { state: 'container'; path: string; lowerId: string | undefined; lowerMissing: boolean; mounted: boolean };
 
+/** Whether a container layer was mounted when `known` was read (undefined: not known, look). */
+export function knownMounted(known: LayerOnDisk | undefined): boolean | undefined {
+  return known?.state === 'container' ? known.mounted : undefined;
+}
+
 export interface StoreDriver extends Driver {
   /** True for a driver that never mounts (vfs): its home needs no private bind mount. */
   readonly mountsNothing?: boolean;
@@ -23,8 +28,8 @@ export interface StoreDriver extends Driver {
    * layer's lock, which saves the driver reading it again.
    */
   mountLayer(id: string, opts?: GetOptions, known?: LayerOnDisk): Promise<string>;
-  /** Unmounts the layer when it is mounted (no counting); `lazy` detaches a busy mount. */
-  unmountLayer(id: string, opts?: PutOptions): Promise<void>;
+  /** Unmounts the layer when it is mounted (no counting); `lazy` detaches a busy mount. `known` as for mountLayer. */
+  unmountLayer(id: string, opts?: PutOptions, known?: LayerOnDisk): Promise<void>;
   /** The ids that have a directory in the driver's home. */
   layerIds(): Promise<string[]>;
   /** Deletes a layer's directory whatever its state, unmounting anything below it first. */

@@ -120,7 +120,7 @@ export interface Addon {
   mountOverlayFs(target: PathLike, options: OverlayFsMount): Promise<void>;
   ofdTryLockPath(path: PathLike, kind: LockKind): Promise<{ fd: number; locked: boolean }>;
   readSmallFile(path: PathLike): Promise<Buffer | undefined>;
-  writeNewFile(path: PathLike, data: Buffer, durable: boolean): Promise<void>;
+  writeNewFile(path: PathLike, data: Buffer, durable: boolean, renameTo?: PathLike): Promise<void>;
   constants: NativeConstants;
 }
 

@@ -74,11 +74,15 @@ export function readSmallFile(path: PathLike): Promise<Buffer | undefined> {
   return withStack(addon.readSmallFile(path));
 }
 
-/** Creates `path` (O_EXCL, mode 0600), writes `data` and, when `durable`, fsyncs it, in one pool trip; a failure leaves no file. */
-export function writeNewFile(path: PathLike, data: Buffer, durable: boolean): Promise<void> {
+/**
+ * Creates `path` (O_EXCL, mode 0600), writes `data`, when `durable` fsyncs it, and when
+ * `renameTo` is given renames it there, in one pool trip; a failure leaves no file.
+ */
+export function writeNewFile(path: PathLike, data: Buffer, durable: boolean, renameTo?: PathLike): Promise<void> {
   checkPath(path, 'path');
+  if (renameTo !== undefined) checkPath(renameTo, 'renameTo');
   if (!Buffer.isBuffer(data)) throw invalidArg('data', 'must be a Buffer');
-  return withStack(addon.writeNewFile(path, data, durable === true));
+  return withStack(addon.writeNewFile(path, data, durable === true, renameTo));
 }
 
 /** mknod(2) for fifos and device nodes; `mode` includes the S_IF* type bits. */

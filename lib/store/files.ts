@@ -80,10 +80,16 @@ export class StoreFiles {
     return data === undefined ? undefined : (JSON.parse(data.toString('utf8')) as T);
   }
 
-  /** Replaces `dir/name` with `value` in one step (temp file + rename); `durable` adds fsync. */
+  /**
+   * Replaces `dir/name` with `value` in one step (temp file + rename); `durable` adds
+   * fsync. A volatile file (mount references) is written and renamed in one pool trip;
+   * a durable one (a record) in two, with the 'record-write' kill point between.
+   */
   async writeJson(dir: string, name: string, value: unknown, durable: boolean): Promise<void> {
     const tmp = join(this.tmp, `${process.pid}-${randomBytes(6).toString('hex')}`);
-    await writeNewFile(tmp, Buffer.from(JSON.stringify(value) + '\n'), durable);
+    const data = Buffer.from(JSON.stringify(value) + '\n');
+    if (!durable) return writeNewFile(tmp, data, false, join(dir, name));
+    await writeNewFile(tmp, data, true);
     try {
       killPoint('record-write');
       await rename(tmp, join(dir, name));

@@ -383,8 +383,8 @@ export class LayerStore implements Store {
     validateId(id);
     const holder = opts.detached === true ? DETACHED : this.#me;
     return this.#withLayers([[id, 'write']], async () => {
-      const [, disk] = await Promise.all([this.#committed(id), this.driver.inspect(id)]);
-      let refs = (await this.#reconcile(id, disk)).map((k) => k.ref);
+      const [, disk, stored] = await Promise.all([this.#committed(id), this.driver.inspect(id), this.readRefs(id)]);
+      let refs = (await this.#reconcile(id, disk, stored)).map((k) => k.ref);
       const before = refs.map((r) => ({ ...r }));
       let released = false;
       if (opts.force === true) {
@@ -403,7 +403,7 @@ export class LayerStore implements Store {
       await this.writeRefs(id, refs);
       if (refs.length === 0 && disk.state === 'container' && disk.mounted) {
         try {
-          await this.driver.unmountLayer(id, { lazy: opts.lazy === true });
+          await this.driver.unmountLayer(id, { lazy: opts.lazy === true }, disk);
         } catch (err) {
           // Still mounted (EBUSY): the references stand as they were, so a retry (say with lazy) releases the same one.
           await this.writeRefs(id, before);

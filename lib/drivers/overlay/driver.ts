@@ -19,7 +19,7 @@ import { validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
 import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
 import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, findLeftovers, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
-import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
+import { knownMounted, type LayerOnDisk, type StoreDriver } from '../store-driver.js';
 import type { DiffDriver } from '../naive-diff.js';
 import type { ChangeSet } from '../../archive/change-set.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
@@ -261,19 +261,27 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
     const p = known?.state === 'container' && known.lowerId !== undefined ? containerPaths(this.home, id, known.lowerId) : await this.layerPaths(id);
     if (p.root !== undefined) return p.root;
     // No references in this process means no overlay there (the counter has just looked).
-    await this.#state.mounts.withLock(p.merged!, async (references) => {
-      if (references === 0) await this.#mount(p, opts.mountLabel);
-    });
+    await this.#state.mounts.withLock(
+      p.merged!,
+      async (references) => {
+        if (references === 0) await this.#mount(p, opts.mountLabel);
+      },
+      knownMounted(known),
+    );
     return p.merged!;
   }
 
-  async unmountLayer(id: string, opts: PutOptions = {}): Promise<void> {
+  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk): Promise<void> {
     validateId(id);
     // No layout read: an image has no merged/, which the counter finds not mounted.
     const merged = layerDirs(this.home, id).merged;
-    await this.#state.mounts.withLock(merged, async (references) => {
-      if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
-    });
+    await this.#state.mounts.withLock(
+      merged,
+      async (references) => {
+        if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+      },
+      knownMounted(known),
+    );
   }
 
   async layerIds(): Promise<string[]> {

@@ -26,7 +26,7 @@ import { checkOverlayHome } from '../overlay/driver.js';
 import { acquireHomeMount, canonicalHome, mkdirAllAs, releaseHomeMount, removeCreated } from '../overlay/home.js';
 import { STAGING_PREFIX, lstatOrUndefined, stagingInUse } from '../overlay/layout.js';
 import { driverHome, isOverlayMounted, type DriverHome } from '../driver-home.js';
-import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
+import { knownMounted, type LayerOnDisk, type StoreDriver } from '../store-driver.js';
 import { LINK_DIR, dirsOf, idOfShortName, newShortName, readLowerNames, readShortName, shortPath } from './layout.js';
 import { MAX_STACK, defaultMountMethod, mountStack, unmountQuietly, type MountMethod } from './mount.js';
 
@@ -422,20 +422,29 @@ export class Overlay2Driver implements StoreDriver {
     return { state: 'container', path: l.merged, lowerId: l.parent, lowerMissing, mounted: await isOverlayMounted(l.merged) };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}, _known?: LayerOnDisk): Promise<string> {
+  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk): Promise<string> {
     const l = await this.layer(id);
-    await this.#state.mounts.withLock(l.merged, async () => {
-      if (!(await isOverlayMounted(l.merged))) await this.#mount(l, opts.mountLabel);
-    });
+    // No references (own or foreign) means nothing mounted there: the counter has just looked, or was told.
+    await this.#state.mounts.withLock(
+      l.merged,
+      async (references) => {
+        if (references === 0) await this.#mount(l, opts.mountLabel);
+      },
+      knownMounted(known),
+    );
     return l.merged;
   }
 
-  async unmountLayer(id: string, opts: PutOptions = {}): Promise<void> {
+  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk): Promise<void> {
     checkId(id);
     const merged = dirsOf(this.home, id).merged;
-    await this.#state.mounts.withLock(merged, async () => {
-      if (await isOverlayMounted(merged)) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
-    });
+    await this.#state.mounts.withLock(
+      merged,
+      async (references) => {
+        if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+      },
+      knownMounted(known),
+    );
   }
 
   async layerIds(): Promise<string[]> {
