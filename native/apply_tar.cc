@@ -1034,7 +1034,8 @@ Napi::Value ApplyTar(const Napi::CallbackInfo& info) {
   Napi::Value onDrain = opts.Get("onDrain");
   if (!onDrain.IsFunction()) throw Napi::TypeError::New(env, "\"onDrain\" must be a function");
   Napi::Value t = opts.Get("threads");
-  int threads = t.IsNumber() ? static_cast<int>(t.As<Napi::Number>().Int32Value()) : 0;
+  if (!t.IsNumber()) throw Napi::TypeError::New(env, "\"threads\" must be a number");
+  int threads = static_cast<int>(t.As<Napi::Number>().Int32Value());
   if (threads < 0 || threads > 64) throw Napi::TypeError::New(env, "\"threads\" must be 0 to 64");
   // A file input: its fd is duplicated here, so the caller may close its own at once.
   int fileFd = -1;

@@ -441,7 +441,7 @@ export interface ApplyTarJobOptions {
   uidMaps?: readonly IDMap[];
   gidMaps?: readonly IDMap[];
   allowPrivilegedXattrs?: boolean;
-  /** Threads that create and write small files beside the parsing one (0: all on one thread). Default 2. */
+  /** Threads that create and write small files beside the parsing one. Default 0: all on the parsing thread. */
   threads?: number;
   /** Read the tar from this file inside the job (nothing is pushed then). */
   file?: ApplyTarFile;
@@ -500,7 +500,8 @@ export function startApplyTar(root: PathLike, options: ApplyTarJobOptions = {}):
   checkPath(root, 'root');
   const uidMaps = mapTriples(options.uidMaps, 'options.uidMaps');
   const gidMaps = mapTriples(options.gidMaps, 'options.gidMaps');
-  const threads = options.threads ?? 2;
+  // The default lives here only (the addon requires the number): see applyTar's threads option.
+  const threads = options.threads ?? 0;
   checkInt(threads, 'options.threads');
   if (threads > 64) throw invalidArg('options.threads', 'must be at most 64');
   const job = new NativeJob(options.signal, options.onProgress);
