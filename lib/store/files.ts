@@ -87,12 +87,13 @@ export class StoreFiles {
    */
   async writeJson(dir: string, name: string, value: unknown, durable: boolean): Promise<void> {
     const tmp = join(this.tmp, `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const dest = join(dir, name);
     const data = Buffer.from(JSON.stringify(value) + '\n');
-    if (!durable) return writeNewFile(tmp, data, false, join(dir, name));
+    if (!durable) return writeNewFile(tmp, data, false, dest);
     await writeNewFile(tmp, data, true);
     try {
       killPoint('record-write');
-      await rename(tmp, join(dir, name));
+      await rename(tmp, dest);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;

@@ -297,8 +297,8 @@ export class LayerStore implements Store {
       const rec = await this.#committed(id);
       const children = await this.#children(id);
       if (children.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(children[0])} stands on it; applying a diff would change what it shows`);
-      const live = (await this.#reconcile(id)).filter((r) => r.live);
-      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
+      const live = await this.#reconcile(id);
+      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!)}`);
       const tar = tarRead(opts);
       const bytes = await this.driver.applyDiff(id, rec.parent, diff, tar.opts);
       killPoint('after-rename');
@@ -323,23 +323,25 @@ export class LayerStore implements Store {
   }
 
   /**
-   * Under the layer's write lock: its references with their liveness, after dropping
-   * those of a container that is not mounted any more (the kernel wins) and reclaiming
-   * dead holders' (written back when anything changed).
+   * Under the layer's write lock: its live references, after dropping those of a
+   * container that is not mounted any more (the kernel wins) and reclaiming dead
+   * holders' (written back when anything changed). `known`/`knownRefs`: the disk and
+   * the references as just read under the same lock.
    */
-  async #reconcile(id: string, known?: LayerOnDisk, knownRefs?: MountRef[]): Promise<Array<{ ref: MountRef; live: boolean }>> {
+  async #reconcile(id: string, known?: LayerOnDisk, knownRefs?: MountRef[]): Promise<MountRef[]> {
     const [refs, disk] = await Promise.all([knownRefs ?? this.readRefs(id), known ?? this.driver.inspect(id)]);
     const mounted = disk.state === 'container' ? disk.mounted : true;
     const cache = this.#livenessCache();
-    const kept = mounted ? await Promise.all(refs.map(async (ref) => ({ ref, live: await holderAlive(ref, cache) }))) : [];
-    const live = kept.filter((k) => k.live);
-    if (live.length !== refs.length) {
-      await this.writeRefs(
-        id,
-        live.map((k) => k.ref),
-      );
-    }
+    const alive = mounted ? await Promise.all(refs.map((ref) => holderAlive(ref, cache))) : [];
+    const live = mounted ? refs.filter((_, i) => alive[i]) : [];
+    if (live.length !== refs.length) await this.writeRefs(id, live);
     return live;
+  }
+
+  /** Under the layer's write lock: its record, its disk and its live references, read side by side (none of them changes under the lock). */
+  async #mountState(id: string): Promise<{ rec: LayerRecord; disk: LayerOnDisk; live: MountRef[] }> {
+    const [rec, disk, refs] = await Promise.all([this.#committed(id), this.driver.inspect(id), this.readRefs(id)]);
+    return { rec, disk, live: await this.#reconcile(id, disk, refs) };
   }
 
   // This process is alive: its own references need no read of /proc.
@@ -351,9 +353,7 @@ export class LayerStore implements Store {
     validateId(id);
     const holder = opts.detached === true ? DETACHED : this.#me;
     return this.#withLayers([[id, 'write']], async () => {
-      // Read side by side: under the layer's write lock none of them changes.
-      const [rec, disk, refs] = await Promise.all([this.#committed(id), this.driver.inspect(id), this.readRefs(id)]);
-      const live = (await this.#reconcile(id, disk, refs)).map((k) => k.ref);
+      const { rec, disk, live } = await this.#mountState(id);
       let path: string;
       let mountedNow = false;
       if (disk.state === 'container' && !disk.mounted) {
@@ -383,8 +383,8 @@ export class LayerStore implements Store {
     validateId(id);
     const holder = opts.detached === true ? DETACHED : this.#me;
     return this.#withLayers([[id, 'write']], async () => {
-      const [, disk, stored] = await Promise.all([this.#committed(id), this.driver.inspect(id), this.readRefs(id)]);
-      let refs = (await this.#reconcile(id, disk, stored)).map((k) => k.ref);
+      const { disk, live } = await this.#mountState(id);
+      let refs = live;
       const before = refs.map((r) => ({ ...r }));
       let released = false;
       if (opts.force === true) {
@@ -472,7 +472,7 @@ export class LayerStore implements Store {
       const image = (await imageRecords(this)).find((r) => r.incomplete !== true && r.layers.some((l) => l.id === id));
       if (image !== undefined) throw new LayerInUseError(id, `it is a layer of image ${image.names[0] ?? image.id} (ogd rmi removes an image)`);
       const live = await this.#reconcile(id);
-      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!.ref)}`);
+      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!)}`);
       // A mount nobody holds (a killed process's) is reclaimed.
       await this.driver.unmountLayer(id);
       rec.incomplete = true;
@@ -601,13 +601,13 @@ export class LayerStore implements Store {
     for (const id of await readdir(this.files.mounts)) {
       try {
         await this.#withLayers([[id, 'write']], async () => {
-          const before = await this.readRefs(id);
-          const live = (await this.#reconcile(id)).map((k) => k.ref);
+          // Under the layer's write lock the disk read here is still the disk below.
+          const [before, disk] = await Promise.all([this.readRefs(id), this.driver.inspect(id)]);
+          const live = await this.#reconcile(id, disk, before);
           const keep = opts.force === true ? [] : live.filter((r) => !sameHolder(r, this.#me) && !(opts.detached === true && r.pid === 0));
           if (keep.length !== before.length) await this.writeRefs(id, keep);
-          const disk = await this.driver.inspect(id);
           if (keep.length === 0 && disk.state === 'container' && disk.mounted) {
-            await this.driver.unmountLayer(id);
+            await this.driver.unmountLayer(id, {}, disk);
             unmounted.push(id);
           }
         });
