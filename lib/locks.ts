@@ -7,14 +7,14 @@
 // A lock file may be deleted by the holder of its write lock (a removed layer's lock):
 // a waiter that then gets the lock on the deleted inode notices (its fd no longer
 // matches the path) and starts over on the new file.
-import { close, fstat } from 'node:fs';
+import { close, closeSync, fstat } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { isSystemError } from './errors.js';
-import { ofdLock, ofdTryLockPath } from './native.js';
-import type { LockKind } from './native.js';
+import { ofdLock, ofdTryLockPath, probePaths } from './native.js';
+import type { LockKind, PathProbe, ProbeResult } from './native.js';
 
-export type { LockKind };
+export type { LockKind, PathProbe, ProbeResult };
 
 const closeFd = promisify(close);
 const fstatFd = promisify(fstat);
@@ -22,20 +22,26 @@ const fstatFd = promisify(fstat);
 export interface HeldLock {
   readonly path: string;
   readonly kind: LockKind;
+  /** The answers to the probes asked for, made while the lock was already held. */
+  readonly probed: ProbeResult[];
   /** Drops the lock (closing its file description). */
   release(): Promise<void>;
   /** Deletes the lock file, then drops the lock; for the write holder of a lock whose object is gone. */
   removeAndRelease(): Promise<void>;
 }
 
-/** Takes `kind` on the lock file `path` (created when missing), waiting for it. */
-export async function lock(path: string, kind: LockKind): Promise<HeldLock> {
-  return (await acquire(path, kind, true))!;
+/**
+ * Takes `kind` on the lock file `path` (created when missing), waiting for it; then
+ * makes `probes` (what the caller reads under the lock), in the same pool trip when
+ * the lock was free.
+ */
+export async function lock(path: string, kind: LockKind, probes: readonly PathProbe[] = []): Promise<HeldLock> {
+  return (await acquire(path, kind, true, probes))!;
 }
 
 /** Takes `kind` on `path` only when nobody holds a conflicting lock; undefined otherwise. */
 export function tryLock(path: string, kind: LockKind): Promise<HeldLock | undefined> {
-  return acquire(path, kind, false);
+  return acquire(path, kind, false, []);
 }
 
 /** Runs `fn` holding `kind` on `path`. */
@@ -48,20 +54,20 @@ export async function withLock<T>(path: string, kind: LockKind, fn: () => Promis
   }
 }
 
-// An uncontended lock costs one trip to the thread pool (open, lock and the check that
-// the file is still the one at the path, natively); a contended one waits on a thread
-// of its own and checks the path here.
-async function acquire(path: string, kind: LockKind, wait: boolean): Promise<HeldLock | undefined> {
+// An uncontended lock costs one trip to the thread pool (open, lock, the check that
+// the file is still the one at the path, and the probes, natively); a contended one
+// waits on a thread of its own, checks the path here and probes after.
+async function acquire(path: string, kind: LockKind, wait: boolean, probes: readonly PathProbe[]): Promise<HeldLock | undefined> {
   for (;;) {
-    const { fd, locked } = await ofdTryLockPath(path, kind);
-    if (locked) return held(fd, path, kind);
+    const { fd, locked, probed } = await ofdTryLockPath(path, kind, probes);
+    if (locked) return held(fd, path, kind, probed ?? []);
     try {
       if (!wait) {
         await closeFd(fd);
         return undefined;
       }
       await ofdLock(fd, kind);
-      if (await samePath(fd, path)) return held(fd, path, kind);
+      if (await samePath(fd, path)) return held(fd, path, kind, probes.length > 0 ? await probePaths(probes) : []);
     } catch (err) {
       await closeFd(fd).catch(() => undefined);
       throw err;
@@ -75,16 +81,19 @@ async function samePath(fd: number, path: string): Promise<boolean> {
   return now !== undefined && now.ino === mine.ino && now.dev === mine.dev;
 }
 
-function held(fd: number, path: string, kind: LockKind): HeldLock {
+function held(fd: number, path: string, kind: LockKind, probed: ProbeResult[]): HeldLock {
   let released = false;
   const release = async (): Promise<void> => {
     if (released) return;
     released = true;
-    await closeFd(fd);
+    // On the JS thread: closing a lock file (which drops the lock) never waits for the
+    // disk, and a pool trip for it cost more than the close, twice per mount+unmount.
+    closeSync(fd);
   };
   return {
     path,
     kind,
+    probed,
     release,
     async removeAndRelease() {
       await unlink(path).catch((err: unknown) => {

@@ -60,6 +60,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ofdLock", Napi::Function::New(env, OfdLock, "ofdLock"));
   exports.Set("ofdTryLockPath", Napi::Function::New(env, OfdTryLockPath, "ofdTryLockPath"));
   exports.Set("readSmallFile", Napi::Function::New(env, ReadSmallFile, "readSmallFile"));
+  exports.Set("probePaths", Napi::Function::New(env, ProbePaths, "probePaths"));
   exports.Set("writeNewFile", Napi::Function::New(env, WriteNewFile, "writeNewFile"));
   exports.Set("mountOverlayFs", Napi::Function::New(env, MountOverlayFs, "mountOverlayFs"));
   exports.Set("constants", Constants(env));

@@ -26,6 +26,7 @@ Napi::Value OfdTryLock(const Napi::CallbackInfo& info);   // ofd_lock.cc
 Napi::Value OfdLock(const Napi::CallbackInfo& info);      // ofd_lock.cc
 Napi::Value OfdTryLockPath(const Napi::CallbackInfo& info);  // ofd_lock.cc
 Napi::Value ReadSmallFile(const Napi::CallbackInfo& info);  // small_files.cc
+Napi::Value ProbePaths(const Napi::CallbackInfo& info);     // path_probes.cc
 Napi::Value WriteNewFile(const Napi::CallbackInfo& info);    // small_files.cc
 Napi::Value MountOverlayFs(const Napi::CallbackInfo& info);  // fs_mount.cc
 }  // namespace ogd

@@ -17,6 +17,7 @@
 
 #include "args.h"
 #include "exports.h"
+#include "path_probes.h"
 #include "sys_error.h"
 #include "worker.h"
 
@@ -45,12 +46,14 @@ short LockType(const Napi::CallbackInfo& info, size_t i) {
 }
 
 // Opens (creating) the lock file and tries the lock, in one pool trip instead of the
-// four (open, fcntl, fstat, stat) a store operation would otherwise wait for. Holding
-// the lock on a file someone deleted meanwhile (a removed layer's) is no lock at all:
-// then it starts over on the file now at the path.
+// four (open, fcntl, fstat, stat) a store operation would otherwise wait for, and once
+// it holds the lock makes the caller's probes (what it reads under the lock) in the
+// same trip. Holding the lock on a file someone deleted meanwhile (a removed layer's)
+// is no lock at all: then it starts over on the file now at the path.
 class TryLockPathWorker : public PromiseWorker {
  public:
-  TryLockPathWorker(Napi::Env env, std::string path, short type) : PromiseWorker(env), path_(std::move(path)), type_(type) {}
+  TryLockPathWorker(Napi::Env env, std::string path, short type, std::vector<PathProbe> probes)
+      : PromiseWorker(env), path_(std::move(path)), type_(type), probes_(std::move(probes)) {}
 
   void Execute() override {
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -75,6 +78,7 @@ class TryLockPathWorker : public PromiseWorker {
       if (same) {
         fd_ = fd;
         locked_ = true;
+        outcomes_ = RunProbes(probes_);
         return;
       }
       ::close(fd);
@@ -86,12 +90,15 @@ class TryLockPathWorker : public PromiseWorker {
     Napi::Object out = Napi::Object::New(env);
     out.Set("fd", Napi::Number::New(env, fd_));
     out.Set("locked", Napi::Boolean::New(env, locked_));
+    if (locked_) out.Set("probed", ProbeValues(env, outcomes_));
     return out;
   }
 
  private:
   std::string path_;
   short type_;
+  std::vector<PathProbe> probes_;
+  std::vector<ProbeOutcome> outcomes_;
   int fd_ = -1;
   bool locked_ = false;
 };
@@ -114,14 +121,15 @@ Napi::Value OfdTryLock(const Napi::CallbackInfo& info) {
   throw SysError(info.Env(), Failure(err, "fcntl"));
 }
 
-// ofdTryLockPath(path, kind) -> Promise<{ fd, locked }>: the lock file open (created
-// when missing) and, when nobody holds a conflicting lock, locked and checked to be
-// the file at `path`. With locked false the fd is open but not locked.
+// ofdTryLockPath(path, kind, probes?) -> Promise<{ fd, locked, probed? }>: the lock file
+// open (created when missing) and, when nobody holds a conflicting lock, locked, checked
+// to be the file at `path`, and the probes made (path_probes.h). With locked false the
+// fd is open but not locked, and nothing was probed.
 Napi::Value OfdTryLockPath(const Napi::CallbackInfo& info) {
   std::string path = PathArg(info, 0, "path");
   short type = LockType(info, 1);
   if (type == F_UNLCK) throw Napi::TypeError::New(info.Env(), "The \"kind\" argument must be 'read' or 'write'");
-  return (new TryLockPathWorker(info.Env(), std::move(path), type))->Start();
+  return (new TryLockPathWorker(info.Env(), std::move(path), type, ProbesArg(info, 2)))->Start();
 }
 
 // ofdLock(fd, kind) -> Promise<void>: waits for the lock on a thread of its own.

@@ -12,42 +12,45 @@
 
 #include "args.h"
 #include "exports.h"
+#include "fd.h"
+#include "small_files.h"
 #include "worker.h"
 
 namespace ogd {
-namespace {
 
 // Files bigger than this are not "small": refused with EFBIG rather than read whole.
 constexpr size_t kMaxSmall = 16 * 1024 * 1024;
+
+int ReadSmall(const std::string& path, std::string& data, const char*& syscall) {
+  data.clear();
+  syscall = "open";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno;
+  Fd file(fd);
+  syscall = "read";
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return 0;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > kMaxSmall) return EFBIG;
+  }
+}
+
+namespace {
 
 class ReadSmallWorker : public PromiseWorker {
  public:
   ReadSmallWorker(Napi::Env env, std::string path) : PromiseWorker(env), path_(std::move(path)) {}
 
   void Execute() override {
-    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-      if (errno == ENOENT) return;  // missing: resolves to undefined
-      return Fail(Failure(errno, "open", path_));
-    }
+    const char* syscall = "open";
+    int err = ReadSmall(path_, data_, syscall);
+    if (err == ENOENT) return;  // missing: resolves to undefined
+    if (err != 0) return Fail(Failure(err, syscall, path_));
     found_ = true;
-    char buf[16384];
-    for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int err = errno;
-        ::close(fd);
-        return Fail(Failure(err, "read", path_));
-      }
-      if (n == 0) break;
-      data_.append(buf, static_cast<size_t>(n));
-      if (data_.size() > kMaxSmall) {
-        ::close(fd);
-        return Fail(Failure(EFBIG, "read", path_));
-      }
-    }
-    ::close(fd);
   }
 
   Napi::Value Result(Napi::Env env) override {

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -79,5 +80,21 @@ test('a waiter on a lock file that its holder deletes starts over on the new fil
   const hb = await b;
   // The lock b holds is the one at `path` now: a third taker must not get it.
   assert.equal(await tryLock(path, 'write'), undefined);
+  await hb.release();
+});
+
+test("a waiter's probes see what the holder wrote before it released the lock", async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'layer.lock');
+  const record = join(dir, 'record');
+  await writeFile(record, 'before');
+  const a = await lock(path, 'write', [['read', record]]);
+  assert.deepEqual(a.probed, [Buffer.from('before')], 'an uncontended lock probes in its own trip');
+  const b = lock(path, 'write', [['read', record]]);
+  await sleep(50);
+  await writeFile(record, 'after');
+  await a.release();
+  const hb = await b;
+  assert.deepEqual(hb.probed, [Buffer.from('after')]);
   await hb.release();
 });

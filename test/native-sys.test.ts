@@ -189,3 +189,48 @@ test('ofdTryLockPath locks the file at the path, or hands back an unlocked fd wh
   assert.equal(third.locked, true);
   closeSync(third.fd);
 });
+
+test('probePaths answers each probe in order: st_mode, f_type, content, undefined when missing, an fs-shaped error otherwise', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'rec');
+  await writeFile(file, 'content');
+  await symlink(file, join(dir, 'link'));
+  const [dirMode, fileMode, fsType, data, missing, underFile, link, linkMode] = await native.probePaths([
+    ['lstat', dir],
+    ['lstat', file],
+    ['statfs', '/proc'],
+    ['read', file],
+    ['read', join(dir, 'missing')],
+    ['lstat', join(file, 'below')], // ENOTDIR counts as missing
+    ['read', join(dir, 'link')],
+    ['lstat', join(dir, 'link')],
+  ]);
+  assert.equal(dirMode, (await lstat(dir)).mode);
+  assert.equal(fileMode, (await lstat(file)).mode);
+  assert.equal(fsType, await fsMagic('/proc'));
+  assert.deepEqual(data, Buffer.from('content'));
+  assert.equal(missing, undefined);
+  assert.equal(underFile, undefined);
+  assert.ok(link instanceof Error);
+  assert.equal((link as NodeJS.ErrnoException).code, 'ELOOP');
+  assert.equal((link as NodeJS.ErrnoException).path, join(dir, 'link'));
+  assert.equal(linkMode, (await lstat(join(dir, 'link'))).mode, 'lstat does not follow');
+  assert.throws(() => native.probedNumber(link), { code: 'ELOOP' });
+  assert.equal(native.probedData(missing), undefined);
+  assert.deepEqual(await native.probePaths([]), []);
+  assert.throws(() => native.probePaths([['lstat', 'a\0b']]), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('ofdTryLockPath makes its probes only once it holds the lock', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'lock');
+  await writeFile(join(dir, 'rec'), 'r');
+  const first = await native.ofdTryLockPath(path, 'write', [['read', join(dir, 'rec')]]);
+  assert.equal(first.locked, true);
+  assert.deepEqual(first.probed, [Buffer.from('r')]);
+  const second = await native.ofdTryLockPath(path, 'write', [['read', join(dir, 'rec')]]);
+  assert.equal(second.locked, false);
+  assert.equal(second.probed, undefined, 'nothing probed without the lock');
+  closeSync(second.fd);
+  closeSync(first.fd);
+});

@@ -6,6 +6,7 @@ import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openStore } from '../lib/index.js';
@@ -240,6 +241,26 @@ test('a mount whose reference cannot be written is undone', async (t) => {
   assert.ok(!(await mountPoints()).includes(join(home, 'overlay/c1/merged')), 'not left mounted');
   await rm(join(home, 'mounts'));
   await ogdOk(['--home', home, 'cleanup']);
+});
+
+test('a mount the kernel refuses leaves no reference behind, and the layer mounts after', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  if (existsSync('/sys/fs/selinux/enforce')) return t.skip('SELinux is enabled here: the label would be accepted');
+  const { home } = await setup(t);
+  const s = await openStore(home);
+  try {
+    // The reference is written beside the mount: a refused mount must take it back.
+    await assert.rejects(s.mount('c1', { mountLabel: 'system_u:object_r:container_file_t:s0' }), { code: 'EINVAL' });
+    assert.equal((await s.layer('c1')).mountCount, 0);
+    assert.ok(!(await readdir(join(home, 'mounts'))).includes('c1'), 'no reference file left');
+    const path = await s.mount('c1');
+    assert.equal((await s.layer('c1')).mountCount, 1);
+    assert.ok((await mountPoints()).includes(path));
+    assert.deepEqual((await s.unmount('c1')).references, 0);
+    assert.ok(!(await mountPoints()).includes(path));
+  } finally {
+    await s.cleanup({ force: true });
+  }
 });
 
 test('a store written by an older ogd (home/layers.json) is converted at its first open', async (t) => {

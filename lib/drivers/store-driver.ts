@@ -2,6 +2,7 @@
 // disk's own view of a layer, and mounts the store counts itself (across processes,
 // per holder) instead of the driver's per-process counter. A driver that implements
 // this can sit under a Store; the store never looks at a driver's layout.
+import type { PathProbe, ProbeResult } from '../native.js';
 import type { Driver, GetOptions, PutOptions } from '../types.js';
 
 export type LayerOnDisk =
@@ -17,11 +18,28 @@ export function knownMounted(known: LayerOnDisk | undefined): boolean | undefine
   return known?.state === 'container' ? known.mounted : undefined;
 }
 
+/**
+ * inspect() split in two: the lookups it needs, which the store makes in the same pool
+ * trip that takes the layer's lock (a mount or unmount then waits for one trip, not
+ * three), and what their answers mean (`finish` may look further when they do not tell).
+ */
+export interface InspectPlan {
+  readonly probes: readonly PathProbe[];
+  finish(probed: readonly ProbeResult[]): Promise<LayerOnDisk>;
+}
+
+/** The driver's plan for inspecting `id`, or one that just calls inspect() for a driver without plans. */
+export function inspectPlan(driver: StoreDriver, id: string): InspectPlan {
+  return driver.planInspect?.(id) ?? { probes: [], finish: () => driver.inspect(id) };
+}
+
 export interface StoreDriver extends Driver {
   /** True for a driver that never mounts (vfs): its home needs no private bind mount. */
   readonly mountsNothing?: boolean;
   /** The disk's view of `id`; for a container its lower-id is the truth about its lower layer. */
   inspect(id: string): Promise<LayerOnDisk>;
+  /** inspect() as probes and their meaning (see InspectPlan); optional. */
+  planInspect?(id: string): InspectPlan;
   /**
    * Mounts the layer when it is not mounted (no counting) and returns its path; an
    * image's path needs no mount. `known`: what inspect() said a moment ago under the

@@ -16,6 +16,14 @@ export type PathLike = string | Buffer;
 export type LockKind = 'read' | 'write';
 
 /**
+ * A lookup made natively beside others in one pool trip (native/path_probes.h): 'lstat'
+ * answers st_mode, 'statfs' f_type, 'read' a small file's content (a symlink is refused).
+ */
+export type PathProbe = readonly ['lstat' | 'statfs' | 'read', string];
+/** A probe's answer: undefined when the path is missing (ENOENT, ENOTDIR), else an fs-shaped Error, st_mode or f_type, or the content. */
+export type ProbeResult = undefined | Error | number | Buffer;
+
+/**
  * Counts of what a copy created, by type (the root directory counts as one entry),
  * and the bytes of file content it copied. Entries hardlinked instead of copied add no
  * bytes: knowing their size would cost a stat per file, the one syscall hardlink mode saves.
@@ -118,7 +126,8 @@ export interface Addon {
   ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean;
   ofdLock(fd: number, kind: LockKind): Promise<void>;
   mountOverlayFs(target: PathLike, options: OverlayFsMount): Promise<void>;
-  ofdTryLockPath(path: PathLike, kind: LockKind): Promise<{ fd: number; locked: boolean }>;
+  ofdTryLockPath(path: PathLike, kind: LockKind, probes?: string[]): Promise<{ fd: number; locked: boolean; probed?: ProbeResult[] }>;
+  probePaths(probes: string[]): Promise<ProbeResult[]>;
   readSmallFile(path: PathLike): Promise<Buffer | undefined>;
   writeNewFile(path: PathLike, data: Buffer, durable: boolean, renameTo?: PathLike): Promise<void>;
   constants: NativeConstants;

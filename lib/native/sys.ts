@@ -2,7 +2,7 @@
 // openat2, renameat2, OFD locks), or a few on one file done in one pool trip (setMeta,
 // a small file read or written whole, a lock file opened and locked).
 import { addon, checkInt, checkPath, constants, invalidArg, withStack } from './addon.js';
-import type { EntryMeta, LockKind, MetaArgs, PathLike } from './addon.js';
+import type { EntryMeta, LockKind, MetaArgs, PathLike, PathProbe, ProbeResult } from './addon.js';
 
 /** mount(2). `data` is the filesystem's option string (for overlay: lowerdir=…,upperdir=…,workdir=…). */
 export function mount(source: PathLike, target: PathLike, fstype: string, flags: number, data?: string): Promise<void> {
@@ -61,11 +61,40 @@ export function ofdLock(fd: number, kind: LockKind): Promise<void> {
 /**
  * Opens the lock file `path` (created 0600 when missing, close-on-exec) and takes an
  * OFD lock on it when nobody holds a conflicting one, checking that the locked file is
- * still the one at `path`: one pool trip. `locked` false: the fd is open, not locked.
+ * still the one at `path`, then makes `probes` under the lock: one pool trip. `locked`
+ * false: the fd is open, not locked, and nothing was probed.
  */
-export function ofdTryLockPath(path: PathLike, kind: LockKind): Promise<{ fd: number; locked: boolean }> {
+export function ofdTryLockPath(path: PathLike, kind: LockKind, probes: readonly PathProbe[] = []): Promise<{ fd: number; locked: boolean; probed?: ProbeResult[] }> {
   checkPath(path, 'path');
-  return withStack(addon.ofdTryLockPath(path, kind));
+  return withStack(addon.ofdTryLockPath(path, kind, flatProbes(probes)));
+}
+
+/** The probes made back to back in one pool trip, an answer each (see ProbeResult). */
+export function probePaths(probes: readonly PathProbe[]): Promise<ProbeResult[]> {
+  return withStack(addon.probePaths(flatProbes(probes)));
+}
+
+function flatProbes(probes: readonly PathProbe[]): string[] {
+  const flat: string[] = [];
+  for (const [op, path] of probes) {
+    checkPath(path, 'path');
+    flat.push(op, path);
+  }
+  return flat;
+}
+
+/** An 'lstat' or 'statfs' probe's answer: undefined when the path is missing; its error thrown. */
+export function probedNumber(result: ProbeResult): number | undefined {
+  if (result instanceof Error) throw result;
+  if (Buffer.isBuffer(result)) throw new TypeError('a read probe answers content, not a number');
+  return result;
+}
+
+/** A 'read' probe's answer: undefined when the file is missing; its error thrown. */
+export function probedData(result: ProbeResult): Buffer | undefined {
+  if (result instanceof Error) throw result;
+  if (typeof result === 'number') throw new TypeError('an lstat or statfs probe answers a number, not content');
+  return result;
 }
 
 /** A whole small file (at most 16 MiB; a symlink is refused with ELOOP) in one pool trip; undefined when it does not exist. */

@@ -34,6 +34,11 @@ import { killPoint } from './kill-point.js';
 export const STORE_LOCK = 'store';
 export const OPEN_LOCK = 'open';
 
+/** The JSON in a file's content (undefined: no file). */
+export function parseJson<T>(data: Buffer | undefined): T | undefined {
+  return data === undefined ? undefined : (JSON.parse(data.toString('utf8')) as T);
+}
+
 export class StoreFiles {
   readonly home: string;
   readonly layers: string;
@@ -76,8 +81,7 @@ export class StoreFiles {
 
   /** The JSON in `dir/name`, or undefined when there is no such file. */
   async readJson<T>(dir: string, name: string): Promise<T | undefined> {
-    const data = await readSmallFile(join(dir, name));
-    return data === undefined ? undefined : (JSON.parse(data.toString('utf8')) as T);
+    return parseJson<T>(await readSmallFile(join(dir, name)));
   }
 
   /**

@@ -27,12 +27,13 @@ import type { Readable } from 'node:stream';
 import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
 import { validateId, validateParent } from '../ids.js';
 import { lock, tryLock, withLock } from '../locks.js';
-import type { HeldLock } from '../locks.js';
+import type { HeldLock, PathProbe, ProbeResult } from '../locks.js';
+import { probedData } from '../native.js';
 import { readMountInfo } from '../mountinfo.js';
 import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
-import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
+import { inspectPlan, type LayerOnDisk, type StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
-import { StoreFiles } from './files.js';
+import { StoreFiles, parseJson } from './files.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
 import type { Holder } from './holders.js';
 import { killPoint } from './kill-point.js';
@@ -191,14 +192,19 @@ export class LayerStore implements Store {
 
   // --- locks
 
-  /** Runs `fn` holding the given layers' locks, taken in id order so two callers cannot deadlock. */
-  async #withLayers<T>(wanted: Array<[string, 'read' | 'write']>, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding the given layers' locks, taken in id order so two callers cannot
+   * deadlock; `probes` are made under them in the trip that takes the last one, and
+   * `fn` gets their answers.
+   */
+  async #withLayers<T>(wanted: Array<[string, 'read' | 'write']>, fn: (probed: ProbeResult[]) => Promise<T>, probes: readonly PathProbe[] = []): Promise<T> {
     const byId = new Map<string, 'read' | 'write'>();
     for (const [id, kind] of wanted) if (byId.get(id) !== 'write') byId.set(id, kind);
+    const ids = [...byId.keys()].sort();
     const held: Array<[string, HeldLock]> = [];
     try {
-      for (const id of [...byId.keys()].sort()) held.push([id, await lock(this.files.layerLock(id), byId.get(id)!)]);
-      return await fn();
+      for (const [i, id] of ids.entries()) held.push([id, await lock(this.files.layerLock(id), byId.get(id)!, i === ids.length - 1 ? probes : [])]);
+      return await fn(held.at(-1)?.[1].probed ?? []);
     } finally {
       for (const [id, h] of held.reverse()) {
         // A layer that is gone (removed, or an import undone) takes its lock file with it.
@@ -338,10 +344,24 @@ export class LayerStore implements Store {
     return live;
   }
 
-  /** Under the layer's write lock: its record, its disk and its live references, read side by side (none of them changes under the lock). */
-  async #mountState(id: string): Promise<{ rec: LayerRecord; disk: LayerOnDisk; live: MountRef[] }> {
-    const [rec, disk, refs] = await Promise.all([this.#committed(id), this.driver.inspect(id), this.readRefs(id)]);
-    return { rec, disk, live: await this.#reconcile(id, disk, refs) };
+  /**
+   * A mount or unmount of `id` under its write lock: the lock is taken in the same
+   * trip as the lookups of the layer's record, its references and its disk, and `fn`
+   * gets them (live references only; none of them changes under the lock).
+   */
+  #withMountState<T>(id: string, fn: (state: { rec: LayerRecord; disk: LayerOnDisk; live: MountRef[] }) => Promise<T>): Promise<T> {
+    const plan = inspectPlan(this.driver, id);
+    const probes: PathProbe[] = [['read', join(this.files.layers, id)], ['read', join(this.files.mounts, id)], ...plan.probes];
+    return this.#withLayers(
+      [[id, 'write']],
+      async ([record, refs, ...disk]) => {
+        const rec = parseJson<LayerRecord>(probedData(record));
+        if (rec === undefined || rec.incomplete === true) throw new LayerNotFoundError(id);
+        const known = await plan.finish(disk);
+        return fn({ rec, disk: known, live: await this.#reconcile(id, known, parseJson<MountRef[]>(probedData(refs)) ?? []) });
+      },
+      probes,
+    );
   }
 
   // This process is alive: its own references need no read of /proc.
@@ -352,38 +372,32 @@ export class LayerStore implements Store {
   async mount(id: string, opts: StoreMountOptions = {}): Promise<string> {
     validateId(id);
     const holder = opts.detached === true ? DETACHED : this.#me;
-    return this.#withLayers([[id, 'write']], async () => {
-      const { rec, disk, live } = await this.#mountState(id);
-      let path: string;
-      let mountedNow = false;
-      if (disk.state === 'container' && !disk.mounted) {
-        const label = opts.mountLabel ?? rec.mountLabel;
-        path = await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {}, disk);
-        mountedNow = true;
-        killPoint('after-mount');
-      } else if (disk.state === 'container' || disk.state === 'image') {
-        path = disk.path;
-      } else {
-        throw new LayerNotFoundError(id);
-      }
+    return this.#withMountState(id, async ({ rec, disk, live }) => {
+      if (disk.state !== 'container' && disk.state !== 'image') throw new LayerNotFoundError(id);
+      const before = live.map((r) => ({ ...r }));
       const mine = live.find((r) => sameHolder(r, holder));
       if (mine) mine.count++;
       else live.push({ ...holder, count: 1 });
-      try {
+      if (disk.state === 'container' && !disk.mounted) {
+        const label = opts.mountLabel ?? rec.mountLabel;
+        await this.#refsBeside(id, live, before, {
+          change: async () => {
+            await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {}, disk);
+            killPoint('after-mount');
+          },
+          undo: () => this.driver.unmountLayer(id),
+        });
+      } else {
         await this.writeRefs(id, live);
-      } catch (err) {
-        if (mountedNow) await this.driver.unmountLayer(id).catch(() => undefined);
-        throw err;
       }
-      return path;
+      return disk.path;
     });
   }
 
   async unmount(id: string, opts: StoreUnmountOptions = {}): Promise<UnmountResult> {
     validateId(id);
     const holder = opts.detached === true ? DETACHED : this.#me;
-    return this.#withLayers([[id, 'write']], async () => {
-      const { disk, live } = await this.#mountState(id);
+    return this.#withMountState(id, async ({ disk, live }) => {
       let refs = live;
       const before = refs.map((r) => ({ ...r }));
       let released = false;
@@ -397,21 +411,35 @@ export class LayerStore implements Store {
           if (--mine.count === 0) refs = refs.filter((r) => r !== mine);
         }
       }
-      // The references first: a kill between the two leaves a mount without holders,
-      // which the next open unmounts; the other order would leave holders of nothing.
       // The disk as read above: under the layer's write lock nobody mounts or unmounts it.
-      await this.writeRefs(id, refs);
+      // A failed unmount (EBUSY) puts the references back as they were, so a retry (say with lazy) releases the same one.
       if (refs.length === 0 && disk.state === 'container' && disk.mounted) {
-        try {
-          await this.driver.unmountLayer(id, { lazy: opts.lazy === true }, disk);
-        } catch (err) {
-          // Still mounted (EBUSY): the references stand as they were, so a retry (say with lazy) releases the same one.
-          await this.writeRefs(id, before);
-          throw err;
-        }
+        await this.#refsBeside(id, refs, before, { change: () => this.driver.unmountLayer(id, { lazy: opts.lazy === true }, disk) });
+      } else {
+        await this.writeRefs(id, refs);
       }
       return { released, mounted: refs.length > 0 && disk.state === 'container', references: total(refs), holders: refs.map(toPublicHolder) };
     });
+  }
+
+  /**
+   * Writes a layer's references and mounts or unmounts it side by side, under its write
+   * lock: one wait instead of two. A kill between the two leaves either a mount nobody
+   * holds (the next open unmounts it) or holders of a layer that is not mounted (dropped
+   * by the next operation on it: the kernel's mount table wins). When the mount change
+   * fails the references are put back as they were (`before`); when the write fails, the
+   * change is undone where `undo` says how.
+   */
+  async #refsBeside(id: string, refs: MountRef[], before: MountRef[], step: { change: () => Promise<void>; undo?: () => Promise<void> }): Promise<void> {
+    const [written, changed] = await Promise.allSettled([this.writeRefs(id, refs), step.change()]);
+    if (changed.status === 'rejected') {
+      if (written.status === 'fulfilled') await this.writeRefs(id, before).catch(() => undefined);
+      throw changed.reason;
+    }
+    if (written.status === 'rejected') {
+      await step.undo?.().catch(() => undefined);
+      throw written.reason;
+    }
   }
 
   // --- reading

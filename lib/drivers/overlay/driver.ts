@@ -11,27 +11,32 @@
 // applyDiff of one id never overlap in this process (per-id locks); a mounted layer,
 // or an image another layer uses as its lower, is not removed (LayerInUse).
 import { chmod, chown, lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
 import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, isSystemError } from '../../errors.js';
-import { validateId, validateParent } from '../../ids.js';
+import { parseStoredId, validateId, validateParent } from '../../ids.js';
 import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
 import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, Driver, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
 import { acquireHomeMount, canonicalHome, checkBackingFs, checkMountPrivilege, findLeftovers, mkdirAllAs, releaseHomeMount, removeCreated, removeLeftovers, supportsOverlay } from './home.js';
-import { knownMounted, type LayerOnDisk, type StoreDriver } from '../store-driver.js';
+import { knownMounted, type InspectPlan, type LayerOnDisk, type StoreDriver } from '../store-driver.js';
 import type { DiffDriver } from '../naive-diff.js';
 import type { ChangeSet } from '../../archive/change-set.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
-import { containerPaths, lastLowerId, layerDirs, layerExists, lowerIdOf, lstatOrUndefined, readLayerPaths, readLowerId } from './layout.js';
+import { containerPaths, lastLowerId, layerDirs, layerExists, lstatOrUndefined, readLayerPaths, readLowerId, rememberLowerId } from './layout.js';
 import { mountOverlay } from './mount-data.js';
 import { isOverlayMounted, driverHome, type DriverHome } from '../driver-home.js';
+import { FsMagic } from '../../fs-magic.js';
+import type { PathProbe } from '../../native.js';
 import { mountPointsUnder } from '../../mountinfo.js';
 
 // Applying and exporting load what they need (tar reader, exporter) on first use:
 // a process that only mounts, or only exports, does not pay for the other.
 const applying = () => import('./apply-diff.js');
 const exporting = () => import('../naive-diff.js');
+
+const isDirectoryMode = (mode: number | undefined): boolean => mode !== undefined && (mode & constants.S_IFMT) === constants.S_IFDIR;
 
 /**
  * Whether an overlay driver can live at `home` (which need not exist yet): overlay
@@ -239,22 +244,45 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
   // counts itself, across processes, and the disk's own view of each layer.
 
   async inspect(id: string): Promise<LayerOnDisk> {
+    const plan = this.planInspect(id);
+    return plan.finish(await native.probePaths(plan.probes));
+  }
+
+  planInspect(id: string): InspectPlan {
     validateId(id);
     const dirs = layerDirs(this.home, id);
-    // Lookups side by side, two rounds: every store mount and unmount starts here.
-    // The lower's root is looked at in the first round too when the lower-id was read
-    // before (it never changes while the file stays the same).
+    // The lower's root is looked at in the same trip when the lower-id was read before
+    // (it never changes while the layer lives).
     const guess = lastLowerId(dirs.lowerIdFile);
-    const [root, lowerId, mounted, guessedLower] = await Promise.all([
-      lstatOrUndefined(dirs.root),
-      lowerIdOf(dirs.lowerIdFile).catch(() => null),
-      isOverlayMounted(dirs.merged),
-      guess === undefined ? undefined : lstatOrUndefined(layerDirs(this.home, guess).root).catch(() => undefined),
-    ]);
-    if (root?.isDirectory()) return { state: 'image', path: dirs.root };
-    if (lowerId === undefined || lowerId === null) return (await layerExists(this.home, id)) ? { state: 'partial' } : { state: 'missing' };
-    const lower = lowerId === guess ? guessedLower : await lstatOrUndefined(layerDirs(this.home, lowerId).root);
-    return { state: 'container', path: dirs.merged, lowerId, lowerMissing: !(lower?.isDirectory() ?? false), mounted };
+    const probes: PathProbe[] = [['lstat', dirs.root], ['read', dirs.lowerIdFile], ['statfs', dirs.merged]];
+    if (guess !== undefined) probes.push(['lstat', layerDirs(this.home, guess).root]);
+    return {
+      probes,
+      finish: async ([root, lowerIdFile, merged, guessedLower]) => {
+        if (isDirectoryMode(native.probedNumber(root))) return { state: 'image', path: dirs.root };
+        let lowerId: string | undefined;
+        try {
+          const data = native.probedData(lowerIdFile);
+          lowerId = data === undefined ? undefined : parseStoredId(data);
+        } catch {
+          lowerId = undefined; // unreadable: judged as a layer without a layout
+        }
+        if (lowerId === undefined) return (await layerExists(this.home, id)) ? { state: 'partial' } : { state: 'missing' };
+        rememberLowerId(dirs.lowerIdFile, lowerId);
+        const mounted = native.probedNumber(merged) === FsMagic.overlayfs;
+        let lowerIsDir: boolean;
+        if (lowerId === guess) {
+          try {
+            lowerIsDir = isDirectoryMode(native.probedNumber(guessedLower));
+          } catch {
+            lowerIsDir = false;
+          }
+        } else {
+          lowerIsDir = (await lstatOrUndefined(layerDirs(this.home, lowerId).root))?.isDirectory() ?? false;
+        }
+        return { state: 'container', path: dirs.merged, lowerId, lowerMissing: !lowerIsDir, mounted };
+      },
+    };
   }
 
   async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk): Promise<string> {

@@ -115,6 +115,13 @@ export function lastLowerId(file: string): string | undefined {
   return lowerIdCache.get(file)?.id;
 }
 
+/** Notes `id` as read from `file` without its identity: a guess for lastLowerId, which lowerIdOf reads again before trusting. */
+export function rememberLowerId(file: string, id: string): void {
+  if (lowerIdCache.get(file)?.id === id) return;
+  if (lowerIdCache.size >= LOWER_ID_CACHE_MAX) lowerIdCache.clear();
+  lowerIdCache.set(file, { key: '', id });
+}
+
 function missingAsUndefined(err: unknown): undefined {
   if (isMissing(err)) return undefined;
   throw err;
