@@ -57,7 +57,7 @@ class TryLockPathWorker : public PromiseWorker {
 
   void Execute() override {
     for (int attempt = 0; attempt < 100; attempt++) {
-      int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
       if (fd < 0) return Fail(Failure(errno, "open", path_));
       int err = SetLock(fd, type_, false);
       if (err == EAGAIN || err == EACCES) {

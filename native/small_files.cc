@@ -39,6 +39,74 @@ int ReadSmall(const std::string& path, std::string& data, const char*& syscall) 
   }
 }
 
+bool WriteNew(const std::string& tmp, const std::string& data, bool durable, const std::string& renameTo, SysFailure& failure) {
+  // A failed write leaves no file behind.
+  auto undo = [&](int fd, const SysFailure& f) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    failure = f;
+    return false;
+  };
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    failure = Failure(errno, "open", tmp);
+    return false;
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return undo(fd, Failure(errno, "write", tmp));
+    done += static_cast<size_t>(n);
+  }
+  if (durable && ::fsync(fd) != 0) return undo(fd, Failure(errno, "fsync", tmp));
+  if (::close(fd) != 0) return undo(-1, Failure(errno, "close", tmp));
+  if (!renameTo.empty() && ::rename(tmp.c_str(), renameTo.c_str()) != 0) return undo(-1, Failure(errno, "rename", tmp, renameTo));
+  return true;
+}
+
+FileChange FileChangeArg(const Napi::CallbackInfo& info, size_t i) {
+  FileChange change;
+  if (info.Length() <= i || info[i].IsUndefined()) return change;
+  Napi::Env env = info.Env();
+  if (!info[i].IsObject()) throw Napi::TypeError::New(env, "A file change must be an object");
+  Napi::Object o = info[i].As<Napi::Object>();
+  auto path = [&](const char* key) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsString()) throw Napi::TypeError::New(env, std::string("A file change's \"") + key + "\" must be a path");
+    std::string p = v.As<Napi::String>().Utf8Value();
+    if (p.empty() || p.find('\0') != std::string::npos) throw Napi::TypeError::New(env, std::string("A file change's \"") + key + "\" must be a non-empty path without NUL");
+    return p;
+  };
+  if (o.Has("remove")) {
+    change.kind = FileChange::Kind::kRemove;
+    change.dest = path("remove");
+    return change;
+  }
+  Napi::Value data = o.Get("data");
+  if (!data.IsBuffer()) throw Napi::TypeError::New(env, "A file change's \"data\" must be a Buffer");
+  auto buf = data.As<Napi::Buffer<char>>();
+  change.kind = FileChange::Kind::kReplace;
+  change.tmp = path("tmp");
+  change.dest = path("dest");
+  change.data.assign(buf.Data(), buf.Length());
+  return change;
+}
+
+bool ApplyFileChange(const FileChange& change, SysFailure& failure) {
+  switch (change.kind) {
+    case FileChange::Kind::kNone:
+      return true;
+    case FileChange::Kind::kReplace:
+      return WriteNew(change.tmp, change.data, false, change.dest, failure);
+    case FileChange::Kind::kRemove:
+      if (::unlink(change.dest.c_str()) == 0 || errno == ENOENT) return true;
+      failure = Failure(errno, "unlink", change.dest);
+      return false;
+  }
+  return true;
+}
+
 namespace {
 
 class ReadSmallWorker : public PromiseWorker {
@@ -70,28 +138,11 @@ class WriteNewWorker : public PromiseWorker {
       : PromiseWorker(env), tmp_(std::move(tmp)), data_(std::move(data)), durable_(durable), renameTo_(std::move(renameTo)) {}
 
   void Execute() override {
-    int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return Fail(Failure(errno, "open", tmp_));
-    size_t done = 0;
-    while (done < data_.size()) {
-      ssize_t n = ::write(fd, data_.data() + done, data_.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Undo(fd, Failure(errno, "write", tmp_));
-      done += static_cast<size_t>(n);
-    }
-    if (durable_ && ::fsync(fd) != 0) return Undo(fd, Failure(errno, "fsync", tmp_));
-    if (::close(fd) != 0) return Undo(-1, Failure(errno, "close", tmp_));
-    if (!renameTo_.empty() && ::rename(tmp_.c_str(), renameTo_.c_str()) != 0) return Undo(-1, Failure(errno, "rename", tmp_));
+    SysFailure failure;
+    if (!WriteNew(tmp_, data_, durable_, renameTo_, failure)) Fail(failure);
   }
 
  private:
-  // A failed write leaves no file behind.
-  void Undo(int fd, const SysFailure& failure) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp_.c_str());
-    Fail(failure);
-  }
-
   std::string tmp_;
   std::string data_;
   bool durable_;

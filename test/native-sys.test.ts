@@ -234,3 +234,37 @@ test('ofdTryLockPath makes its probes only once it holds the lock', async (t) =>
   closeSync(second.fd);
   closeSync(first.fd);
 });
+
+test('mount and unmount make a file change in the same job: both or neither', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const dir = await tempDir(t);
+  const target = join(dir, 'mnt');
+  const refs = join(dir, 'refs');
+  await mkdir(target);
+  await mkdir(join(dir, 'tmp'));
+  // After the mount: the file is written and renamed into place.
+  await native.mount('tmpfs', target, 'tmpfs', 0, 'size=1m', { tmp: join(dir, 'tmp', 't1'), data: Buffer.from('[1]'), dest: refs });
+  assert.ok((await mountPoints()).includes(target));
+  assert.equal(await readFile(refs, 'utf8'), '[1]');
+  // Before the unmount: a removal that fails (a directory is not unlinked) leaves the mount alone.
+  await mkdir(join(dir, 'notafile'));
+  await assert.rejects(native.unmount(target, 0, { remove: join(dir, 'notafile') }), { syscall: 'unlink', path: join(dir, 'notafile') });
+  assert.ok((await mountPoints()).includes(target), 'still mounted');
+  await native.unmount(target, 0, { remove: refs });
+  assert.ok(!(await mountPoints()).includes(target));
+  await assert.rejects(readFile(refs), { code: 'ENOENT' });
+  // A change that fails after the mount undoes the mount.
+  await assert.rejects(native.mount('tmpfs', target, 'tmpfs', 0, 'size=1m', { tmp: join(dir, 'no-such-dir', 't2'), data: Buffer.from('[2]'), dest: refs }), {
+    code: 'ENOENT',
+    syscall: 'open',
+  });
+  assert.ok(!(await mountPoints()).includes(target), 'the mount was undone');
+  await assert.rejects(readFile(refs), { code: 'ENOENT' });
+  // On its own, and a removal of a missing file is no failure.
+  await native.applyFileChange({ tmp: join(dir, 'tmp', 't3'), data: Buffer.from('[3]'), dest: refs });
+  assert.equal(await readFile(refs, 'utf8'), '[3]');
+  await native.applyFileChange({ remove: refs });
+  await native.applyFileChange({ remove: refs });
+  assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temp file left');
+  assert.throws(() => native.mount('tmpfs', target, 'tmpfs', 0, undefined, { tmp: '', data: Buffer.alloc(0), dest: refs }), { code: 'ERR_INVALID_ARG_VALUE' });
+});

@@ -5,11 +5,12 @@ import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openStore } from '../lib/index.js';
+import { readMountInfo } from '../lib/mountinfo.js';
 import { ogd, ogdOk, libraryChild } from './helpers/ogd-cli.js';
 import { mountPoints, skipUnlessRoot, tempDir } from './helpers/sandbox.js';
 import { pack } from './helpers/tar-builder.js';
@@ -166,7 +167,7 @@ test('ogd check finds planted damage and --repair fixes each', async (t) => {
   // A deleted layer directory; a container whose lower was removed behind the store's back; a dead holder's reference.
   await rm(join(home, 'overlay/img2'), { recursive: true });
   await rm(join(home, 'overlay/lower'), { recursive: true });
-  await writeFile(join(home, 'mounts/c1'), JSON.stringify([{ pid: deadPid(), start: '1', owner: 'planted', count: 1 }]));
+  await writeFile(join(home, 'run/mounts/c1'), JSON.stringify([{ pid: deadPid(), start: '1', owner: 'planted', count: 1 }]));
 
   const found = await cli('--json', 'check');
   assert.equal(found.code, 1);
@@ -233,14 +234,32 @@ test('three ogd processes mounting, writing and unmounting one container never l
 test('a mount whose reference cannot be written is undone', async (t) => {
   if (skipUnlessRoot(t)) return;
   const { home, cli } = await setup(t);
-  // The references' directory replaced by a file: writing the reference fails after the mount.
-  await rm(join(home, 'mounts'), { recursive: true });
-  await writeFile(join(home, 'mounts'), '');
+  // The references' tmpfs made read-only: writing the reference fails beside the mount.
+  execFileSync('mount', ['-o', 'remount,ro', join(home, 'run')]);
   const r = await cli('mount', 'c1');
   assert.equal(r.code, 1);
+  assert.match(r.stderr, /EROFS/);
   assert.ok(!(await mountPoints()).includes(join(home, 'overlay/c1/merged')), 'not left mounted');
-  await rm(join(home, 'mounts'));
+  execFileSync('mount', ['-o', 'remount,rw', join(home, 'run')]);
   await ogdOk(['--home', home, 'cleanup']);
+});
+
+test("the mount references live on the store's own tmpfs: mounted once for every process, gone with the home at cleanup", async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { home } = await setup(t);
+  const run = join(home, 'run');
+  const runMounts = async () => (await readMountInfo()).filter((m) => m.mountPoint === run);
+  assert.equal((await runMounts()).length, 1, 'the CLI left one');
+  assert.equal((await runMounts())[0]!.fsType, 'tmpfs');
+  const [a, b] = await Promise.all([openStore(home), openStore(home)]);
+  assert.equal((await runMounts()).length, 1, 'two more opens stack nothing');
+  await a.mount('c1');
+  assert.deepEqual(await readdir(join(run, 'mounts')), ['c1']);
+  assert.equal((await a.cleanup()).homeReleased, false, 'b still has the store open');
+  assert.equal((await runMounts()).length, 1);
+  const last = await b.cleanup();
+  assert.equal(last.homeReleased, true);
+  assert.deepEqual(await runMounts(), []);
 });
 
 test('a mount the kernel refuses leaves no reference behind, and the layer mounts after', async (t) => {
@@ -252,7 +271,7 @@ test('a mount the kernel refuses leaves no reference behind, and the layer mount
     // The reference is written beside the mount: a refused mount must take it back.
     await assert.rejects(s.mount('c1', { mountLabel: 'system_u:object_r:container_file_t:s0' }), { code: 'EINVAL' });
     assert.equal((await s.layer('c1')).mountCount, 0);
-    assert.ok(!(await readdir(join(home, 'mounts'))).includes('c1'), 'no reference file left');
+    assert.ok(!(await readdir(join(home, 'run/mounts'))).includes('c1'), 'no reference file left');
     const path = await s.mount('c1');
     assert.equal((await s.layer('c1')).mountCount, 1);
     assert.ok((await mountPoints()).includes(path));

@@ -2,7 +2,7 @@
 // disk's own view of a layer, and mounts the store counts itself (across processes,
 // per holder) instead of the driver's per-process counter. A driver that implements
 // this can sit under a Store; the store never looks at a driver's layout.
-import type { PathProbe, ProbeResult } from '../native.js';
+import type { FileChange, PathProbe, ProbeResult } from '../native.js';
 import type { Driver, GetOptions, PutOptions } from '../types.js';
 
 export type LayerOnDisk =
@@ -43,11 +43,18 @@ export interface StoreDriver extends Driver {
   /**
    * Mounts the layer when it is not mounted (no counting) and returns its path; an
    * image's path needs no mount. `known`: what inspect() said a moment ago under the
-   * layer's lock, which saves the driver reading it again.
+   * layer's lock, which saves the driver reading it again. `record`: a file change (the
+   * store's mount references) made right after the mount, in its native job where the
+   * driver can, with the mount undone when it fails; made on its own when nothing needs
+   * mounting.
    */
-  mountLayer(id: string, opts?: GetOptions, known?: LayerOnDisk): Promise<string>;
-  /** Unmounts the layer when it is mounted (no counting); `lazy` detaches a busy mount. `known` as for mountLayer. */
-  unmountLayer(id: string, opts?: PutOptions, known?: LayerOnDisk): Promise<void>;
+  mountLayer(id: string, opts?: GetOptions, known?: LayerOnDisk, record?: FileChange): Promise<string>;
+  /**
+   * Unmounts the layer when it is mounted (no counting); `lazy` detaches a busy mount.
+   * `known` as for mountLayer; `record` is made right before the unmount (in its native
+   * job where the driver can), and when it fails nothing is unmounted.
+   */
+  unmountLayer(id: string, opts?: PutOptions, known?: LayerOnDisk, record?: FileChange): Promise<void>;
   /** The ids that have a directory in the driver's home. */
   layerIds(): Promise<string[]>;
   /** Deletes a layer's directory whatever its state, unmounting anything below it first. */

@@ -16,6 +16,13 @@ export type PathLike = string | Buffer;
 export type LockKind = 'read' | 'write';
 
 /**
+ * A small file change made in the same native job as a mount (right after it) or an
+ * unmount (right before it): a file replaced (written to `tmp`, 0600, then renamed to
+ * `dest`), or a file removed (missing is fine).
+ */
+export type FileChange = { readonly tmp: string; readonly data: Buffer; readonly dest: string } | { readonly remove: string };
+
+/**
  * A lookup made natively beside others in one pool trip (native/path_probes.h): 'lstat'
  * answers st_mode, 'statfs' f_type, 'read' a small file's content (a symlink is refused).
  */
@@ -80,8 +87,8 @@ export interface NativeConstants {
 
 /** The raw addon. Each function does one thing, off the JS thread, and rejects with a Node-style system error. */
 export interface Addon {
-  mount(source: PathLike, target: PathLike, fstype: string, flags: number, data?: string): Promise<void>;
-  unmount(target: PathLike, flags: number): Promise<void>;
+  mount(source: PathLike, target: PathLike, fstype: string, flags: number, data?: string, after?: FileChange): Promise<void>;
+  unmount(target: PathLike, flags: number, before?: FileChange): Promise<void>;
   mknod(path: PathLike, mode: number, major: number, minor: number): Promise<void>;
   getXattr(path: PathLike, name: string): Promise<Buffer>;
   setXattr(path: PathLike, name: string, value: Buffer, flags: number): Promise<void>;
@@ -194,15 +201,18 @@ export function invalidArg(name: string, what: string): TypeError {
   return err;
 }
 
-// Native errors are created without a JS stack; give them the caller's.
+// Native errors are created without a JS stack; give them the caller's. Taken only
+// when the call fails, from inside the await, where V8 still sees the awaiting callers
+// ("at async …"): capturing it up front, on every call, cost more than a lock or a
+// small read itself (a store mount+unmount makes six such calls).
 export async function withStack<T>(op: Promise<T>): Promise<T> {
-  const stackHolder: { stack?: string } = {};
-  Error.captureStackTrace(stackHolder, withStack);
   try {
     return await op;
   } catch (err) {
-    if (err instanceof Error && stackHolder.stack !== undefined) {
-      err.stack = `${err.name}: ${err.message}\n${stackHolder.stack.split('\n').slice(1).join('\n')}`;
+    if (err instanceof Error) {
+      const stackHolder: { stack?: string } = {};
+      Error.captureStackTrace(stackHolder, withStack);
+      if (stackHolder.stack !== undefined) err.stack = `${err.name}: ${err.message}\n${stackHolder.stack.split('\n').slice(1).join('\n')}`;
     }
     throw err;
   }

@@ -1,17 +1,23 @@
 // The addon's short calls: each one syscall Node lacks (mount, umount2, mknod, xattrs,
 // openat2, renameat2, OFD locks), or a few on one file done in one pool trip (setMeta,
 // a small file read or written whole, a lock file opened and locked).
+import { unlink } from 'node:fs/promises';
 import { addon, checkInt, checkPath, constants, invalidArg, withStack } from './addon.js';
-import type { EntryMeta, LockKind, MetaArgs, PathLike, PathProbe, ProbeResult } from './addon.js';
+import type { EntryMeta, FileChange, LockKind, MetaArgs, PathLike, PathProbe, ProbeResult } from './addon.js';
 
-/** mount(2). `data` is the filesystem's option string (for overlay: lowerdir=…,upperdir=…,workdir=…). */
-export function mount(source: PathLike, target: PathLike, fstype: string, flags: number, data?: string): Promise<void> {
+/**
+ * mount(2). `data` is the filesystem's option string (for overlay: lowerdir=…,upperdir=…,
+ * workdir=…). `after`: a file change made in the same job once the mount is in place;
+ * when it fails the mount is undone (detached) and its error is the call's.
+ */
+export function mount(source: PathLike, target: PathLike, fstype: string, flags: number, data?: string, after?: FileChange): Promise<void> {
   checkPath(source, 'source');
   checkPath(target, 'target');
   checkInt(flags, 'flags');
   if (typeof fstype !== 'string') throw invalidArg('fstype', 'must be a string');
   if (data !== undefined && (typeof data !== 'string' || data.includes('\0'))) throw invalidArg('data', 'must be a string without null bytes');
-  return withStack(addon.mount(source, target, fstype, flags, data));
+  if (after !== undefined) checkFileChange(after);
+  return withStack(addon.mount(source, target, fstype, flags, data, after));
 }
 
 /** An overlay mount made with the new mount API (native/fs_mount.cc). */
@@ -36,11 +42,34 @@ export function mountOverlayFs(target: PathLike, options: OverlayFsMount): Promi
   return withStack(addon.mountOverlayFs(target, options));
 }
 
-/** umount2(2); flags such as constants.MNT_DETACH. */
-export function unmount(target: PathLike, flags = 0): Promise<void> {
+/**
+ * umount2(2); flags such as constants.MNT_DETACH. `before`: a file change made in the
+ * same job first; when it fails nothing is unmounted and its error is the call's.
+ */
+export function unmount(target: PathLike, flags = 0, before?: FileChange): Promise<void> {
   checkPath(target, 'target');
   checkInt(flags, 'flags');
-  return withStack(addon.unmount(target, flags));
+  if (before !== undefined) checkFileChange(before);
+  return withStack(addon.unmount(target, flags, before));
+}
+
+/** Makes a file change on its own, as mount/unmount would beside their work: one pool trip. */
+export async function applyFileChange(change: FileChange): Promise<void> {
+  checkFileChange(change);
+  if ('remove' in change) {
+    await unlink(change.remove).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    });
+  } else {
+    await writeNewFile(change.tmp, change.data, false, change.dest);
+  }
+}
+
+function checkFileChange(change: FileChange): void {
+  if ('remove' in change) return checkPath(change.remove, 'remove');
+  checkPath(change.tmp, 'tmp');
+  checkPath(change.dest, 'dest');
+  if (!Buffer.isBuffer(change.data)) throw invalidArg('data', 'must be a Buffer');
 }
 
 /**

@@ -2,9 +2,12 @@
 //
 //   home/layers/<id>   one JSON record per layer (durable: written to a temp file,
 //                      fsynced, renamed into place)
-//   home/mounts/<id>   the layer's mount references, one per holder (volatile: checked
-//                      against the kernel's mount table and the holders' liveness on
-//                      every use, so a reboot or a dead holder makes them stale, never wrong)
+//   home/run/          the store's volatile state, on a tmpfs of its own for a driver
+//                      that mounts (lib/store/run-dir.ts):
+//   home/run/mounts/<id>  the layer's mount references, one per holder (checked against
+//                      the kernel's mount table and the holders' liveness on every use, so
+//                      a dead holder makes them stale, never wrong)
+//   home/run/tmp/      temp files of the references' atomic writes, named like home/tmp's
 //   home/locks/store   the store-wide lock: write for crash recovery, check and repair;
 //                      read while a record is added or deleted
 //   home/locks/open    read-held by every open Store, for its lifetime: cleanup() may
@@ -16,7 +19,7 @@
 //                      once every layer it names is committed
 //   home/blobs/sha256/<hex>  compressed layer blobs kept by digest (pull resumes, push reuses)
 //   home/locks/images  write while an image record is written or an image removed
-//   home/tmp/          temp files of atomic writes, named <pid>-<random>
+//   home/tmp/          temp files of atomic writes, named <pid>-<random>-<n>
 //   home/incomplete/<id>  an empty marker while the layer's record says incomplete (made
 //                      before the record, removed after its commit): an open finds the
 //                      layers to recover without reading every record
@@ -27,7 +30,8 @@ import { randomBytes } from 'node:crypto';
 import { readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSystemError } from '../errors.js';
-import { readSmallFile, writeNewFile } from '../native.js';
+import { applyFileChange, readSmallFile, writeNewFile } from '../native.js';
+import type { FileChange } from '../native.js';
 import { processStart } from './holders.js';
 import { killPoint } from './kill-point.js';
 
@@ -42,18 +46,32 @@ export function parseJson<T>(data: Buffer | undefined): T | undefined {
 export class StoreFiles {
   readonly home: string;
   readonly layers: string;
+  readonly run: string;
   readonly mounts: string;
+  readonly runTmp: string;
   readonly locks: string;
   readonly tmp: string;
   readonly incomplete: string;
   readonly images: string;
   readonly blobs: string;
 
+  // Temp names: <pid>-<a random tag drawn once per object>-<a counter>. Unique without a
+  // draw from the system's generator per write (one per mount or unmount), and the pid
+  // first, which is how staleTemps() knows whose a temp file is.
+  readonly #tempTag = randomBytes(6).toString('hex');
+  #temps = 0;
+
+  #tempName(): string {
+    return `${process.pid}-${this.#tempTag}-${++this.#temps}`;
+  }
+
   constructor(home: string) {
     this.incomplete = join(home, 'incomplete');
     this.home = home;
     this.layers = join(home, 'layers');
-    this.mounts = join(home, 'mounts');
+    this.run = join(home, 'run');
+    this.mounts = join(this.run, 'mounts');
+    this.runTmp = join(this.run, 'tmp');
     this.locks = join(home, 'locks');
     this.tmp = join(home, 'tmp');
     this.images = join(home, 'images');
@@ -86,15 +104,15 @@ export class StoreFiles {
 
   /**
    * Replaces `dir/name` with `value` in one step (temp file + rename); `durable` adds
-   * fsync. A volatile file (mount references) is written and renamed in one pool trip;
-   * a durable one (a record) in two, with the 'record-write' kill point between.
+   * fsync. A volatile file (mount references, under run/) is written and renamed in one
+   * pool trip (see volatileJson); a durable one (a record) in two, with the
+   * 'record-write' kill point between.
    */
   async writeJson(dir: string, name: string, value: unknown, durable: boolean): Promise<void> {
-    const tmp = join(this.tmp, `${process.pid}-${randomBytes(6).toString('hex')}`);
+    if (!durable) return applyFileChange(this.volatileJson(dir, name, value));
+    const tmp = join(this.tmp, this.#tempName());
     const dest = join(dir, name);
-    const data = Buffer.from(JSON.stringify(value) + '\n');
-    if (!durable) return writeNewFile(tmp, data, false, dest);
-    await writeNewFile(tmp, data, true);
+    await writeNewFile(tmp, Buffer.from(JSON.stringify(value) + '\n'), true);
     try {
       killPoint('record-write');
       await rename(tmp, dest);
@@ -102,6 +120,11 @@ export class StoreFiles {
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /** The change that replaces the volatile `dir/name` (under run/) with `value`, for a native job to make (or applyFileChange). */
+  volatileJson(dir: string, name: string, value: unknown): FileChange {
+    return { tmp: join(this.runTmp, this.#tempName()), data: Buffer.from(JSON.stringify(value) + '\n'), dest: join(dir, name) };
   }
 
   async remove(dir: string, name: string): Promise<void> {
@@ -113,15 +136,18 @@ export class StoreFiles {
 
   /** Temp files whose writer is gone (kill -9 between write and rename). */
   async staleTemps(): Promise<string[]> {
-    const names = await readdir(this.tmp).catch(() => [] as string[]);
     const stale = await Promise.all(
-      names.map(async (n) => {
-        const pid = Number(n.split('-')[0]);
-        if (pid === process.pid) return undefined;
-        return Number.isInteger(pid) && pid > 0 && (await processStart(pid)) !== undefined ? undefined : join(this.tmp, n);
-      }),
+      [this.tmp, this.runTmp].map(async (dir) =>
+        Promise.all(
+          (await readdir(dir).catch(() => [] as string[])).map(async (n) => {
+            const pid = Number(n.split('-')[0]);
+            if (pid === process.pid) return undefined;
+            return Number.isInteger(pid) && pid > 0 && (await processStart(pid)) !== undefined ? undefined : join(dir, n);
+          }),
+        ),
+      ),
     );
-    return stale.filter((p): p is string => p !== undefined);
+    return stale.flat().filter((p): p is string => p !== undefined);
   }
 }
 

@@ -3,7 +3,7 @@
 // an exact step (test/store-kill.test.ts). Points: 'after-create' (an import's record
 // and empty layer exist), 'after-rename' (the driver's apply is in place, its record
 // not yet committed), 'record-write' (a record's temp file is written, not renamed),
-// 'after-mount' (mounted, its reference written or not: the two go side by side), 'remove-marked' (a remove has
+// 'after-mount' (mounted and its reference written, in one native job; nothing reported yet), 'remove-marked' (a remove has
 // marked its layer incomplete and deleted nothing yet), 'pull-layers-done' (every layer
 // of a pull is committed, its image record not yet written), 'rmi-marked' (an image
 // removal has marked its record incomplete and removed nothing yet).

@@ -14,7 +14,7 @@
 //   unmounted, and for reading while it is exported or a child is made on it; a store
 //   lock for crash recovery and repair. Nothing holds the store lock across a long
 //   operation: an import of X never stops a mount of Y.
-// - Mount references (home/mounts/<id>), one per holder: a process (pid + start time)
+// - Mount references (home/run/mounts/<id>, on a tmpfs), one per holder: a process (pid + start time)
 //   and Store object, or a detached reference (`ogd mount`). A reference whose process
 //   is dead is reclaimed by the next operation on that layer; references to a layer
 //   that is not mounted any more are dropped (the kernel's mount table wins). unmount()
@@ -28,7 +28,8 @@ import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundErr
 import { validateId, validateParent } from '../ids.js';
 import { lock, tryLock, withLock } from '../locks.js';
 import type { HeldLock, PathProbe, ProbeResult } from '../locks.js';
-import { probedData } from '../native.js';
+import { applyFileChange, probedData } from '../native.js';
+import type { FileChange } from '../native.js';
 import { readMountInfo } from '../mountinfo.js';
 import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
 import { inspectPlan, type LayerOnDisk, type StoreDriver } from '../drivers/store-driver.js';
@@ -37,6 +38,7 @@ import { StoreFiles, parseJson } from './files.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
 import type { Holder } from './holders.js';
 import { killPoint } from './kill-point.js';
+import { prepareRunDir, releaseRunDir } from './run-dir.js';
 import type {
   CheckReport,
   CleanupOptions,
@@ -63,7 +65,7 @@ import type {
   UnmountResult,
 } from './types.js';
 
-/** One holder's references on a layer (home/mounts/<id> holds a list of them). */
+/** One holder's references on a layer (home/run/mounts/<id> holds a list of them). */
 export interface MountRef extends Holder {
   count: number;
 }
@@ -92,7 +94,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   let driver: StoreDriver;
   try {
     files = new StoreFiles(await realpath(resolve(home)));
-    await Promise.all([files.layers, files.mounts, join(files.locks, 'layer'), files.tmp, files.incomplete, files.images].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
+    await Promise.all([files.layers, join(files.locks, 'layer'), files.tmp, files.incomplete, files.images].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
     // Taken before the driver binds the home: a cleanup() elsewhere then sees this store open and leaves the home's mount.
     openLock = await lock(files.openLock(), 'read');
     driver = await createStoreDriver(driverName, join(files.home, driverName), {
@@ -100,6 +102,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
       ...(opts.gidMaps ? { gidMaps: opts.gidMaps } : {}),
       ...(opts.options ? { options: opts.options } : {}),
     });
+    await prepareRunDir(files, driver.mountsNothing !== true);
   } catch (err) {
     await openLock?.release();
     // What this open created goes again: the first directory it made, with what it put inside.
@@ -324,8 +327,12 @@ export class LayerStore implements Store {
   }
 
   async writeRefs(id: string, refs: MountRef[]): Promise<void> {
-    if (refs.length === 0) await this.files.remove(this.files.mounts, id);
-    else await this.files.writeJson(this.files.mounts, id, refs, false);
+    await applyFileChange(this.#refsChange(id, refs));
+  }
+
+  /** The file change that makes `refs` the layer's references (none: no file). */
+  #refsChange(id: string, refs: MountRef[]): FileChange {
+    return refs.length === 0 ? { remove: join(this.files.mounts, id) } : this.files.volatileJson(this.files.mounts, id, refs);
   }
 
   /**
@@ -380,13 +387,16 @@ export class LayerStore implements Store {
       else live.push({ ...holder, count: 1 });
       if (disk.state === 'container' && !disk.mounted) {
         const label = opts.mountLabel ?? rec.mountLabel;
-        await this.#refsBeside(id, live, before, {
-          change: async () => {
-            await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {}, disk);
-            killPoint('after-mount');
-          },
-          undo: () => this.driver.unmountLayer(id),
-        });
+        // The reference is written in the mount's own native job, right after the mount
+        // (a kill between leaves a mount nobody holds, which the next open unmounts). A
+        // failed mount puts the references back as they were.
+        try {
+          await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {}, disk, this.#refsChange(id, live));
+        } catch (err) {
+          await this.writeRefs(id, before).catch(() => undefined);
+          throw err;
+        }
+        killPoint('after-mount');
       } else {
         await this.writeRefs(id, live);
       }
@@ -412,34 +422,22 @@ export class LayerStore implements Store {
         }
       }
       // The disk as read above: under the layer's write lock nobody mounts or unmounts it.
-      // A failed unmount (EBUSY) puts the references back as they were, so a retry (say with lazy) releases the same one.
       if (refs.length === 0 && disk.state === 'container' && disk.mounted) {
-        await this.#refsBeside(id, refs, before, { change: () => this.driver.unmountLayer(id, { lazy: opts.lazy === true }, disk) });
+        // The references go in the unmount's own native job, right before it (a kill
+        // between leaves a mount nobody holds, which the next open unmounts). A failed
+        // unmount (EBUSY) puts them back as they were, so a retry (say with lazy)
+        // releases the same one.
+        try {
+          await this.driver.unmountLayer(id, { lazy: opts.lazy === true }, disk, this.#refsChange(id, refs));
+        } catch (err) {
+          await this.writeRefs(id, before).catch(() => undefined);
+          throw err;
+        }
       } else {
         await this.writeRefs(id, refs);
       }
       return { released, mounted: refs.length > 0 && disk.state === 'container', references: total(refs), holders: refs.map(toPublicHolder) };
     });
-  }
-
-  /**
-   * Writes a layer's references and mounts or unmounts it side by side, under its write
-   * lock: one wait instead of two. A kill between the two leaves either a mount nobody
-   * holds (the next open unmounts it) or holders of a layer that is not mounted (dropped
-   * by the next operation on it: the kernel's mount table wins). When the mount change
-   * fails the references are put back as they were (`before`); when the write fails, the
-   * change is undone where `undo` says how.
-   */
-  async #refsBeside(id: string, refs: MountRef[], before: MountRef[], step: { change: () => Promise<void>; undo?: () => Promise<void> }): Promise<void> {
-    const [written, changed] = await Promise.allSettled([this.writeRefs(id, refs), step.change()]);
-    if (changed.status === 'rejected') {
-      if (written.status === 'fulfilled') await this.writeRefs(id, before).catch(() => undefined);
-      throw changed.reason;
-    }
-    if (written.status === 'rejected') {
-      await step.undo?.().catch(() => undefined);
-      throw written.reason;
-    }
   }
 
   // --- reading
@@ -661,6 +659,7 @@ export class LayerStore implements Store {
       const busy = (await readdir(this.files.mounts)).length > 0;
       if (!busy || opts.force === true) {
         await this.driver.cleanup().catch((err: unknown) => errors.push(err));
+        await releaseRunDir(this.files).catch((err: unknown) => errors.push(err));
         homeReleased = true;
       }
     }

@@ -28,7 +28,7 @@ import { containerPaths, lastLowerId, layerDirs, layerExists, lstatOrUndefined, 
 import { mountOverlay } from './mount-data.js';
 import { isOverlayMounted, driverHome, type DriverHome } from '../driver-home.js';
 import { FsMagic } from '../../fs-magic.js';
-import type { PathProbe } from '../../native.js';
+import type { FileChange, PathProbe } from '../../native.js';
 import { mountPointsUnder } from '../../mountinfo.js';
 
 // Applying and exporting load what they need (tar reader, exporter) on first use:
@@ -223,10 +223,10 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
     return merged;
   }
 
-  async #mount(p: LayerPaths, mountLabel: string | undefined): Promise<void> {
+  async #mount(p: LayerPaths, mountLabel: string | undefined, record?: FileChange): Promise<void> {
     const merged = p.merged!;
     try {
-      await mountOverlay(this.home, { lower: p.lowerRoot!, upper: p.upper!, work: p.work! }, merged, mountLabel);
+      await mountOverlay(this.home, { lower: p.lowerRoot!, upper: p.upper!, work: p.work! }, merged, mountLabel, record);
     } catch (err) {
       if (isSystemError(err, 'ENOENT') && !(await lstatOrUndefined(p.lowerRoot!))?.isDirectory()) throw new LayerNotFoundError(p.lowerId!, { cause: err });
       throw err;
@@ -285,28 +285,33 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
     };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk): Promise<string> {
+  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<string> {
     const p = known?.state === 'container' && known.lowerId !== undefined ? containerPaths(this.home, id, known.lowerId) : await this.layerPaths(id);
-    if (p.root !== undefined) return p.root;
+    if (p.root !== undefined) {
+      if (record !== undefined) await native.applyFileChange(record);
+      return p.root;
+    }
     // No references in this process means no overlay there (the counter has just looked).
     await this.#state.mounts.withLock(
       p.merged!,
       async (references) => {
-        if (references === 0) await this.#mount(p, opts.mountLabel);
+        if (references === 0) await this.#mount(p, opts.mountLabel, record);
+        else if (record !== undefined) await native.applyFileChange(record);
       },
       knownMounted(known),
     );
     return p.merged!;
   }
 
-  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk): Promise<void> {
+  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<void> {
     validateId(id);
     // No layout read: an image has no merged/, which the counter finds not mounted.
     const merged = layerDirs(this.home, id).merged;
     await this.#state.mounts.withLock(
       merged,
       async (references) => {
-        if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+        if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0, record);
+        else if (record !== undefined) await native.applyFileChange(record);
       },
       knownMounted(known),
     );

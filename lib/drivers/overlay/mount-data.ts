@@ -13,6 +13,7 @@
 import { open } from 'node:fs/promises';
 import { relative } from 'node:path';
 import * as native from '../../native.js';
+import type { FileChange } from '../../native.js';
 import { InvalidOptionError, isSystemError } from '../../errors.js';
 import { formatMountLabel } from '../../mount-label.js';
 
@@ -49,18 +50,19 @@ export function acceptedOptionalOptions(): readonly string[] {
  * kernel rejects with EINVAL are dropped one by one, once per process; any other
  * failure, or EINVAL without them, is thrown unchanged.
  */
-export async function mountOverlay(home: string, dirs: OverlayDirs, target: string, mountLabel: string | undefined): Promise<void> {
+export async function mountOverlay(home: string, dirs: OverlayDirs, target: string, mountLabel: string | undefined, after?: FileChange): Promise<void> {
   const start = acceptedOptionCount ?? OPTIONAL_OPTIONS.length;
   const last = acceptedOptionCount === undefined ? 0 : start;
   let firstError: unknown;
   for (let n = start; n >= last; n--) {
     try {
-      await mountWithData(home, dirs, target, OPTIONAL_OPTIONS.slice(0, n), mountLabel);
+      await mountWithData(home, dirs, target, OPTIONAL_OPTIONS.slice(0, n), mountLabel, after);
       acceptedOptionCount = n;
       return;
     } catch (err) {
       firstError ??= err;
-      if (!isSystemError(err, 'EINVAL')) throw err;
+      // Only the kernel's refusal of the options is retried (not a failure of `after`).
+      if (!isSystemError(err, 'EINVAL') || (err as NodeJS.ErrnoException).syscall !== 'mount') throw err;
     }
   }
   if (isSystemError(firstError, 'EINVAL')) {
@@ -73,9 +75,9 @@ export async function mountOverlay(home: string, dirs: OverlayDirs, target: stri
   throw firstError;
 }
 
-async function mountWithData(home: string, dirs: OverlayDirs, target: string, extra: readonly string[], mountLabel: string | undefined): Promise<void> {
+async function mountWithData(home: string, dirs: OverlayDirs, target: string, extra: readonly string[], mountLabel: string | undefined, after: FileChange | undefined): Promise<void> {
   const absolute = overlayMountData(dirs, extra, mountLabel);
-  if (Buffer.byteLength(absolute) <= MAX_MOUNT_DATA) return native.mount('overlay', target, 'overlay', 0, absolute);
+  if (Buffer.byteLength(absolute) <= MAX_MOUNT_DATA) return native.mount('overlay', target, 'overlay', 0, absolute, after);
   const handle = await open(home, 'r');
   try {
     const rel = (p: string): string => relative(home, p);
@@ -83,7 +85,7 @@ async function mountWithData(home: string, dirs: OverlayDirs, target: string, ex
     if (Buffer.byteLength(data) > MAX_MOUNT_DATA) {
       throw new InvalidOptionError(`overlay mount options for ${target} are ${Buffer.byteLength(data)} bytes, more than the kernel's ${MAX_MOUNT_DATA} (is the mount label that long?)`);
     }
-    await native.mount('overlay', target, 'overlay', 0, data);
+    await native.mount('overlay', target, 'overlay', 0, data, after);
   } finally {
     await handle.close();
   }

@@ -16,6 +16,7 @@ import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, symlink, unlink, w
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
+import type { FileChange } from '../../native.js';
 import { applyTar } from '../../archive/apply.js';
 import { AbortError, InvalidIdError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, NotSupportedError, isSystemError } from '../../errors.js';
 import { validateId, validateParent } from '../../ids.js';
@@ -422,25 +423,33 @@ export class Overlay2Driver implements StoreDriver {
     return { state: 'container', path: l.merged, lowerId: l.parent, lowerMissing, mounted: await isOverlayMounted(l.merged) };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk): Promise<string> {
+  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<string> {
     const l = await this.layer(id);
     // No references (own or foreign) means nothing mounted there: the counter has just looked, or was told.
     await this.#state.mounts.withLock(
       l.merged,
       async (references) => {
         if (references === 0) await this.#mount(l, opts.mountLabel);
+        if (record === undefined) return;
+        try {
+          await native.applyFileChange(record);
+        } catch (err) {
+          if (references === 0) await unmountQuietly(l.merged);
+          throw err;
+        }
       },
       knownMounted(known),
     );
     return l.merged;
   }
 
-  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk): Promise<void> {
+  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<void> {
     checkId(id);
     const merged = dirsOf(this.home, id).merged;
     await this.#state.mounts.withLock(
       merged,
       async (references) => {
+        if (record !== undefined) await native.applyFileChange(record);
         if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
       },
       knownMounted(known),

@@ -17,6 +17,7 @@ import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile }
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
+import type { FileChange } from '../../native.js';
 import { applyTar } from '../../archive/apply.js';
 import { AbortError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, isSystemError } from '../../errors.js';
 import { validateId, validateParent, parseStoredId } from '../../ids.js';
@@ -280,12 +281,16 @@ export class VfsDriver implements StoreDriver {
     return { state: 'image', path: d.root };
   }
 
-  mountLayer(id: string): Promise<string> {
-    return this.#root(id);
+  // Nothing is mounted: the store's record is made on its own.
+  async mountLayer(id: string, _opts?: GetOptions, _known?: LayerOnDisk, record?: FileChange): Promise<string> {
+    const root = await this.#root(id);
+    if (record !== undefined) await native.applyFileChange(record);
+    return root;
   }
 
-  async unmountLayer(id: string): Promise<void> {
+  async unmountLayer(id: string, _opts?: PutOptions, _known?: LayerOnDisk, record?: FileChange): Promise<void> {
     validateId(id);
+    if (record !== undefined) await native.applyFileChange(record);
   }
 
   async layerIds(): Promise<string[]> {
