@@ -4,6 +4,7 @@
 // or open, write, (fsync,) close (then the caller's rename): the waits, not the
 // bytes, were the cost.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -24,18 +25,25 @@ constexpr size_t kMaxSmall = 16 * 1024 * 1024;
 int ReadSmall(const std::string& path, std::string& data, const char*& syscall) {
   data.clear();
   syscall = "open";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  // O_NONBLOCK: a fifo planted where a record belongs must not hang a pool thread.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return errno;
   Fd file(fd);
+  syscall = "fstat";
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return errno;
   syscall = "read";
+  if (S_ISDIR(st.st_mode)) return EISDIR;
+  if (!S_ISREG(st.st_mode)) return EINVAL;  // a fifo, socket or device is no small file
   char buf[16384];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;
-    if (n == 0) return 0;
     data.append(buf, static_cast<size_t>(n));
     if (data.size() > kMaxSmall) return EFBIG;
+    // A regular file reads short only at its end: no second read to learn it.
+    if (static_cast<size_t>(n) < sizeof buf) return 0;
   }
 }
 

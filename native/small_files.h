@@ -10,8 +10,10 @@
 
 namespace ogd {
 
-// Reads the file at `path` (a symlink is refused, ELOOP) into `data`: 0, or the errno
-// of the failed call, with `syscall` naming it. Files over 16 MiB are refused (EFBIG).
+// Reads the regular file at `path` into `data`: 0, or the errno of the failed call,
+// with `syscall` naming it. A symlink is refused (ELOOP), a directory (EISDIR), anything
+// else that is not a regular file (EINVAL, never waiting on a fifo), and a file over
+// 16 MiB (EFBIG).
 int ReadSmall(const std::string& path, std::string& data, const char*& syscall);
 
 // Creates `tmp` (O_EXCL, 0600), writes `data`, fsyncs when `durable`, and renames it to

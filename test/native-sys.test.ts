@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile, symlink, lstat, readFile, readdir } from 'node:fs/promises';
 import { closeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as native from '../lib/native.js';
 import { isMountPoint, makePrivateMount, readMountInfo } from '../lib/mountinfo.js';
@@ -146,6 +147,13 @@ test('readSmallFile reads a whole file in one call, undefined when missing, refu
   assert.equal(await native.readSmallFile(join(dir, 'missing')), undefined);
   await symlink(file, join(dir, 'link'));
   await assert.rejects(native.readSmallFile(join(dir, 'link')), { code: 'ELOOP', syscall: 'open', path: join(dir, 'link') });
+  // A fifo where a record belongs is refused at once, not waited on (nobody ever writes to it).
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  await assert.rejects(native.readSmallFile(join(dir, 'fifo')), { code: 'EINVAL', syscall: 'read', path: join(dir, 'fifo') });
+  await assert.rejects(native.readSmallFile(dir), { code: 'EISDIR' });
+  const exact = Buffer.alloc(16384, 'y'); // exactly one read's buffer: the end is found by a second read
+  await writeFile(file, exact);
+  assert.deepEqual(await native.readSmallFile(file), exact);
 });
 
 test('writeNewFile creates a new 0600 file with the data, never replaces one, and leaves nothing when it fails', async (t) => {

@@ -282,6 +282,32 @@ test('a mount the kernel refuses leaves no reference behind, and the layer mount
   }
 });
 
+test('a fifo or junk where a record or a reference belongs never hangs the store; the next open drops the junk references', { timeout: 60_000 }, async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { home, cli } = await setup(t);
+  execFileSync('mkfifo', [join(home, 'layers', 'x')]);
+  const ls = await cli('ls');
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.match(ls.stdout, /^c1 /m);
+  await ogdOk(['--home', home, 'mount', 'c1']);
+  // The reference file replaced by a fifo (nobody will ever write to it), and junk beside it.
+  await rm(join(home, 'run/mounts/c1'));
+  execFileSync('mkfifo', [join(home, 'run/mounts/c1')]);
+  await writeFile(join(home, 'run/mounts/base'), '[{"pid":"1"}]');
+  const s = await openStore(home);
+  try {
+    assert.deepEqual(await readdir(join(home, 'run/mounts')), [], 'the open dropped both');
+    assert.ok(!(await mountPoints()).includes(join(home, 'overlay/c1/merged')), 'and unmounted what nobody held any more');
+    const path = await s.mount('c1');
+    assert.equal((await s.layer('c1')).mountCount, 1);
+    await s.unmount('c1');
+    assert.ok(!(await mountPoints()).includes(path));
+  } finally {
+    await s.cleanup({ force: true });
+  }
+  assert.equal((await cli('check')).code, 0);
+});
+
 test('a store written by an older ogd (home/layers.json) is converted at its first open', async (t) => {
   if (skipUnlessRoot(t)) return;
   const { home, cli } = await setup(t);

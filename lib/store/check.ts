@@ -115,6 +115,18 @@ async function debris(s: LayerStore, recs: LayerRecord[], full: boolean): Promis
   const mountPoints = new Set((await readMountInfo()).map((m) => m.mountPoint));
   const prefix = s.driver.home + '/';
   const candidates = new Set(await readdir(s.files.mounts));
+  for (const id of candidates) {
+    if ((await s.readRefsFile(id)) !== undefined) continue;
+    const path = join(s.files.mounts, id);
+    found.push({
+      kind: 'damaged-reference',
+      id,
+      path,
+      message: `${path} is not a list of mount references`,
+      repair: 'delete it (the kernel mount table says what is mounted)',
+      fix: () => ifIdle(s, id, () => s.files.remove(s.files.mounts, id)).then(() => undefined),
+    });
+  }
   for (const m of mountPoints) if (m.startsWith(prefix)) candidates.add(m.slice(prefix.length).split('/')[0]!);
   for (const r of recs.filter((r) => r.incomplete !== true && candidates.has(r.id))) {
     const refs = await s.readRefs(r.id);

@@ -28,7 +28,7 @@ import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundErr
 import { validateId, validateParent } from '../ids.js';
 import { lock, tryLock, withLock } from '../locks.js';
 import type { HeldLock, PathProbe, ProbeResult } from '../locks.js';
-import { applyFileChange, probedData } from '../native.js';
+import { applyFileChange, probedData, readSmallFile } from '../native.js';
 import type { FileChange } from '../native.js';
 import { readMountInfo } from '../mountinfo.js';
 import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
@@ -68,6 +68,29 @@ import type {
 /** One holder's references on a layer (home/run/mounts/<id> holds a list of them). */
 export interface MountRef extends Holder {
   count: number;
+}
+
+/**
+ * The references in a reference file (its content, undefined when there is none, or the
+ * error reading it): undefined when the file is damaged. Nothing from the disk is
+ * trusted: a holder must look like one.
+ */
+function parseRefs(file: Buffer | Error | number | undefined): MountRef[] | undefined {
+  if (file === undefined) return [];
+  if (!Buffer.isBuffer(file)) return undefined;
+  try {
+    const refs: unknown = JSON.parse(file.toString('utf8'));
+    if (Array.isArray(refs) && refs.every(isMountRef)) return refs;
+  } catch {
+    // not JSON: damaged
+  }
+  return undefined;
+}
+
+function isMountRef(v: unknown): v is MountRef {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return Number.isSafeInteger(r['pid']) && (r['pid'] as number) >= 0 && typeof r['start'] === 'string' && typeof r['owner'] === 'string' && Number.isSafeInteger(r['count']) && (r['count'] as number) > 0;
 }
 
 /**
@@ -322,8 +345,14 @@ export class LayerStore implements Store {
 
   // --- mounts
 
+  /** The layer's references; none when its file is damaged (check reports it, the next write replaces it). */
   async readRefs(id: string): Promise<MountRef[]> {
-    return (await this.files.readJson<MountRef[]>(this.files.mounts, id)) ?? [];
+    return (await this.readRefsFile(id)) ?? [];
+  }
+
+  /** The layer's references as written; undefined when the file is damaged: unreadable (a fifo, say), or not a list of holders. */
+  async readRefsFile(id: string): Promise<MountRef[] | undefined> {
+    return parseRefs(await readSmallFile(join(this.files.mounts, id)).catch((err: unknown) => err as Error));
   }
 
   async writeRefs(id: string, refs: MountRef[]): Promise<void> {
@@ -365,7 +394,7 @@ export class LayerStore implements Store {
         const rec = parseJson<LayerRecord>(probedData(record));
         if (rec === undefined || rec.incomplete === true) throw new LayerNotFoundError(id);
         const known = await plan.finish(disk);
-        return fn({ rec, disk: known, live: await this.#reconcile(id, known, parseJson<MountRef[]>(probedData(refs)) ?? []) });
+        return fn({ rec, disk: known, live: await this.#reconcile(id, known, parseRefs(refs) ?? []) });
       },
       probes,
     );

@@ -100,6 +100,7 @@ export type ProblemKind =
   | 'parent-missing'
   | 'parent-mismatch'
   | 'stale-reference'
+  | 'damaged-reference'
   | 'mount-without-holder'
   | 'leftover'
   | 'incomplete-layer'
