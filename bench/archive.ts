@@ -14,9 +14,15 @@
 // medians of `runs` runs. Fairness: each tool reads the same cached tar; tar -x does
 // the least work (no layer store, no metadata, no staging), containers-storage the
 // most like ours. Peers missing from PATH are left out, with a line saying so.
-//   node dist/bench/archive.js [--runs N] [--only import|export] [--threads-ab] [--strace]
+// Imports run in two states of the filesystem, settled first: 'settled' moves each
+// run's tree aside instead of deleting it (nothing is deleted by this part until all
+// its settled runs are done), 'deleted' deletes the previous run's tree right before
+// the next (what a layer store that has just removed a layer sees; ext4 without a
+// journal then skips every recently freed inode one by one at each allocation).
+//   node dist/bench/archive.js [--runs N] [--only import|export] [--condition settled|deleted|both]
+//                              [--threads-ab] [--strace]
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +38,11 @@ const scratch = join(cache, `bench-archive-${process.pid}`);
 const inputs = join(cache, 'bench-archive-inputs');
 const cli = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
 
+export type ImportCondition = 'settled' | 'deleted';
+
+// Below this much free space a settled run's tree is deleted after all (and the log says so).
+const keepFreeBytes = 25 * 2 ** 30;
+
 export interface ArchiveBenchOptions {
   runs?: number;
   /** Measure only this half (the export half still imports each input once, untimed). */
@@ -40,6 +51,8 @@ export interface ArchiveBenchOptions {
   threadsAb?: boolean;
   /** Count each importer's syscalls once (strace -f -c). */
   strace?: boolean;
+  /** The filesystem's state for the imports (default both, settled first). */
+  condition?: ImportCondition | 'both';
   log?: (line: string) => void;
 }
 
@@ -49,12 +62,16 @@ function onPath(tool: string): boolean {
 
 /** Unmounts (lazily) whatever is mounted under `dir`, deepest first, then removes it. */
 async function wipe(dir: string): Promise<void> {
+  await unmountUnder(dir);
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function unmountUnder(dir: string): Promise<void> {
   const mounts = (await readMountInfo())
     .map((m) => m.mountPoint)
     .filter((m) => m === dir || m.startsWith(dir + '/'))
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) await sh('umount', ['-l', m]).catch(() => undefined);
-  await rm(dir, { recursive: true, force: true });
 }
 
 /** The input tars, made once with GNU tar and kept: numeric owners, xattrs, sorted names. */
@@ -98,64 +115,83 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
   const rows: ResultRow[] = [];
   await wipe(scratch);
   await mkdir(scratch, { recursive: true });
+  const trash = join(scratch, 'trash');
+  await mkdir(trash);
+  let trashed = 0;
+  // A settled run's tree goes aside, unmounted, to be deleted when the part ends.
+  const moveAside = async (dir: string): Promise<void> => {
+    if (!existsSync(dir)) return;
+    const free = await statfs(scratch);
+    if (free.bavail * free.bsize < keepFreeBytes) {
+      log(`  (low on space: ${dir} deleted, so this run is not settled)`);
+      return wipe(dir);
+    }
+    await unmountUnder(dir);
+    await rename(dir, join(trash, String(trashed++)));
+  };
+  const conditions: ImportCondition[] = opts.only === 'export' ? ['deleted'] : opts.condition === undefined || opts.condition === 'both' ? ['settled', 'deleted'] : [opts.condition];
+  const all = await ensureInputs(log);
   try {
-    for (const input of await ensureInputs(log)) {
-      // --- import into an empty store (or dir) every run
-      const home = join(scratch, 'ogd-home');
-      const tarDir = join(scratch, 'tar-x');
-      const csGraph = join(scratch, 'cs-graph');
-      const csRun = join(scratch, 'cs-run');
-      const csArgs = ['--graph', csGraph, '--run', csRun, '--storage-driver', 'overlay'];
-      const importers: Contender[] = [
-        { name: 'ogd import', command: process.execPath, args: [cli, '--home', home, 'import', 'layer', input.tar] },
-        {
-          name: input.gzip ? 'tar -xz (GNU)' : 'tar -x (GNU)',
-          command: 'tar',
-          args: ['-x', ...(input.gzip ? ['-z'] : []), '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir],
-        },
-      ];
-      if (haveCs) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
-      if (opts.threadsAb) {
-        importers.push({ name: 'ogd import, 1 thread', command: 'env', args: ['OGD_APPLY_THREADS=0', process.execPath, cli, '--home', home, 'import', 'layer', input.tar] });
-      }
-      const prepareImport = async () => {
-        await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
-        await mkdir(tarDir);
-      };
-      if (opts.strace && opts.only !== 'export' && onPath('strace')) {
-        for (const k of importers) {
-          await prepareImport();
-          const out = join(scratch, 'strace.txt');
-          await sh('strace', ['-f', '-c', '-o', out, k.command, ...k.args], { maxBuffer: 64 << 20 });
-          log(`  strace · ${input.name} · ${k.name}: ${summarizeStrace(await readFile(out, 'utf8'))}`);
-        }
-      }
-      if (opts.only !== 'export') rows.push(
-        ...(await compare(
+    for (const condition of conditions) {
+      for (const input of all) {
+        // --- import into an empty store (or dir) every run
+        const home = join(scratch, 'ogd-home');
+        const tarDir = join(scratch, 'tar-x');
+        const csGraph = join(scratch, 'cs-graph');
+        const csRun = join(scratch, 'cs-run');
+        const csArgs = ['--graph', csGraph, '--run', csRun, '--storage-driver', 'overlay'];
+        const importers: Contender[] = [
+          { name: 'ogd import', command: process.execPath, args: [cli, '--home', home, 'import', 'layer', input.tar] },
           {
-            name: `import · ${input.name}`,
-            contenders: importers,
-            runs,
-            prepare: prepareImport,
+            name: input.gzip ? 'tar -xz (GNU)' : 'tar -x (GNU)',
+            command: 'tar',
+            args: ['-x', ...(input.gzip ? ['-z'] : []), '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir],
           },
-          log,
-        )),
-      );
+        ];
+        if (haveCs) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
+        if (opts.threadsAb) {
+          importers.push({ name: 'ogd import, 1 thread', command: 'env', args: ['OGD_APPLY_THREADS=0', process.execPath, cli, '--home', home, 'import', 'layer', input.tar] });
+        }
+        const clear = (): Promise<unknown> => Promise.all([home, tarDir, csGraph, csRun].map((d) => (condition === 'settled' ? moveAside(d) : wipe(d))));
+        const prepareImport = async () => {
+          await clear();
+          await mkdir(tarDir);
+        };
+        if (opts.strace && opts.only !== 'export' && condition === conditions[0] && onPath('strace')) {
+          for (const k of importers) {
+            await prepareImport();
+            const out = join(scratch, 'strace.txt');
+            await sh('strace', ['-f', '-c', '-o', out, k.command, ...k.args], { maxBuffer: 64 << 20 });
+            log(`  strace · ${input.name} · ${k.name}: ${summarizeStrace(await readFile(out, 'utf8'))}`);
+          }
+        }
+        if (opts.only !== 'export') rows.push(
+          ...(await compare(
+            {
+              name: `import · ${input.name} · ${condition === 'settled' ? 'settled' : "right after deleting the previous run's tree"}`,
+              contenders: importers,
+              runs,
+              prepare: prepareImport,
+            },
+            log,
+          )),
+        );
 
-      // --- export the same base layer, once imported by each store
-      if (opts.only === 'import' || input.gzip) {
+        // --- export the same base layer, once imported by each store (in the last pass)
+        if (opts.only === 'import' || input.gzip || condition !== conditions.at(-1)) {
+          await clear();
+          continue;
+        }
+        await Promise.all([wipe(home), wipe(csGraph), wipe(csRun)]);
+        await sh(process.execPath, [cli, '--home', home, 'import', 'layer', input.tar]);
+        const exporters: Contender[] = [{ name: 'ogd diff', command: process.execPath, args: [cli, '--home', home, 'diff', 'layer', '-o', '/dev/null'] }];
+        if (haveCs) {
+          await sh('containers-storage', [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer']);
+          exporters.push({ name: 'containers-storage diff', command: 'containers-storage', args: [...csArgs, 'diff', '-u', '-f', '/dev/null', 'layer'] });
+        }
+        rows.push(...(await compare({ name: `export · ${input.name}`, contenders: exporters, runs }, log)));
         await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
-        continue;
       }
-      await Promise.all([wipe(home), wipe(csGraph), wipe(csRun)]);
-      await sh(process.execPath, [cli, '--home', home, 'import', 'layer', input.tar]);
-      const exporters: Contender[] = [{ name: 'ogd diff', command: process.execPath, args: [cli, '--home', home, 'diff', 'layer', '-o', '/dev/null'] }];
-      if (haveCs) {
-        await sh('containers-storage', [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer']);
-        exporters.push({ name: 'containers-storage diff', command: 'containers-storage', args: [...csArgs, 'diff', '-u', '-f', '/dev/null', 'layer'] });
-      }
-      rows.push(...(await compare({ name: `export · ${input.name}`, contenders: exporters, runs }, log)));
-      await Promise.all([wipe(home), wipe(tarDir), wipe(csGraph), wipe(csRun)]);
     }
   } finally {
     await wipe(scratch);
@@ -183,7 +219,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const runs = arg('--runs');
   const only = arg('--only');
   if (only !== undefined && only !== 'import' && only !== 'export') throw new Error('--only takes import or export');
+  const condition = arg('--condition');
+  if (condition !== undefined && condition !== 'settled' && condition !== 'deleted' && condition !== 'both') throw new Error('--condition takes settled, deleted or both');
   await run({
+    ...(condition !== undefined ? { condition } : {}),
     ...(runs !== undefined ? { runs: Number(runs) } : {}),
     ...(only !== undefined ? { only } : {}),
     threadsAb: process.argv.includes('--threads-ab'),
