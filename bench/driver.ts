@@ -8,7 +8,7 @@
 //   node dist/bench/driver.js [--runs N]
 // The same file is also the worker that the timed processes run (--worker …).
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';

@@ -5,7 +5,7 @@
 // pipe; and its failures said as the JS packer says them.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { chown, lstat, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, open, writeFile } from 'node:fs/promises';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';

@@ -2,7 +2,7 @@
 // openat2, renameat2, OFD locks), or a few on one file done in one pool trip (setMeta,
 // a small file read or written whole, a lock file opened and locked).
 import { unlink } from 'node:fs/promises';
-import { addon, checkInt, checkPath, constants, invalidArg, withStack } from './addon.js';
+import { addon, checkInt, checkPath, invalidArg, withStack } from './addon.js';
 import type { EntryMeta, FileChange, LockKind, MetaArgs, PathLike, PathProbe, ProbeResult } from './addon.js';
 
 /**

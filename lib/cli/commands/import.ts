@@ -5,7 +5,6 @@
 import { open, stat } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
-import type { Readable } from 'node:stream';
 import { InvalidArchiveError, InvalidOptionError, LayerExistsError, LayerFile, openLayer } from '../../index.js';
 import type { LayerFormat, LayerRecord, OpenedLayer, Store } from '../../index.js';
 import { UsageError, parentOption, stringOption } from '../command.js';

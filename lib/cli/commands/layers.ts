@@ -7,7 +7,6 @@ import type { Layer, LayerKind, Store } from '../../index.js';
 import { LayerNotFoundError } from '../../index.js';
 import { parentOption, stringOption } from '../command.js';
 import type { Command } from '../command.js';
-import type { CliContext } from '../context.js';
 import { formatBytes } from '../progress.js';
 
 export const status: Command = {
