@@ -192,7 +192,9 @@ async function startRegistry(dir: string): Promise<{ host: string; stop(): Promi
   const port = await freePort();
   const config = join(dir, 'config.yml');
   await writeFile(config, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
-  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'ignore'] });
+  // Through setpriv --pdeathsig: the server dies with this process even when it crashes
+  // before its cleanup runs (a test run killed, an addon that fails to load).
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', 'docker-registry', 'serve', config], { stdio: ['ignore', 'ignore', 'ignore'] });
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const host = `127.0.0.1:${port}`;
   for (let i = 0; ; i++) {

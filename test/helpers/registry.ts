@@ -79,7 +79,9 @@ export async function startRegistry(
     config,
     `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`,
   );
-  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Through setpriv --pdeathsig: the server dies with this process even when it crashes
+  // before its cleanup runs (a test run killed, an addon that fails to load).
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', 'docker-registry', 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
