@@ -57,6 +57,7 @@ export function unmount(target: PathLike, flags = 0, before?: FileChange): Promi
 export async function applyFileChange(change: FileChange): Promise<void> {
   checkFileChange(change);
   if ('remove' in change) {
+    // unlink, not rm: rm lstats first, one more trip to the thread pool.
     await unlink(change.remove).catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     });

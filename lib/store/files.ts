@@ -27,9 +27,8 @@
 // Lock order: a layer's lock (child before parent), then the store lock; whoever
 // holds the store lock only ever tries a layer's lock without waiting.
 import { randomBytes } from 'node:crypto';
-import { readdir, rename, rm, unlink } from 'node:fs/promises';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isSystemError } from '../errors.js';
 import { applyFileChange, readSmallFile, writeNewFile } from '../native.js';
 import type { FileChange } from '../native.js';
 import { processStart } from './holders.js';
@@ -127,11 +126,9 @@ export class StoreFiles {
     return { tmp: join(this.runTmp, this.#tempName()), data: Buffer.from(JSON.stringify(value) + '\n'), dest: join(dir, name) };
   }
 
-  async remove(dir: string, name: string): Promise<void> {
-    // unlink, not rm: rm lstats first, one more trip to the thread pool on every unmount.
-    await unlink(join(dir, name)).catch((err: unknown) => {
-      if (!isSystemError(err, 'ENOENT')) throw err;
-    });
+  /** Deletes `dir/name`; a missing file is no failure. */
+  remove(dir: string, name: string): Promise<void> {
+    return applyFileChange({ remove: join(dir, name) });
   }
 
   /** Temp files whose writer is gone (kill -9 between write and rename). */

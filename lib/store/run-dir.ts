@@ -8,11 +8,10 @@
 // after a reboot (nothing is mounted then), and on the home's filesystem each change
 // was written back by the next overlay unmount, which syncs its upper filesystem:
 // about a tenth of a mount+unmount cycle spent waiting for the disk.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { isSystemError } from '../errors.js';
 import { FsMagic, fsMagic } from '../fs-magic.js';
 import { withLock } from '../locks.js';
-import { isMountPoint } from '../mountinfo.js';
 import { constants, mount, unmount } from '../native.js';
 import type { StoreFiles } from './files.js';
 
@@ -45,6 +44,9 @@ export async function releaseRunDir(files: StoreFiles): Promise<void> {
   });
 }
 
+// A tmpfs on another device than the home's: no read of the mount table, which every
+// open would pay for (it is long on a host with many containers).
 async function runMounted(files: StoreFiles): Promise<boolean> {
-  return (await fsMagic(files.run)) === FsMagic.tmpfs && (await isMountPoint(files.run));
+  const [magic, run, home] = await Promise.all([fsMagic(files.run), stat(files.run), stat(files.home)]);
+  return magic === FsMagic.tmpfs && run.dev !== home.dev;
 }
