@@ -150,7 +150,7 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
         ];
         if (haveCs) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
         if (opts.threadsAb) {
-          importers.push({ name: 'ogd import, 1 thread', command: 'env', args: ['OGD_APPLY_THREADS=0', process.execPath, cli, '--home', home, 'import', 'layer', input.tar] });
+          importers.push({ name: 'ogd import, no writer threads', command: 'env', args: ['OGD_APPLY_THREADS=0', process.execPath, cli, '--home', home, 'import', 'layer', input.tar] });
         }
         const clear = (): Promise<unknown> => Promise.all([home, tarDir, csGraph, csRun].map((d) => (condition === 'settled' ? moveAside(d) : wipe(d))));
         const prepareImport = async () => {

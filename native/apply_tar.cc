@@ -23,12 +23,13 @@
 //   entry over a directory merges into it.
 // - Streaming. Bodies are written as they arrive, memory stays bounded whatever the
 //   layer's size (ChunkQueue's bound, the writers' 16 MiB, one PAX header).
-// - Order. With writer threads asked for (the default is none: on ext4 two threads
-//   allocating inodes in one group only scan the same freed inodes twice), small
-//   files go to them (file_writers.h) while parsing goes on;
-//   the tree is still the one stream order gives: no two files in flight share a
-//   real path or lie one above the other, every other entry waits for them all,
-//   and a file whose name was taken is placed by this thread afterwards.
+// - Order. With writer threads (the caller's choice; lib picks 2 on 2+ cores), small
+//   files go to them (file_writers.h) while this thread parses on and makes
+//   directories and symlinks; the tree is still the one stream order gives: no two
+//   files in flight share a real path or lie one above the other, a directory or
+//   symlink meeting one (same path, above or below) and every other entry wait for
+//   them all, so does a parent walk the directory cache has not seen, and a file
+//   whose name was taken is placed by this thread afterwards.
 //
 // Directory times are set at the end, after their children; a pre-existing
 // directory that the tar does not mention keeps its times (and all its metadata).
@@ -364,8 +365,10 @@ class ApplyTarWorker : public JobWorker {
         return;
       }
     }
-    // Only regular files overlap (File() decides which); every other entry comes after all of them.
-    if (e.type != '0') Settle();
+    // Regular files overlap (File() decides which). A directory or a symlink goes ahead of
+    // the files in flight unless it meets one (Conflicts: same path, above or below);
+    // every other entry comes after all of them.
+    if (e.type != '0' && e.type != '5' && e.type != '2') Settle();
     if (comps_.empty()) {
       if (e.type != '5') throw ApplyError::Unsafe(e.name, "it would replace the layer root");
       DirMeta(AT_FDCWD, root_, root_, e);
@@ -376,8 +379,14 @@ class ApplyTarWorker : public JobWorker {
     std::string path = parent->real + "/" + name;
     switch (e.type) {
       case '0': File(parent, name, path, e); break;
-      case '5': Directory(*parent, name, path, e); break;
-      case '2': Symlink(*parent, name, path, e); break;
+      case '5':
+        if (Conflicts(path)) Settle();
+        Directory(*parent, name, path, e);
+        break;
+      case '2':
+        if (Conflicts(path)) Settle();
+        Symlink(*parent, name, path, e);
+        break;
       case '1': Hardlink(*parent, name, path, e); break;
       default: Node(*parent, name, path, e); break;
     }
@@ -656,6 +665,8 @@ class ApplyTarWorker : public JobWorker {
     std::string key = Join(comps_, n);
     auto hit = dirs_.find(key);
     if (hit != dirs_.end()) return hit->second;
+    // A walk the cache has not seen may pass where a file in flight is about to be.
+    Settle();
     int fd = -1, err = 0;
     const char* syscallName = "openat2";
     if (!noOpenat2_) {

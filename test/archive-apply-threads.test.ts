@@ -96,3 +96,44 @@ test('writer threads give the tree of stream order: hardlinks, whiteouts and dir
   assert.equal(await readFile(join(many, 'whited'), 'utf8'), 'recreated after the whiteout');
   assert.equal(await readFile(join(many, 'e/again'), 'utf8'), 'again');
 });
+
+// Directories and symlinks no longer wait for every file in flight, only for one on their path.
+function layerSymlinksAndDirs(): Buffer {
+  const b = new TarBuilder();
+  for (let d = 0; d < 40; d++) {
+    b.dir(`t/${d}/`, { mtime: T + d, mode: 0o755 });
+    for (let i = 0; i < 12; i++) b.file(`t/${d}/f${i}`, `dir ${d} file ${i}\n`.repeat(1 + i), { mtime: T + i });
+    b.symlink(`t/${d}/f3`, 'f0', { mtime: T }); // over a file just handed to the writers
+    b.symlink(`t/${d}/to-f1`, 'f1', { mtime: T }); // beside them
+    b.dir(`t/${d}/f5/`, { mtime: T }); // a directory over an in-flight file
+    b.file(`t/${d}/f5/in`, 'inside');
+    b.file(`t/${d}/via-link/x`, 'a parent the stream never named');
+    b.symlink(`t/${d}/via-link`, '../0', { mtime: T }); // replaces the directory just made implicitly
+    b.file(`t/${d}/via-link/y`, 'through the symlink to t/0');
+  }
+  return b.end();
+}
+
+test('writer threads give the tree of stream order: symlinks and directories beside and over in-flight files', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { one, many, errors } = await both(t, layerSymlinksAndDirs());
+  assert.deepEqual(errors, [undefined, undefined]);
+  assert.deepEqual(compareManifests(await manifest(one), await manifest(many), { mtimeTypes: [...same.mtimeTypes] }), []);
+  assert.equal(await readFile(join(many, 't/7/to-f1'), 'utf8'), 'dir 7 file 1\n'.repeat(2));
+  assert.equal(await readFile(join(many, 't/7/f3'), 'utf8'), 'dir 7 file 0\n');
+  assert.equal(await readFile(join(many, 't/7/f5/in'), 'utf8'), 'inside');
+  assert.equal(await readFile(join(many, 't/0/y'), 'utf8'), 'through the symlink to t/0');
+});
+
+test('writer threads refuse a file under an in-flight file as stream order does', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  // A lone file in flight waits for a batch before its writer wakes: its name is not there yet when the next entry's parent is walked.
+  const b = new TarBuilder();
+  b.dir('p/');
+  b.file('p/q', 'a file');
+  b.file('p/q/r', 'under a file');
+  const { errors } = await both(t, b.end());
+  const codes = errors.map((e) => (e as { code?: string } | undefined)?.code);
+  assert.ok(codes[0] !== undefined, 'one thread refuses it');
+  assert.deepEqual(codes, [codes[0], codes[0]]);
+});

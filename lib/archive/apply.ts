@@ -25,10 +25,9 @@ export interface ApplyTarOptions extends ApplyDiffOptions {
   uidMaps?: readonly IDMap[];
   gidMaps?: readonly IDMap[];
   /**
-   * Writer threads beside the parsing one (default 0, or OGD_APPLY_THREADS): every file
-   * is written on the parsing thread. On ext4 two writers allocating inodes in one block
-   * group scan the same freed inodes twice; measured slower on every layer we tried
-   * (bench/README.md, import).
+   * Writer threads beside the parsing one (default 2 on a machine with 2+ cores, else 0;
+   * OGD_APPLY_THREADS overrides): small files are written on them, one directory per
+   * writer at a time, while parsing, directories and symlinks go on (bench/README.md, import).
    */
   threads?: number;
 }

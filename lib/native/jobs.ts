@@ -1,6 +1,7 @@
 // The addon's long jobs: tree copy, scan, compare, removal, file reads for export,
 // tar pack and tar apply. Each runs off the JS thread (on the pool or threads of its
 // own), reports progress and stops on abort.
+import { availableParallelism } from 'node:os';
 import { AbortError } from '../errors.js';
 import type { IDMap } from '../types.js';
 import { addon, checkInt, checkPath, invalidArg, withStack } from './addon.js';
@@ -496,12 +497,21 @@ export interface ApplyTarJob {
   throwProgressError(): void;
 }
 
+/**
+ * Two writer threads beside the parsing one when there is a second core for them:
+ * files in different directories are created in parallel, which pays most where
+ * inode allocation is slow (a filesystem after mass deletions; bench/README.md).
+ */
+function defaultApplyThreads(): number {
+  return availableParallelism() >= 2 ? 2 : 0;
+}
+
 export function startApplyTar(root: PathLike, options: ApplyTarJobOptions = {}): ApplyTarJob {
   checkPath(root, 'root');
   const uidMaps = mapTriples(options.uidMaps, 'options.uidMaps');
   const gidMaps = mapTriples(options.gidMaps, 'options.gidMaps');
   // The default lives here only (the addon requires the number): see applyTar's threads option.
-  const threads = options.threads ?? 0;
+  const threads = options.threads ?? defaultApplyThreads();
   checkInt(threads, 'options.threads');
   if (threads > 64) throw invalidArg('options.threads', 'must be at most 64');
   const job = new NativeJob(options.signal, options.onProgress);
