@@ -73,7 +73,11 @@ constexpr size_t kNameMax = 255;
 constexpr int kMaxSymlinkHops = 40;  // a missing parent behind dangling symlinks (MAXSYMLINKS)
 constexpr size_t kMaxCachedDirs = 512;
 constexpr uint64_t kProgressNs = 100000000;
-constexpr uint64_t kSmallFile = 1 << 20;  // files up to this go to the writer threads, whole
+// Files up to this go to the writer threads, whole; larger ones are written by this
+// thread straight from the stream. The writers pay off on inode allocation, not on
+// bytes: a larger file handed over costs one more copy of its content (Debian
+// minbase: 5% more CPU with 1 MiB here, the same as no writers with 64 KiB).
+constexpr uint64_t kSmallFile = 64 << 10;
 constexpr size_t kMaxInflight = 4096;     // files in flight between two Settle()s
 
 struct IdRange {
