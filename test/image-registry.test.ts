@@ -320,13 +320,20 @@ async function abortResume(t: TestContext, f: Fixture): Promise<void> {
   const driver = await newDriver(t);
   const ref = `docker://${f.registry.host}/test/img:app`;
   const controller = new AbortController();
+  // Stopped while layer 1 is applied and after its download has begun (its bytes are in the
+  // cache): a faster apply of layer 0 can reach layer 1 before its first byte arrives.
+  let applying = false;
+  let downloaded = false;
   await assert.rejects(
     pullImage(ref, driverTarget(driver), {
       blobCache: cache,
       tlsVerify: false,
       signal: controller.signal,
       onProgress: (p) => {
-        if (p.layer === 1 && p.phase === 'applying') controller.abort();
+        if (p.layer !== 1) return;
+        if (p.phase === 'applying') applying = true;
+        if ((p.phase === 'downloading' && p.bytes > 0) || p.phase === 'downloaded') downloaded = true;
+        if (applying && downloaded) controller.abort();
       },
     }),
     { code: 'ABORT_ERR' },
