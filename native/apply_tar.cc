@@ -369,9 +369,9 @@ class ApplyTarWorker : public JobWorker {
         return;
       }
     }
-    // Regular files overlap (File() decides which). A directory or a symlink goes ahead of
-    // the files in flight unless it meets one (Conflicts: same path, above or below);
-    // every other entry comes after all of them.
+    // Regular files, directories and symlinks go ahead of the files in flight unless they
+    // meet one (Conflicts below: same path, above or below); every other entry comes
+    // after all of them.
     if (e.type != '0' && e.type != '5' && e.type != '2') Settle();
     if (comps_.empty()) {
       if (e.type != '5') throw ApplyError::Unsafe(e.name, "it would replace the layer root");
@@ -381,16 +381,11 @@ class ApplyTarWorker : public JobWorker {
     DirPtr parent = Dir(comps_.size() - 1, e, true, 0);
     const std::string& name = comps_.back();
     std::string path = parent->real + "/" + name;
+    if (Conflicts(path)) Settle();
     switch (e.type) {
       case '0': File(parent, name, path, e); break;
-      case '5':
-        if (Conflicts(path)) Settle();
-        Directory(*parent, name, path, e);
-        break;
-      case '2':
-        if (Conflicts(path)) Settle();
-        Symlink(*parent, name, path, e);
-        break;
+      case '5': Directory(*parent, name, path, e); break;
+      case '2': Symlink(*parent, name, path, e); break;
       case '1': Hardlink(*parent, name, path, e); break;
       default: Node(*parent, name, path, e); break;
     }
@@ -402,7 +397,7 @@ class ApplyTarWorker : public JobWorker {
   void File(const DirPtr& parentPtr, const std::string& name, const std::string& path, const TarEntry& e) {
     const DirRef& parent = *parentPtr;
     Meta m = MetaOf(e, true);
-    if (Conflicts(path) || inflight_.size() >= kMaxInflight) Settle();
+    if (inflight_.size() >= kMaxInflight) Settle();
     if (writers_->enabled() && e.size <= kSmallFile) {
       auto task = std::make_unique<FileTask>();
       task->keepParent = parentPtr;
