@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
 import { tempDir, skipUnlessRoot, mountPoints } from './helpers/sandbox.js';
+import { formatCount } from '../lib/cli/progress.js';
 
 const main = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'cli', 'main.js');
 
@@ -235,6 +236,12 @@ test('failures exit 1 with one line naming the command, the reason and the code'
   await fails([...g, 'import', 'xz', '-'], 1, /xz-compressed.*\[ERR_OGD_INVALID_ARCHIVE\]/, { input: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1, 2]) });
   await ok([...g, 'cleanup']);
   await assertNoMountsUnder(dir);
+});
+
+test('entry counts are grouped by thousands as en-US groups them', () => {
+  for (const n of [0, 7, 999, 1000, 4481, 65536, 100000, 999999, 1000000, 12345678901]) {
+    assert.equal(formatCount(n), n.toLocaleString('en-US'), String(n));
+  }
 });
 
 test('ogd copy copies a tree and reports what it copied', async (t) => {

@@ -6,7 +6,7 @@
 // library user of the same home.
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { DRIVER_NAMES } from '../index.js';
+import { DRIVER_NAMES } from '../drivers/create-driver.js';
 import type { DriverName, Store } from '../index.js';
 import { ProgressBar } from './progress.js';
 

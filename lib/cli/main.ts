@@ -5,8 +5,10 @@
 // with --json an {"error":…} document on stdout), 2 usage error, 130/143 stopped by
 // SIGINT/SIGTERM, 141 stdout closed by its reader. Stacks only with OGD_DEBUG=1.
 import { parseArgs } from 'node:util';
-import { DRIVER_NAMES } from '../index.js';
-import type { DriverName } from '../index.js';
+// Not from ../index.js: that loads the whole library, which a command such as `copy`
+// never needs (commands and the store are imported when used).
+import { DRIVER_NAMES } from '../drivers/create-driver.js';
+import type { DriverName } from '../drivers/create-driver.js';
 import { CliContext } from './context.js';
 import type { GlobalOptions } from './context.js';
 import { OutputClosedError, UsageError } from './command.js';

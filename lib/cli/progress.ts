@@ -54,7 +54,7 @@ export class ProgressBar {
     const { entries, bytes, totalBytes } = this.#last;
     const done = this.#last.doneBytes ?? bytes;
     const rate = done / seconds;
-    const parts = [this.#label, `${entries.toLocaleString('en-US')} entries`, formatBytes(bytes), `${formatBytes(rate)}/s`];
+    const parts = [this.#label, `${formatCount(entries)} entries`, formatBytes(bytes), `${formatBytes(rate)}/s`];
     let bar = '';
     if (totalBytes !== undefined && totalBytes > 0) {
       const fraction = Math.min(done / totalBytes, 1);
@@ -67,6 +67,14 @@ export class ProgressBar {
     stream.write('\r\x1b[2K' + line.slice(0, width - 1));
     this.#drawn = true;
   }
+}
+
+/**
+ * 1234567 → "1,234,567". Not toLocaleString: its first call loads ICU's locale data,
+ * about 20 ms, which is a tenth of a whole `ogd copy` of a small tree.
+ */
+export function formatCount(n: number): string {
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+$)/g, ',');
 }
 
 export function formatBytes(n: number): string {

@@ -1,10 +1,10 @@
 // `ogd copy SRC DST [--hardlink]`: the native copy engine on its own, with no store
 // involved; the benchmarks and anyone comparing it with `cp -a` / `cp -al` call it.
 import { lstat, rm } from 'node:fs/promises';
-import { copyTree } from '../../index.js';
+import { copyTree } from '../../native.js';
 import { UsageError } from '../command.js';
 import type { Command } from '../command.js';
-import { formatBytes, formatDuration } from '../progress.js';
+import { formatBytes, formatCount, formatDuration } from '../progress.js';
 
 export const copy: Command = {
   name: 'copy',
@@ -35,7 +35,7 @@ export const copy: Command = {
       bar.done();
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       ctx.result({ ...stats, seconds });
-      ctx.say(`copied ${stats.entries.toLocaleString('en-US')} entries (${formatBytes(stats.bytes)}) in ${formatDuration(seconds)}`);
+      ctx.say(`copied ${formatCount(stats.entries)} entries (${formatBytes(stats.bytes)}) in ${formatDuration(seconds)}`);
     } catch (err) {
       bar.done();
       // An aborted or failed copy must not leave a half tree where there was none.
