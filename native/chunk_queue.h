@@ -21,6 +21,9 @@ class ChunkQueue {
   static constexpr size_t kBlock = 1 << 20;
   static constexpr size_t kHigh = 8 << 20;
   static constexpr size_t kLow = 2 << 20;
+  // Consumed blocks kept for reuse: enough for the reader to refill from kLow to kHigh
+  // without a fresh block (each costs a page fault per 4 KiB and a zero-fill).
+  static constexpr size_t kMaxSpare = (kHigh - kLow) / kBlock + 1;
 
   enum class Pull { kData, kEnd, kFailed, kStopped };
 
@@ -33,6 +36,7 @@ class ChunkQueue {
       if (!spare_.empty()) {
         blocks_.back().swap(spare_.back());
         spare_.pop_back();
+        blocks_.back().clear();
       }
       blocks_.back().reserve(n > kBlock ? n : kBlock);
     }
@@ -46,15 +50,20 @@ class ChunkQueue {
     return true;
   }
 
-  // Reader thread: an empty block to fill (the memory of one already consumed, when there is one).
-  std::string Spare() {
-    std::lock_guard<std::mutex> lock(mutex_);
+  // Reader thread: a block of kBlock bytes to fill, of unspecified content: the memory
+  // of one already consumed when there is one. Consumed blocks keep their size, so
+  // this resize zero-fills nothing (a std::string cannot grow without filling, and
+  // clearing and refilling every block cost a memset of the whole layer).
+  std::string SpareBlock() {
     std::string out;
-    if (!spare_.empty()) {
-      out.swap(spare_.back());
-      spare_.pop_back();
-      out.clear();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!spare_.empty()) {
+        out.swap(spare_.back());
+        spare_.pop_back();
+      }
     }
+    out.resize(kBlock);
     return out;
   }
 
@@ -104,9 +113,8 @@ class ChunkQueue {
       std::unique_lock<std::mutex> lock(mutex_);
       for (;;) {
         if (!blocks_.empty()) {
-          if (out.capacity() >= kBlock && spare_.size() < 4) {
-            out.clear();
-            spare_.push_back(std::move(out));
+          if (out.capacity() >= kBlock && spare_.size() < kMaxSpare) {
+            spare_.push_back(std::move(out));  // content dropped, size kept (see SpareBlock)
             out = std::string();
           }
           out.swap(blocks_.front());

@@ -62,18 +62,12 @@ class LayerFileReader {
   bool Stopped() { return stop_(); }
 
   // Queues a filled block (or drops it once discarding); false to stop reading.
-  bool Emit(std::string& block) {
-    if (block.empty()) return true;
-    if (discard_) {
-      block.clear();
-      return true;
-    }
+  bool Emit(std::string block) {
+    if (block.empty() || discard_) return true;
     sha_.Update(block.data(), block.size());
     size_ += block.size();
     // A push the job stopped waiting for (it failed) is dropped once discarding.
-    bool ok = queue_.PushBlock(std::move(block), [this] { return discard_ || stop_(); }) || discard_;
-    block = queue_.Spare();
-    return ok;
+    return queue_.PushBlock(std::move(block), [this] { return discard_ || stop_(); }) || discard_;
   }
 
   // Reads up to n bytes at the file offset; -1 with failure_ set on an error.
@@ -96,15 +90,14 @@ class LayerFileReader {
   }
 
   bool Copy() {
-    std::string block = queue_.Spare();
     for (;;) {
       if (Stopped()) return false;
-      block.resize(ChunkQueue::kBlock);
+      std::string block = queue_.SpareBlock();
       ssize_t n = ReadSome(block.data(), block.size());
       if (n < 0) return false;
-      block.resize(static_cast<size_t>(n));
       if (n == 0) return true;
-      if (!Emit(block)) return false;
+      block.resize(static_cast<size_t>(n));
+      if (!Emit(std::move(block))) return false;
     }
   }
 
@@ -115,7 +108,8 @@ class LayerFileReader {
       return false;
     }
     std::string in(kIn, '\0');
-    std::string block = queue_.Spare();
+    std::string block = queue_.SpareBlock();
+    size_t have = 0;  // bytes of `block` inflated so far
     bool ok = true, atEof = false, done = false;
     while (!done) {
       if (Stopped()) {
@@ -132,12 +126,10 @@ class LayerFileReader {
         z.next_in = reinterpret_cast<Bytef*>(in.data());
         z.avail_in = static_cast<uInt>(n);
       }
-      size_t have = block.size();
-      block.resize(ChunkQueue::kBlock);
       z.next_out = reinterpret_cast<Bytef*>(block.data() + have);
       z.avail_out = static_cast<uInt>(block.size() - have);
       int r = inflate(&z, Z_NO_FLUSH);
-      block.resize(block.size() - z.avail_out);
+      have = block.size() - z.avail_out;
       if (r == Z_STREAM_END) {
         // Another member may follow (as gzip and node:zlib take it); zero bytes after a member are padding.
         if (z.avail_in == 0 && !atEof) {
@@ -164,11 +156,13 @@ class LayerFileReader {
         ok = false;
         break;
       }
-      if (block.size() == ChunkQueue::kBlock || done) {
-        if (!Emit(block)) {
+      if (have == block.size() || done) {
+        block.resize(have);
+        if (!Emit(std::move(block))) {
           ok = false;
           break;
         }
+        if (!done) block = queue_.SpareBlock(), have = 0;
       }
     }
     inflateEnd(&z);
