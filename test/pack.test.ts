@@ -99,14 +99,16 @@ test('installed from the tarball with no compiler on PATH, the package loads its
     import { createRequire } from 'node:module';
     const require = createRequire(${JSON.stringify(join(pkg, 'package.json'))});
     const api = await import('overlay-graphdriver');
+    const native = await import('overlay-graphdriver/native');
     const loaded = require('node-gyp-build').resolve(${JSON.stringify(pkg)});
-    console.log(JSON.stringify({ loaded, createDriver: typeof api.createDriver, copyTree: typeof api.copyTree }));
+    console.log(JSON.stringify({ loaded, createDriver: typeof api.createDriver, copyTree: typeof api.copyTree, sameCopyTree: native.copyTree === api.copyTree }));
   `;
   const { stdout } = await run(process.execPath, ['--input-type=module', '-e', probe], { cwd: app, env });
-  const result = JSON.parse(stdout) as { loaded: string; createDriver: string; copyTree: string };
+  const result = JSON.parse(stdout) as { loaded: string; createDriver: string; copyTree: string; sameCopyTree: boolean };
   assert.equal(relative(pkg, result.loaded), join('prebuilds', `linux-${process.arch}`, 'overlay-graphdriver.glibc.node'));
   assert.equal(result.createDriver, 'function');
   assert.equal(result.copyTree, 'function');
+  assert.equal(result.sameCopyTree, true, 'overlay-graphdriver/native exports the same copyTree');
 
   const { stdout: help } = await run(join(app, 'node_modules', '.bin', 'ogd'), ['--help'], { cwd: app, env });
   assert.match(help, /usage: ogd/);

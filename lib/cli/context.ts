@@ -6,7 +6,6 @@
 // library user of the same home.
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { DRIVER_NAMES } from '../drivers/create-driver.js';
 import type { DriverName, Store } from '../index.js';
 import { ProgressBar } from './progress.js';
 
@@ -47,11 +46,11 @@ export class CliContext {
    * with the driver's error rather than reported as merely empty.
    */
   async storeIfExists(): Promise<Store | undefined> {
+    const { DRIVER_NAMES, checkStoreHome } = await import('../index.js');
     const markers = [join(this.home, 'layers'), join(this.home, 'layers.json'), ...DRIVER_NAMES.map((n) => join(this.home, n))];
     for (const m of markers) {
       if (await access(m).then(() => true, () => false)) return this.store();
     }
-    const { checkStoreHome } = await import('../index.js');
     await checkStoreHome(this.home, this.driverName !== undefined ? { driver: this.driverName } : {});
     return undefined;
   }

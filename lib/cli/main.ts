@@ -5,10 +5,7 @@
 // with --json an {"error":…} document on stdout), 2 usage error, 130/143 stopped by
 // SIGINT/SIGTERM, 141 stdout closed by its reader. Stacks only with OGD_DEBUG=1.
 import { parseArgs } from 'node:util';
-// Not from ../index.js: that loads the whole library, which a command such as `copy`
-// never needs (commands and the store are imported when used).
-import { DRIVER_NAMES } from '../drivers/create-driver.js';
-import type { DriverName } from '../drivers/create-driver.js';
+import type { DriverName } from '../index.js';
 import { CliContext } from './context.js';
 import type { GlobalOptions } from './context.js';
 import { OutputClosedError, UsageError } from './command.js';
@@ -55,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
   if (positionals.length < min || positionals.length > max) {
     throw new UsageError(positionals.length < min ? 'missing argument' : `unexpected argument ${JSON.stringify(positionals[max])}`, command);
   }
-  const globals = globalsFrom(values);
+  const globals = await globalsFrom(values);
 
   const controller = new AbortController();
   installSignalHandlers(controller, (line) => process.stderr.write(`ogd ${name}: ${line}\n`));
@@ -105,10 +102,15 @@ function findCommand(argv: string[]): { name: CommandName | undefined; commandIn
   return { name: undefined, commandIndex: -1 };
 }
 
-function globalsFrom(values: OptionValues): GlobalOptions {
+async function globalsFrom(values: OptionValues): Promise<GlobalOptions> {
   const driver = typeof values['driver'] === 'string' ? values['driver'] : undefined;
-  if (driver !== undefined && !(DRIVER_NAMES as readonly string[]).includes(driver)) {
-    throw new UsageError(`unknown driver ${JSON.stringify(driver)} (available: ${DRIVER_NAMES.join(', ')})`);
+  if (driver !== undefined) {
+    // Loaded only here: the library's entry loads all of it (~40 ms), which a command
+    // such as `copy` never needs; one given --driver opens a store anyway.
+    const { DRIVER_NAMES } = await import('../index.js');
+    if (!(DRIVER_NAMES as readonly string[]).includes(driver)) {
+      throw new UsageError(`unknown driver ${JSON.stringify(driver)} (available: ${DRIVER_NAMES.join(', ')})`);
+    }
   }
   const home = typeof values['home'] === 'string' ? values['home'] : process.env['OGD_HOME'] || './.ogd';
   if (home === '') throw new UsageError('--home must not be empty');

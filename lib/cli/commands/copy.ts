@@ -1,6 +1,8 @@
 // `ogd copy SRC DST [--hardlink]`: the native copy engine on its own, with no store
 // involved; the benchmarks and anyone comparing it with `cp -a` / `cp -al` call it.
 import { lstat, rm } from 'node:fs/promises';
+// The package's light entry (overlay-graphdriver/native): copy needs no store, and
+// loading the whole library would be a fifth of a small copy's time.
 import { copyTree } from '../../native.js';
 import { UsageError } from '../command.js';
 import type { Command } from '../command.js';
