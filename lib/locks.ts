@@ -11,7 +11,7 @@ import { close, closeSync, fstat } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { isSystemError } from './errors.js';
-import { ofdLock, ofdTryLockPath, probePaths } from './native.js';
+import { ofdLock, ofdTryLock, ofdTryLockPath, probePaths } from './native.js';
 import type { LockKind, PathProbe, ProbeResult } from './native.js';
 
 export type { LockKind, PathProbe, ProbeResult };
@@ -28,6 +28,12 @@ export interface HeldLock {
   release(): Promise<void>;
   /** Deletes the lock file, then drops the lock; for the write holder of a lock whose object is gone. */
   removeAndRelease(): Promise<void>;
+  /**
+   * Turns a write lock into a read lock on the same file description, atomically (the
+   * kernel converts an OFD lock in place: no other writer can slip in between); this
+   * object is then spent and the returned one holds the lock.
+   */
+  downgrade(): HeldLock;
 }
 
 /**
@@ -100,6 +106,12 @@ function held(fd: number, path: string, kind: LockKind, probed: ProbeResult[]): 
         if (!isSystemError(err, 'ENOENT')) throw err;
       });
       await release();
+    },
+    downgrade() {
+      if (released) throw new Error(`lock ${path} was already released`);
+      if (kind === 'write') ofdTryLock(fd, 'read');
+      released = true;
+      return held(fd, path, 'read', []);
     },
   };
 }

@@ -53,6 +53,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("packTree", Napi::Function::New(env, PackTree, "packTree"));
   exports.Set("compareTrees", Napi::Function::New(env, CompareTrees, "compareTrees"));
   exports.Set("removeTree", Napi::Function::New(env, RemoveTree, "removeTree"));
+  exports.Set("diskUsage", Napi::Function::New(env, DiskUsage, "diskUsage"));
   exports.Set("applyTar", Napi::Function::New(env, ApplyTar, "applyTar"));
   exports.Set("applyTarPush", Napi::Function::New(env, ApplyTarPush, "applyTarPush"));
   exports.Set("applyTarEnd", Napi::Function::New(env, ApplyTarEnd, "applyTarEnd"));

@@ -19,6 +19,7 @@ Napi::Value ReadFiles(const Napi::CallbackInfo& info);    // read_files.cc
 Napi::Value PackTree(const Napi::CallbackInfo& info);     // pack_tree.cc
 Napi::Value CompareTrees(const Napi::CallbackInfo& info);  // compare_trees.cc
 Napi::Value RemoveTree(const Napi::CallbackInfo& info);   // remove_tree.cc
+Napi::Value DiskUsage(const Napi::CallbackInfo& info);    // disk_usage.cc
 Napi::Value ApplyTar(const Napi::CallbackInfo& info);      // apply_tar.cc
 Napi::Value ApplyTarPush(const Napi::CallbackInfo& info);  // apply_tar.cc
 Napi::Value ApplyTarEnd(const Napi::CallbackInfo& info);   // apply_tar.cc

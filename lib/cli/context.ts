@@ -6,7 +6,7 @@
 // library user of the same home.
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { DriverName, Store } from '../index.js';
+import type { DriverName, Store, StoreOptions } from '../index.js';
 import { ProgressBar } from './progress.js';
 
 export interface GlobalOptions {
@@ -35,7 +35,9 @@ export class CliContext {
     this.#store ??= (async () => {
       // Loaded here, not at the top: commands without a store (copy) skip the store's modules.
       const { openStore } = await import('../index.js');
-      return openStore(this.home, this.driverName !== undefined ? { driver: this.driverName } : {});
+      // OGD_KEEP_BLOBS: the blob policy (all, none, pushable) for this command's pulls, commits, rmi and prune.
+      const keepBlobs = process.env['OGD_KEEP_BLOBS'] as StoreOptions['keepBlobs'] | undefined;
+      return openStore(this.home, { ...(this.driverName !== undefined ? { driver: this.driverName } : {}), ...(keepBlobs ? { keepBlobs } : {}) });
     })();
     return this.#store;
   }

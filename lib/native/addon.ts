@@ -35,6 +35,12 @@ export type ProbeResult = undefined | Error | number | Buffer;
  * and the bytes of file content it copied. Entries hardlinked instead of copied add no
  * bytes: knowing their size would cost a stat per file, the one syscall hardlink mode saves.
  */
+/** What diskUsage counts under one root: allocated bytes (st_blocks * 512) and inodes. */
+export interface DiskUsage {
+  bytes: number;
+  inodes: number;
+}
+
 export interface CopyStats {
   entries: number;
   directories: number;
@@ -115,6 +121,7 @@ export interface Addon {
     options: { abortFlag: Buffer; onProgress?: (entries: number, bytes: number) => void },
   ): Promise<{ records: ArrayBuffer; names: Buffer; extra: Buffer; kinds: Buffer; opaque: Buffer; linkKeys: ArrayBuffer; linkNames: Buffer; entries: number }>;
   removeTree(path: PathLike): Promise<{ removed: number }>;
+  diskUsage(roots: string[], sharedWith: string[]): Promise<DiskUsage[]>;
   applyTar(
     root: PathLike,
     options: {

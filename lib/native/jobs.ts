@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { AbortError } from '../errors.js';
 import type { IDMap } from '../types.js';
 import { addon, checkInt, checkPath, invalidArg, withStack } from './addon.js';
-import type { Addon, CopyProgress, CopyStats, CopyTreeOptions, PathLike } from './addon.js';
+import type { Addon, CopyProgress, CopyStats, CopyTreeOptions, DiskUsage, PathLike } from './addon.js';
 
 /** How a copyTree that was aborted (or failed) says what it left behind. */
 export interface CopyTreeError extends Error {
@@ -299,6 +299,19 @@ export async function compareTrees(newRoot: PathLike, oldRoot: PathLike, options
 export async function removeTree(path: PathLike): Promise<number> {
   checkPath(path, 'path');
   return (await withStack(addon.removeTree(path))).removed;
+}
+
+/**
+ * What `du -sx` counts under each root (allocated bytes, inodes), in one pool job:
+ * nothing followed, no other filesystem entered, an inode with several links counted
+ * once across all the roots (under the first root that holds it). `sharedWith[i]`
+ * names a tree whose files root i does not own: a multiply-linked file that is the
+ * same inode at the same path there is not counted (an overlay child's links into its
+ * parent). A missing root counts 0.
+ */
+export async function diskUsage(roots: readonly string[], sharedWith: ReadonlyArray<string | undefined> = []): Promise<DiskUsage[]> {
+  roots.forEach((r, i) => checkPath(r, `roots[${i}]`));
+  return withStack(addon.diskUsage([...roots], roots.map((_, i) => sharedWith[i] ?? '')));
 }
 
 /** Tar framing for readFiles: `lengths[i]` bytes of `bytes` go before file i, the last length after the last file. */

@@ -19,6 +19,9 @@
 //                      once every layer it names is committed
 //   home/blobs/sha256/<hex>  compressed layer blobs kept by digest (pull resumes, push reuses)
 //   home/locks/images  write while an image record is written or an image removed
+//   home/locks/transfers  read-held by every pull, commit and push for its whole run;
+//                      blobs no image names are deleted only under its write side
+//                      (lib/store/lease.ts)
 //   home/tmp/          temp files of atomic writes, named <pid>-<random>-<n>
 //   home/incomplete/<id>  an empty marker while the layer's record says incomplete (made
 //                      before the record, removed after its commit): an open finds the
@@ -87,6 +90,10 @@ export class StoreFiles {
 
   imagesLock(): string {
     return join(this.locks, 'images');
+  }
+
+  transfersLock(): string {
+    return join(this.locks, 'transfers');
   }
 
   openLock(): string {

@@ -17,19 +17,22 @@
 // lock; recovery (which holds the store lock) only ever tries the images lock.
 import { readdir, rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerNotFoundError } from '../errors.js';
-import { lock } from '../locks.js';
+import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
+import { lock, type HeldLock } from '../locks.js';
 import { BlobCache } from '../image/blob-cache.js';
 import { chainIds, digestHex, isDigest, parseDigest, type Digest } from '../image/digest.js';
 import type { Image, LayerTarget } from '../image/image.js';
 import { parseConfig, parseManifest } from '../image/manifest.js';
 import type { ImageReference } from '../image/reference.js';
 import { killPoint } from './kill-point.js';
+import { Lease, whenNoTransfers } from './lease.js';
 import type { LayerStore } from './store.js';
 import type {
   ImageInfo,
   ImageRecord,
   LayerRecord,
+  RemoveImageOptions,
+  RemoveImageResult,
   StoreCommitOptions,
   StorePullOptions,
   StorePullResult,
@@ -138,23 +141,32 @@ export function imageOf(rec: ImageRecord): Image {
   };
 }
 
-/** The LayerTarget of pull and commit: layers become store layers (records, locks, incomplete flag). */
-export function storeTarget(s: LayerStore): LayerTarget {
+/**
+ * The LayerTarget of pull and commit: layers become store layers (records, locks,
+ * incomplete flag), each held by the run's lease (lib/store/lease.ts) until its image
+ * is recorded.
+ */
+export function storeTarget(s: LayerStore, lease: Lease): LayerTarget {
   return {
-    has: (id) => s.exists(id),
+    has: (id) => lease.hold(id),
     async put(id, parent, tar, opts) {
       try {
-        const rec = await s.importLayer(id, tar, {
-          kind: 'image',
-          ...(parent !== undefined ? { parent } : {}),
-          ...(opts.signal ? { signal: opts.signal } : {}),
-          ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-        });
+        const rec = await s.importLayerHeld(
+          id,
+          tar,
+          {
+            kind: 'image',
+            ...(parent !== undefined ? { parent } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+          },
+          (held) => lease.keep(held),
+        );
         return rec.diffSize ?? 0;
       } catch (err) {
         tar.destroy();
         // Another process applied the same layer meanwhile (it held the layer's lock): it is there.
-        if (err instanceof LayerExistsError && (await s.exists(id))) return 0;
+        if (err instanceof LayerExistsError && (await lease.hold(id))) return 0;
         throw err;
       }
     },
@@ -204,7 +216,11 @@ export async function pull(s: LayerStore, ref: string, opts: StorePullOptions): 
   const { pullImage } = await import('../image/pull.js');
   const parsed = parseReference(ref);
   const names = opts.names !== undefined ? opts.names.map(normaliseName) : defaultNames(parsed);
-  const result = await pullImage(parsed, storeTarget(s), {
+  const lease = await Lease.begin(s);
+  let rec: ImageRecord;
+  let result: Awaited<ReturnType<typeof pullImage>>;
+  try {
+    result = await pullImage(parsed, storeTarget(s, lease), {
     blobCache: s.files.blobs,
     ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
     ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
@@ -213,10 +229,21 @@ export async function pull(s: LayerStore, ref: string, opts: StorePullOptions): 
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-  });
-  killPoint('pull-layers-done');
-  const rec = await recordImage(s, result, names);
+    });
+    killPoint('pull-layers-done');
+    rec = await recordImage(s, result, names);
+  } finally {
+    await lease.end();
+  }
+  await dropUnkeptBlobs(s);
   return { ...(await infoOf(s, rec)), fetched: result.fetched, applied: result.applied };
+}
+
+/** With keepBlobs 'none', the blobs nothing keeps go now (when no transfer is in flight; else the next prune takes them). */
+async function dropUnkeptBlobs(s: LayerStore): Promise<void> {
+  if (s.keepBlobs !== 'none') return;
+  const { pruneBlobs } = await import('./prune.js');
+  await pruneBlobs(s, {}).catch(() => undefined);
 }
 
 export async function commit(s: LayerStore, container: string, name: string, opts: StoreCommitOptions): Promise<ImageInfo> {
@@ -230,15 +257,25 @@ export async function commit(s: LayerStore, container: string, name: string, opt
     base = imageOf(recs[0]!);
   }
   const { commitImage } = await import('../image/commit.js');
-  const diff: Readable = await s.diff(container, opts.signal ? { signal: opts.signal } : {});
-  const image = await commitImage(diff, base, storeTarget(s), {
-    blobCache: s.files.blobs,
-    createdBy: opts.createdBy ?? `ogd commit ${container}`,
-    ...(opts.comment !== undefined ? { comment: opts.comment } : {}),
-    ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-  });
-  return infoOf(s, await recordImage(s, image, names));
+  const lease = await Lease.begin(s);
+  let rec: ImageRecord;
+  try {
+    // The base stays while the new layer is made on it, whatever a prune elsewhere decides.
+    if (c.parent !== undefined && !(await lease.hold(c.parent))) throw new LayerNotFoundError(c.parent);
+    const diff: Readable = await s.diff(container, opts.signal ? { signal: opts.signal } : {});
+    const image = await commitImage(diff, base, storeTarget(s, lease), {
+      blobCache: s.files.blobs,
+      createdBy: opts.createdBy ?? `ogd commit ${container}`,
+      ...(opts.comment !== undefined ? { comment: opts.comment } : {}),
+      ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    rec = await recordImage(s, image, names);
+  } finally {
+    await lease.end();
+  }
+  await dropUnkeptBlobs(s);
+  return infoOf(s, rec);
 }
 
 export async function push(s: LayerStore, nameOrId: string, ref: string, opts: StorePushOptions): Promise<StorePushResult> {
@@ -246,7 +283,12 @@ export async function push(s: LayerStore, nameOrId: string, ref: string, opts: S
   const image = imageOf(await resolveImage(s, nameOrId));
   // Layers whose blob is not kept are made again from the store (under its read locks).
   const source = { diff: (id: string, parent?: string, o: { signal?: AbortSignal } = {}) => s.diff(id, { parent: parent ?? null, ...o }) };
-  const result = await pushImage(image, ref, source, {
+  // The image's layers and the blobs read stay for the whole push.
+  const lease = await Lease.begin(s);
+  let result: Awaited<ReturnType<typeof pushImage>>;
+  try {
+    for (const l of image.layers) if (!(await lease.hold(l.id))) throw new LayerNotFoundError(l.id);
+    result = await pushImage(image, ref, source, {
     blobCache: s.files.blobs,
     ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
     ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
@@ -255,8 +297,16 @@ export async function push(s: LayerStore, nameOrId: string, ref: string, opts: S
     ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-  });
-  return { digest: result.manifestDigest, layers: result.layers.map((l) => ({ digest: l.blob.digest, size: l.blob.size, sent: l.sent })) };
+    });
+  } finally {
+    await lease.end();
+  }
+  // What push compressed again (no kept blob, or another compression) lands in the blob cache, named by no image.
+  await dropUnkeptBlobs(s);
+  return {
+    digest: result.manifestDigest,
+    layers: result.layers.map((l, i) => ({ digest: l.blob.digest, size: l.blob.size, sent: l.sent, recompressed: l.blob.digest !== image.layers[i]?.blob.digest })),
+  };
 }
 
 /** The layers of `rec` that no other live image uses, top first (the order they can be removed in). */
@@ -265,32 +315,165 @@ function ownLayers(rec: ImageRecord, recs: ImageRecord[]): string[] {
   return rec.layers.map((l) => l.id).filter((id) => !used.has(id)).reverse();
 }
 
-/** Deletes the kept blobs of `rec` that no other image names. */
+/**
+ * Deletes the kept blobs of `rec` that no other image names, unless the policy keeps
+ * them ('all') or a pull, commit or push is in flight (it may be using one: the next
+ * prune takes them).
+ */
 async function dropBlobs(s: LayerStore, rec: ImageRecord, recs: ImageRecord[]): Promise<void> {
+  if (s.keepBlobs === 'all') return;
   const used = new Set(recs.filter((r) => r.id !== rec.id && r.incomplete !== true).flatMap((r) => r.layers.map((l) => l.blob.digest)));
   const cache = new BlobCache(s.files.blobs);
-  for (const l of rec.layers) if (!used.has(l.blob.digest) && isDigest(l.blob.digest)) await rm(cache.path(l.blob.digest), { force: true });
+  await whenNoTransfers(s, async () => {
+    for (const l of rec.layers) if (!used.has(l.blob.digest) && isDigest(l.blob.digest)) await rm(cache.path(l.blob.digest), { force: true });
+  });
 }
 
-export async function removeImage(s: LayerStore, nameOrId: string): Promise<void> {
-  const held = await lock(s.files.imagesLock(), 'write');
+/** The name of `rec` that `nameOrId` stands for; undefined when it is the image's id (or an id prefix). */
+function nameOf(rec: ImageRecord, nameOrId: string): string | undefined {
+  const hex = /^(?:sha256:)?([0-9a-f]{12,128})$/.exec(nameOrId)?.[1];
+  if (hex !== undefined && rec.id.startsWith(hex)) return undefined;
+  let wanted: string[];
   try {
-    const recs = await imageRecords(s);
-    const rec = findImage(recs, nameOrId);
-    const own = ownLayers(rec, recs);
+    wanted = [nameOrId, normaliseName(nameOrId)];
+  } catch {
+    return undefined;
+  }
+  return rec.names.find((n) => wanted.includes(n)) ?? rec.names.find((n) => wanted.some((w) => n.endsWith(`/${w}`)));
+}
+
+/** Container layers standing on the image (on its top layer or one of its own layers), and those on them: leaves first. */
+function containersOn(rec: ImageRecord, own: string[], layers: LayerRecord[]): string[] {
+  const base = new Set([...own, ...(rec.topLayer !== undefined ? [rec.topLayer] : [])]);
+  const found: string[] = [];
+  let frontier = layers.filter((l) => l.kind === 'container' && l.incomplete !== true && l.parent !== undefined && base.has(l.parent));
+  while (frontier.length > 0) {
+    found.push(...frontier.map((l) => l.id));
+    const ids = new Set(frontier.map((l) => l.id));
+    frontier = layers.filter((l) => l.incomplete !== true && l.parent !== undefined && ids.has(l.parent) && !found.includes(l.id));
+  }
+  return found.reverse();
+}
+
+/**
+ * Under the images lock: removes image `rec` (its own layers top first, its blobs,
+ * its record) when nothing holds it. The write locks of its own layers are taken
+ * without waiting first, so a pull or commit that relies on one of them (it holds a
+ * read lock until its image is recorded) or a mount keeps the image whole. Resolves to
+ * undefined when removed, else to why not (nothing was changed then).
+ */
+export async function removeImageLocked(s: LayerStore, rec: ImageRecord, recs: ImageRecord[], removedLayers: string[] = []): Promise<string | undefined> {
+  const own = ownLayers(rec, recs);
+  const held: Array<[string, HeldLock]> = [];
+  try {
+    for (const id of [...own].sort()) {
+      const h = await s.tryLayer(id);
+      if (h === undefined) return `its layer ${id} is held by another process (a pull or commit using it, or a mount)`;
+      held.push([id, h]);
+    }
     // Refused before anything changes: a container (or any layer) on one of its own layers, or a mount of one.
     const ownSet = new Set(own);
     const layers = await s.records();
     // A container on its top layer uses the image, even when another image shares that layer.
     const child = layers.find((l) => l.parent !== undefined && ((ownSet.has(l.parent) && !ownSet.has(l.id)) || (l.kind === 'container' && l.parent === rec.topLayer)));
-    if (child !== undefined) throw new ImageInUseError(nameOrId, `${child.kind === 'container' ? 'container' : 'layer'} ${JSON.stringify(child.id)} stands on it`);
+    if (child !== undefined) return `${child.kind === 'container' ? 'container' : 'layer'} ${JSON.stringify(child.id)} stands on it`;
     for (const id of own) {
       const l = await s.layer(id).catch(() => undefined);
-      if (l !== undefined && l.mountCount > 0) throw new ImageInUseError(nameOrId, `its layer ${id} is mounted`);
+      if (l !== undefined && l.mountCount > 0) return `its layer ${id} is mounted`;
     }
     await writeImage(s, { ...rec, incomplete: true });
     killPoint('rmi-marked');
-    await finishRemoval(s, rec, recs, (id) => s.remove(id));
+    await finishRemoval(s, rec, recs, async (id) => {
+      await s.removeLocked(id);
+      removedLayers.push(id);
+    });
+    return undefined;
+  } finally {
+    for (const [id, h] of held) {
+      if ((await s.record(id).catch(() => undefined)) === undefined) await h.removeAndRelease();
+      else await h.release();
+    }
+  }
+}
+
+export async function removeImage(s: LayerStore, nameOrId: string, opts: RemoveImageOptions = {}): Promise<RemoveImageResult> {
+  const held = await lock(s.files.imagesLock(), 'write');
+  try {
+    const recs = await imageRecords(s);
+    const rec = findImage(recs, nameOrId);
+    const name = nameOf(rec, nameOrId);
+    // podman's rmi: a name of an image that has others is only untagged.
+    if (name !== undefined && rec.names.length > 1) {
+      await writeImage(s, { ...rec, names: rec.names.filter((n) => n !== name) });
+      return { id: rec.id, untagged: [name], removed: false, containers: [] };
+    }
+    if (name === undefined && rec.names.length > 1 && opts.force !== true) {
+      throw new ImageInUseError(nameOrId, `it has ${rec.names.length} names (${rec.names.join(', ')}): remove them one at a time, or the id with force (rmi --force)`);
+    }
+    const containers: string[] = [];
+    if (opts.force === true) {
+      for (const id of containersOn(rec, ownLayers(rec, recs), await s.records())) {
+        const h = await s.tryLayer(id);
+        if (h === undefined) throw new ImageInUseError(nameOrId, `container ${JSON.stringify(id)} on it is busy in another process`);
+        let gone = false;
+        try {
+          await s.removeLocked(id);
+          gone = true;
+          containers.push(id);
+        } catch (err) {
+          if (err instanceof LayerInUseError) throw new ImageInUseError(nameOrId, `container ${JSON.stringify(id)} on it: ${err.message}`);
+          throw err;
+        } finally {
+          if (gone) await h.removeAndRelease();
+          else await h.release();
+        }
+      }
+    }
+    const why = await removeImageLocked(s, rec, recs);
+    if (why !== undefined) throw new ImageInUseError(nameOrId, why);
+    return { id: rec.id, untagged: rec.names, removed: true, containers };
+  } finally {
+    await held.release();
+  }
+}
+
+/** Gives the image `name` too; the name leaves the image that had it. */
+export async function tagImage(s: LayerStore, nameOrId: string, name: string): Promise<ImageInfo> {
+  const added = normaliseName(name);
+  if (added.includes('@')) throw new InvalidOptionError(`${JSON.stringify(name)} is a digest reference: a tag is REPO[:TAG]`);
+  const held = await lock(s.files.imagesLock(), 'write');
+  try {
+    const recs = await imageRecords(s);
+    const rec = findImage(recs, nameOrId);
+    if (!rec.names.includes(added)) {
+      const tagged = { ...rec, names: [...rec.names, added] };
+      await writeImage(s, tagged);
+      for (const other of recs) {
+        if (other.id !== rec.id && other.incomplete !== true && other.names.includes(added)) await writeImage(s, { ...other, names: other.names.filter((n) => n !== added) });
+      }
+      return infoOf(s, tagged);
+    }
+    return infoOf(s, rec);
+  } finally {
+    await held.release();
+  }
+}
+
+/** Takes `names` (every name when none are given) from the image; the image stays (without names it is dangling: prune takes it). */
+export async function untagImage(s: LayerStore, nameOrId: string, names: string[] = []): Promise<ImageInfo> {
+  const held = await lock(s.files.imagesLock(), 'write');
+  try {
+    const recs = await imageRecords(s);
+    const rec = findImage(recs, nameOrId);
+    const gone = names.map((n) => {
+      const own = nameOf(rec, n);
+      if (own === undefined) throw new ImageNotFoundError(n, `is not a name of image ${rec.names[0] ?? rec.id.slice(0, 12)}`);
+      return own;
+    });
+    const left = names.length === 0 ? [] : rec.names.filter((n) => !gone.includes(n));
+    const untagged = { ...rec, names: left };
+    await writeImage(s, untagged);
+    return infoOf(s, untagged);
   } finally {
     await held.release();
   }

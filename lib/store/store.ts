@@ -33,6 +33,7 @@ import type { FileChange } from '../native.js';
 import { readMountInfo } from '../mountinfo.js';
 import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
 import { inspectPlan, type LayerOnDisk, type StoreDriver } from '../drivers/store-driver.js';
+import { layerDiskUsage } from '../drivers/disk-usage.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
 import { StoreFiles, parseJson } from './files.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
@@ -50,12 +51,19 @@ import type {
   StorePushOptions,
   StorePushResult,
   CleanupResult,
+  KeepBlobs,
   Layer,
   LayerKind,
   LayerRecord,
   MountHolder,
+  RemoveImageOptions,
+  RemoveImageResult,
   RepairReport,
   Store,
+  StoreDf,
+  StoreDfOptions,
+  StorePruneOptions,
+  StorePruneResult,
   StoreCreateOptions,
   StoreDiffOptions,
   StoreImportOptions,
@@ -64,6 +72,8 @@ import type {
   StoreUnmountOptions,
   UnmountResult,
 } from './types.js';
+
+const KEEP_BLOBS: readonly KeepBlobs[] = ['pushable', 'all', 'none'];
 
 /** One holder's references on a layer (home/run/mounts/<id> holds a list of them). */
 export interface MountRef extends Holder {
@@ -108,6 +118,8 @@ export async function checkStoreHome(home: string, opts: Pick<StoreOptions, 'dri
 export async function openStore(home: string, opts: StoreOptions = {}): Promise<Store> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
   if (opts.driver !== undefined && !DRIVER_NAMES.includes(opts.driver)) throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(opts.driver)}`);
+  const keepBlobs = opts.keepBlobs ?? 'pushable';
+  if (!KEEP_BLOBS.includes(keepBlobs)) throw new InvalidOptionError(`keepBlobs must be one of ${KEEP_BLOBS.join(', ')}, not ${JSON.stringify(opts.keepBlobs)}`);
   const driverName = await storeDriverName(resolve(home), opts.driver);
   // A home the driver refuses gets no directory at all (and mkdir under /proc is never tried).
   await checkStoreHome(home, { driver: driverName });
@@ -133,7 +145,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
     throw err;
   }
   const me = await thisProcess();
-  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!);
+  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!, keepBlobs);
   await store.recover();
   return store;
 }
@@ -158,13 +170,16 @@ export class LayerStore implements Store {
   readonly driverName: string;
   readonly files: StoreFiles;
   readonly driver: StoreDriver;
+  /** Which blobs this Store object keeps (see KeepBlobs). */
+  readonly keepBlobs: KeepBlobs;
   readonly #me: Holder;
   #openLock: HeldLock | undefined;
   /** Layers this store removed (or whose import it undid) under a lock it still holds: their lock files go too. */
   readonly #gone = new Set<string>();
 
-  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock) {
+  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock, keepBlobs: KeepBlobs = 'pushable') {
     this.home = files.home;
+    this.keepBlobs = keepBlobs;
     this.files = files;
     this.driver = driver;
     this.driverName = driverName;
@@ -223,18 +238,27 @@ export class LayerStore implements Store {
    * deadlock; `probes` are made under them in the trip that takes the last one, and
    * `fn` gets their answers.
    */
-  async #withLayers<T>(wanted: Array<[string, 'read' | 'write']>, fn: (probed: ProbeResult[]) => Promise<T>, probes: readonly PathProbe[] = []): Promise<T> {
+  async #withLayers<T>(
+    wanted: Array<[string, 'read' | 'write']>,
+    fn: (probed: ProbeResult[]) => Promise<T>,
+    probes: readonly PathProbe[] = [],
+    kept?: { id: string; keep: (held: HeldLock) => void },
+  ): Promise<T> {
     const byId = new Map<string, 'read' | 'write'>();
     for (const [id, kind] of wanted) if (byId.get(id) !== 'write') byId.set(id, kind);
     const ids = [...byId.keys()].sort();
     const held: Array<[string, HeldLock]> = [];
+    let succeeded = false;
     try {
       for (const [i, id] of ids.entries()) held.push([id, await lock(this.files.layerLock(id), byId.get(id)!, i === ids.length - 1 ? probes : [])]);
-      return await fn(held.at(-1)?.[1].probed ?? []);
+      const result = await fn(held.at(-1)?.[1].probed ?? []);
+      succeeded = true;
+      return result;
     } finally {
       for (const [id, h] of held.reverse()) {
         // A layer that is gone (removed, or an import undone) takes its lock file with it.
         if (h.kind === 'write' && this.#gone.delete(id)) await h.removeAndRelease();
+        else if (succeeded && kept?.id === id) kept.keep(h.downgrade());
         else await h.release();
       }
     }
@@ -263,6 +287,7 @@ export class LayerStore implements Store {
     const { parent, kind, names, mountLabel } = createArgs(id, opts);
     return this.#withLayers([[id, 'write'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])], async () => {
       const rec = await this.#createLocked(id, parent, kind, names, mountLabel);
+      await this.#measure(rec);
       delete rec.incomplete;
       await this.writeRecord(rec);
       return rec;
@@ -270,7 +295,17 @@ export class LayerStore implements Store {
   }
 
   async importLayer(id: string, diff: DiffSource, opts: StoreImportOptions = {}): Promise<LayerRecord> {
+    return this.importLayerHeld(id, diff, opts);
+  }
+
+  /**
+   * importLayer; with `keep`, the new layer's lock is not dropped at the end but turned
+   * into a read lock (atomically) and handed to `keep`: a pull holds the layers it made
+   * until its image names them, so no prune can take them meanwhile (lib/store/lease.ts).
+   */
+  async importLayerHeld(id: string, diff: DiffSource, opts: StoreImportOptions = {}, keep?: (held: HeldLock) => void): Promise<LayerRecord> {
     const { parent, kind, names } = createArgs(id, opts);
+    const kept = keep !== undefined ? { id, keep } : undefined;
     return this.#withLayers([[id, 'write'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])], async () => {
       const rec = await this.#createLocked(id, parent, kind, names, undefined);
       try {
@@ -281,6 +316,7 @@ export class LayerStore implements Store {
         const { size, digest } = tar.result();
         rec.uncompressedSize = size;
         rec.uncompressedDigest = digest;
+        await this.#measure(rec);
         delete rec.incomplete;
         await this.writeRecord(rec);
         return rec;
@@ -288,7 +324,21 @@ export class LayerStore implements Store {
         await this.#undoCreate(id);
         throw err;
       }
-    });
+    }, [], kept);
+  }
+
+  /**
+   * Sets rec.diskSize: what the layer's own inodes take, measured under its write lock
+   * once its content is written (one walk of its directory; see lib/drivers/disk-usage.ts).
+   * A walk that fails leaves the size unknown (df measures it then), never the write.
+   */
+  async #measure(rec: LayerRecord): Promise<void> {
+    try {
+      const [usage] = await layerDiskUsage(this.driver.home, [{ id: rec.id, parent: rec.parent }]);
+      rec.diskSize = usage!.bytes;
+    } catch {
+      delete rec.diskSize;
+    }
   }
 
   // Under the layer's write lock: the record (incomplete) first, then the layer.
@@ -338,6 +388,7 @@ export class LayerStore implements Store {
       rec.diffSize = (rec.diffSize ?? 0) + bytes;
       rec.uncompressedSize = size;
       rec.uncompressedDigest = digest;
+      await this.#measure(rec);
       await this.writeRecord(rec);
       return rec;
     });
@@ -520,30 +571,38 @@ export class LayerStore implements Store {
   async remove(id: string): Promise<void> {
     await this.#committed(id);
     await this.#withLayers([[id, 'write']], async () => {
-      const rec = await this.#committed(id);
-      const children = await this.#children(id);
-      if (children.length > 0) throw new LayerInUseError(id, `it is the parent of ${children.join(', ')}`);
-      const { imageRecords } = await import('./images.js');
-      const image = (await imageRecords(this)).find((r) => r.incomplete !== true && r.layers.some((l) => l.id === id));
-      if (image !== undefined) throw new LayerInUseError(id, `it is a layer of image ${image.names[0] ?? image.id} (ogd rmi removes an image)`);
-      const live = await this.#reconcile(id);
-      if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!)}`);
-      // A mount nobody holds (a killed process's) is reclaimed.
-      await this.driver.unmountLayer(id);
-      rec.incomplete = true;
-      await this.writeRecord(rec);
-      killPoint('remove-marked');
-      try {
-        await this.driver.remove(id);
-      } catch (err) {
-        delete rec.incomplete;
-        await this.writeRecord(rec).catch(() => undefined);
-        throw err;
-      }
-      await this.files.remove(this.files.mounts, id);
-      await this.deleteRecord(id);
+      await this.removeLocked(id);
       this.#gone.add(id);
     });
+  }
+
+  /**
+   * remove() for a caller that holds the layer's write lock (prune: it takes the locks
+   * of everything it removes first, without waiting, and removes their files after).
+   */
+  async removeLocked(id: string): Promise<void> {
+    const rec = await this.#committed(id);
+    const children = await this.#children(id);
+    if (children.length > 0) throw new LayerInUseError(id, `it is the parent of ${children.join(', ')}`);
+    const { imageRecords } = await import('./images.js');
+    const image = (await imageRecords(this)).find((r) => r.incomplete !== true && r.layers.some((l) => l.id === id));
+    if (image !== undefined) throw new LayerInUseError(id, `it is a layer of image ${image.names[0] ?? image.id} (ogd rmi removes an image)`);
+    const live = await this.#reconcile(id);
+    if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!)}`);
+    // A mount nobody holds (a killed process's) is reclaimed.
+    await this.driver.unmountLayer(id);
+    rec.incomplete = true;
+    await this.writeRecord(rec);
+    killPoint('remove-marked');
+    try {
+      await this.driver.remove(id);
+    } catch (err) {
+      delete rec.incomplete;
+      await this.writeRecord(rec).catch(() => undefined);
+      throw err;
+    }
+    await this.files.remove(this.files.mounts, id);
+    await this.deleteRecord(id);
   }
 
   // --- listing
@@ -632,8 +691,26 @@ export class LayerStore implements Store {
     return (await import('./images.js')).resolveImage(this, nameOrId);
   }
 
-  async removeImage(nameOrId: string): Promise<void> {
-    return (await import('./images.js')).removeImage(this, nameOrId);
+  async removeImage(nameOrId: string, opts: RemoveImageOptions = {}): Promise<RemoveImageResult> {
+    return (await import('./images.js')).removeImage(this, nameOrId, opts);
+  }
+
+  async tag(nameOrId: string, name: string): Promise<ImageInfo> {
+    return (await import('./images.js')).tagImage(this, nameOrId, name);
+  }
+
+  async untag(nameOrId: string, names: string[] = []): Promise<ImageInfo> {
+    return (await import('./images.js')).untagImage(this, nameOrId, names);
+  }
+
+  // --- space (lib/store/df.ts, lib/store/prune.ts)
+
+  async df(opts: StoreDfOptions = {}): Promise<StoreDf> {
+    return (await import('./df.js')).df(this, opts);
+  }
+
+  async prune(opts: StorePruneOptions = {}): Promise<StorePruneResult> {
+    return (await import('./prune.js')).prune(this, opts);
   }
 
   async commit(container: string, name: string, opts: StoreCommitOptions = {}): Promise<ImageInfo> {

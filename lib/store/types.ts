@@ -23,6 +23,12 @@ export interface LayerRecord {
   /** Length and sha256 digest ("sha256:…") of the uncompressed tar last applied. */
   uncompressedSize?: number;
   uncompressedDigest?: string;
+  /**
+   * Bytes the layer's own inodes take on disk (allocated blocks, as `du` counts them),
+   * not what it shares with its parent through hardlinks; measured when its content was
+   * last written. A container layer's grows after that: df measures containers afresh.
+   */
+  diskSize?: number;
   /** Set before anything is written and cleared at commit; an incomplete layer is never listed and is removed at the next open. */
   incomplete?: boolean;
 }
@@ -41,7 +47,20 @@ export interface Layer extends LayerRecord {
   holders: MountHolder[];
 }
 
+/**
+ * Which compressed layer blobs (home/blobs) the store keeps once their layer is applied:
+ * - 'pushable': those an image names, so a push sends the bytes that were pulled or
+ *   committed (same digests); an image's own blobs go with it (rmi, prune);
+ * - 'all': those too, and the blobs of removed images until a prune (rmi then pull
+ *   again fetches nothing);
+ * - 'none': none; a push compresses every layer again, so its blob digests, the
+ *   config's diff_ids when the tar differs, and the manifest digest may change.
+ */
+export type KeepBlobs = 'all' | 'none' | 'pushable';
+
 export interface StoreOptions extends DriverOptions {
+  /** The blob policy of this Store object (pull, commit, rmi and prune follow it); default 'pushable'. */
+  keepBlobs?: KeepBlobs;
   /**
    * The graph driver; its directory is home/<driver>. A store keeps the driver it was
    * made with: absent, the store's own (a new store: 'overlay'); another one is refused.
@@ -233,8 +252,122 @@ export interface StorePushOptions {
 
 export interface StorePushResult {
   digest: string;
-  /** Per layer: its blob digest and whether it was sent (false: the destination had it). */
-  layers: Array<{ digest: string; size: number; sent: boolean }>;
+  /**
+   * Per layer: its blob digest and whether it was sent (false: the destination had it);
+   * recompressed: its blob was made again from the layer (the store did not keep the
+   * one it was pulled or committed as, or another compression was asked for), so its
+   * digest, and the manifest's, differ from the image's record.
+   */
+  layers: Array<{ digest: string; size: number; sent: boolean; recompressed: boolean }>;
+}
+
+/** Bytes and count of one kind of thing in the store, and what `prune` would reclaim of it. */
+export interface UsageSummary {
+  count: number;
+  /** Bytes on disk (allocated blocks, each inode once). */
+  size: number;
+  /** Bytes a prune would free: images no container uses (prune --all), unmounted containers (--containers), blobs the policy does not keep. */
+  reclaimable: number;
+}
+
+export interface ImageUsage {
+  id: string;
+  names: string[];
+  created: string;
+  /** Bytes of all its layers. */
+  size: number;
+  /** Bytes of its layers that another image uses too. */
+  shared: number;
+  /** Bytes only it uses: what removing it frees (its blobs aside). */
+  unique: number;
+  /** Container layers standing on it. */
+  containers: number;
+}
+
+export interface LayerUsage {
+  id: string;
+  kind: LayerKind;
+  parent?: string;
+  /** Bytes its own inodes take (see LayerRecord.diskSize). */
+  size: number;
+  /** Images naming it. */
+  images: number;
+  /** For a container: whether a live holder has it mounted. */
+  mounted?: boolean;
+}
+
+export interface BlobUsage {
+  digest: string;
+  size: number;
+  /** Images naming it. */
+  images: number;
+}
+
+export interface StoreDfOptions {
+  /** Per-item lists (`ogd df -v`). */
+  verbose?: boolean;
+  /** Walk every layer's tree instead of trusting the sizes in the records. */
+  exact?: boolean;
+}
+
+/** `store.df()`: what the store takes on disk, as `du -sx home` counts it. */
+export interface StoreDf {
+  images: UsageSummary & { shared: number; unique: number; items?: ImageUsage[] };
+  /** Image layers (every layer that is not a container's), each counted once. */
+  layers: UsageSummary & { items?: LayerUsage[] };
+  /** Container layers, measured afresh (they change under their records). */
+  containers: UsageSummary & { items?: LayerUsage[] };
+  blobs: UsageSummary & { items?: BlobUsage[] };
+  /** Records, locks, and the store's and driver's own directories. */
+  metadata: { size: number };
+  /** Sum of layers, containers, blobs and metadata. */
+  total: number;
+  /** Layers whose record held no size (made before sizes were recorded): measured now, and written to the record when it was free. */
+  measured: number;
+  exact: boolean;
+}
+
+export interface StorePruneOptions {
+  /** Remove images: by default those without names that no container uses; 'all': every image no container uses. Default 'dangling'. false: none. */
+  images?: 'dangling' | 'all' | false;
+  /** Also remove container layers no live process holds mounted. */
+  containers?: boolean;
+  /** Remove the blobs the store's policy does not keep (default true). */
+  blobs?: boolean;
+  /** Only what was made (image: recorded, container: created, blob: written) more than this many milliseconds ago. */
+  olderThan?: number;
+  /** Report what would go, remove nothing. */
+  dryRun?: boolean;
+}
+
+export interface StorePruneResult {
+  /** Image ids removed. */
+  images: string[];
+  /** Container layer ids removed. */
+  containers: string[];
+  /** Image layers removed with the images. */
+  layers: string[];
+  /** Blob digests removed (and partial downloads of processes that are gone). */
+  blobs: string[];
+  /** Bytes freed (layers' recorded sizes, blobs' allocated bytes). */
+  reclaimed: number;
+  /** What was left because another process holds it (a mount, a pull in flight), each with why. */
+  skipped: Array<{ id: string; reason: string }>;
+}
+
+export interface RemoveImageOptions {
+  /** Remove the image by id even when it has several names, and the containers on it that nobody holds mounted. */
+  force?: boolean;
+}
+
+export interface RemoveImageResult {
+  id: string;
+  /** Names removed. */
+  untagged: string[];
+  /** The image itself was removed (false: only a name went: it has others). */
+  removed: boolean;
+  /** Container layers removed with it (force). */
+  containers: string[];
 }
 
 /** A layer store shared by every process (library or `ogd`) on one home; see the README's Store section. */
@@ -269,8 +402,21 @@ export interface Store {
   image(nameOrId: string): Promise<ImageInfo>;
   /** The full record, manifest and config included. */
   imageRecord(nameOrId: string): Promise<ImageRecord>;
-  /** Removes an image and its layers no other image uses; refused (ERR_OGD_IMAGE_IN_USE) while a container stands on one of them. */
-  removeImage(nameOrId: string): Promise<void>;
+  /**
+   * `rmi`: by a name of an image with other names, removes that name only (podman's
+   * untag); else removes the image and its layers no other image uses, refused
+   * (ERR_OGD_IMAGE_IN_USE) while a container stands on it (force: removes containers
+   * nobody holds mounted) or, by id, while it has several names (force: removes it).
+   */
+  removeImage(nameOrId: string, opts?: RemoveImageOptions): Promise<RemoveImageResult>;
+  /** Gives the image one more name (taken from the image that had it). */
+  tag(nameOrId: string, name: string): Promise<ImageInfo>;
+  /** Removes names from the image (all of them when none are given); the image stays. */
+  untag(nameOrId: string, names?: string[]): Promise<ImageInfo>;
+  /** What the store takes on disk, from the records (see StoreDf). */
+  df(opts?: StoreDfOptions): Promise<StoreDf>;
+  /** Removes what nothing uses: unused images, unmounted containers, unneeded blobs (see StorePruneOptions); never what a live process holds. */
+  prune(opts?: StorePruneOptions): Promise<StorePruneResult>;
   /** The container's changes as a new image layer on its image, recorded as image `name`. */
   commit(container: string, name: string, opts?: StoreCommitOptions): Promise<ImageInfo>;
   push(nameOrId: string, ref: string, opts?: StorePushOptions): Promise<StorePushResult>;

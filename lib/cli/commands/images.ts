@@ -1,8 +1,8 @@
-// The image commands: pull, images, rmi, commit, push. Thin, as the others: the store
+// The image commands: pull, images, commit, push (rmi, tag, untag: tags.ts). Thin, as the others: the store
 // (lib/store/images.ts) keeps the records, the transport (lib/image) moves the bytes.
 // References in skopeo's syntax (docker://HOST/REPO:TAG, oci:DIR:TAG), and skopeo's
 // flag names where a user would reach for them (--creds, --authfile, --tls-verify=false).
-import { ImageNotFoundError, parseReference } from '../../index.js';
+import { parseReference } from '../../index.js';
 import type { Compression, ImageInfo, LayerProgress, PushProgress } from '../../index.js';
 import { stringOption, UsageError } from '../command.js';
 import type { Command, OptionSpec, OptionValues } from '../command.js';
@@ -83,23 +83,6 @@ export const images: Command = {
     const rows = [['ID', 'NAMES', 'TOP LAYER', 'DIGEST', 'SIZE'], ...list.map((i) => [short(i.id), i.names.join(',') || '-', i.topLayer ? short(i.topLayer) : '-', i.digest.slice(0, 19), formatBytes(i.size)])];
     const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
     for (const r of rows) ctx.say(r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
-  },
-};
-
-export const rmi: Command = {
-  name: 'rmi',
-  usage: 'rmi NAME|ID',
-  summary: 'remove an image and the layers no other image uses (refused while a container stands on it)',
-  example: 'ogd rmi debian:bookworm',
-  options: {},
-  positionals: [1, 1],
-  async run(ctx, [name]) {
-    const store = await ctx.storeIfExists();
-    if (store === undefined) throw new ImageNotFoundError(name!);
-    const info = await store.image(name!);
-    await store.removeImage(info.id);
-    ctx.result({ id: info.id, names: info.names, removed: true });
-    ctx.say(`removed image ${short(info.id)}${info.names.length > 0 ? ` (${info.names.join(', ')})` : ''}`);
   },
 };
 
