@@ -7,6 +7,7 @@
 //   bench/results/latest.md     the comparisons as readable tables (also printed)
 //   bench/chart.svg             the copy, import and export comparisons as a bar chart
 //   README.md                   its benchmark section, after a complete run of every part
+// (bench/space.ts: df at 1,000 layers.)
 // Usage: npm run bench [-- [--runs N] PART...]   e.g. `npm run bench -- copy` runs the copy part only.
 //
 // What a part returns: bench/lib.ts's ResultRow[] (rows of { comparison, contender,
@@ -40,7 +41,7 @@ interface PartOutcome {
   error?: string;
 }
 
-export const PARTS = ['copy', 'driver', 'archive', 'scale', 'store', 'pull', 'drivers'] as const;
+export const PARTS = ['copy', 'driver', 'archive', 'scale', 'store', 'pull', 'drivers', 'space'] as const;
 
 const benchDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
 

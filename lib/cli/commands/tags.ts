@@ -33,8 +33,9 @@ export const rmi: Command = {
         if (names.length > 1) process.stderr.write(`ogd rmi: ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
       }
     }
-    ctx.result(done);
+    // One JSON document: the results, or (after a failure) the error.
     if (failure !== undefined) throw failure;
+    ctx.result(done);
   },
 };
 
