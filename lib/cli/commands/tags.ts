@@ -47,7 +47,8 @@ export const tag: Command = {
   options: {},
   positionals: [2, Infinity],
   async run(ctx, [src, ...added]) {
-    const store = await ctx.store();
+    const store = await ctx.storeIfExists();
+    if (store === undefined) throw new ImageNotFoundError(src!);
     let info = await store.image(src!);
     for (const n of added) info = await store.tag(info.id, n);
     ctx.result(info);
