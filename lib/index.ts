@@ -40,6 +40,7 @@ export type {
   StorePullResult,
   StorePushOptions,
   StorePushResult,
+  StoreResolveOptions,
   StoreUnmountOptions,
   UnmountResult,
 } from './store/types.js';
@@ -59,6 +60,7 @@ export type {
 } from './types.js';
 export {
   AbortError,
+  AmbiguousIdError,
   DigestMismatchError,
   GraphDriverError,
   IncompatibleFsError,

@@ -5,7 +5,10 @@ import type { CliContext } from '../context.js';
 import type { Command, OptionSpec, OptionValues } from '../command.js';
 import { formatBytes } from '../progress.js';
 
-export const dfOptions: OptionSpec = { verbose: { type: 'boolean', short: 'v' }, exact: { type: 'boolean' } };
+export const dfOptions: OptionSpec = {
+  verbose: { type: 'boolean', short: 'v', help: 'every image, container and blob too', byDefault: 'the totals' },
+  exact: { type: 'boolean', help: "walk every layer's tree instead of reading the recorded sizes", byDefault: 'the records' },
+};
 
 const short = (id: string) => id.slice(0, 12);
 

@@ -4,18 +4,18 @@
 // ask) and ours where it has none (--containers, --older-than, --dry-run).
 import type { StorePruneOptions, StorePruneResult } from '../../index.js';
 import type { CliContext } from '../context.js';
-import { stringOption, UsageError } from '../command.js';
+import { listOption, stringOption, UsageError } from '../command.js';
 import type { Command, OptionSpec, OptionValues } from '../command.js';
 import { formatBytes } from '../progress.js';
 import { dfOptions, runDf } from './df.js';
 
 const pruneOptions: OptionSpec = {
-  all: { type: 'boolean', short: 'a' },
-  containers: { type: 'boolean' },
-  filter: { type: 'string', multiple: true },
-  'older-than': { type: 'string' },
-  force: { type: 'boolean', short: 'f' },
-  'dry-run': { type: 'boolean' },
+  all: { type: 'boolean', short: 'a', help: 'every image no container uses', byDefault: 'dangling images only' },
+  containers: { type: 'boolean', help: 'container layers nobody holds mounted too (system prune: always)', byDefault: 'kept' },
+  filter: { type: 'string', multiple: true, value: 'until=DUR', help: "podman's filter: only what is older than DUR (24h, 90m) or a timestamp" },
+  'older-than': { type: 'string', value: 'DUR', help: 'only what is older than DUR (24h, 90m) or a timestamp', byDefault: 'any age' },
+  force: { type: 'boolean', short: 'f', help: 'accepted as podman has it; prune asks nothing' },
+  'dry-run': { type: 'boolean', help: 'say what would go, remove nothing' },
 };
 
 const UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -33,7 +33,7 @@ export function parseAge(text: string, now = Date.now()): number | undefined {
 }
 
 function pruneArgs(command: Command, values: OptionValues, scope: 'store' | 'image' | 'system'): StorePruneOptions {
-  const filters = (values['filter'] as unknown as string[] | undefined) ?? [];
+  const filters = listOption(values, 'filter');
   let olderThan: number | undefined;
   for (const f of filters) {
     const m = /^until=(.+)$/.exec(f);

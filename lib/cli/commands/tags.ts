@@ -2,40 +2,51 @@
 // that has other names removes that name only; rmi of an id (or of the last name)
 // removes the image; --force also removes an image with several names by id and the
 // containers on it that nobody holds mounted. Several images at once: each is tried,
-// the first failure is reported after the others ran (podman's habit).
-import { ImageNotFoundError } from '../../index.js';
+// and the exit code says what failed as podman-rmi(1) does: 1 one did not exist, 2 one
+// is in use (a container on it, several names by id), 125 anything else.
+import { ImageInUseError, ImageNotFoundError } from '../../index.js';
 import type { RemoveImageResult } from '../../index.js';
 import type { Command } from '../command.js';
+import { EXIT_FAILURE, EXIT_IN_USE, EXIT_NO, EXIT_OK } from '../exit-codes.js';
+import { failureLine, report, type FailureReport } from '../report.js';
 
 const short = (id: string) => id.slice(0, 12);
 
 export const rmi: Command = {
   name: 'rmi',
   usage: 'rmi NAME|ID... [-f]',
-  summary: 'remove images (and the layers no other image uses); a name of an image with other names is only untagged; -f: by id even with several names, and its containers nobody holds mounted',
+  summary: 'remove images and the layers no other image uses; a name of an image with other names is only untagged; exit 1 if one did not exist, 2 if one is in use',
   example: 'ogd rmi debian:bookworm myapp:v1',
-  options: { force: { type: 'boolean', short: 'f' } },
+  options: {
+    force: { type: 'boolean', short: 'f', help: 'by id even with several names; remove the containers on it nobody holds mounted', byDefault: 'refused' },
+  },
   positionals: [1, Infinity],
   async run(ctx, names, values) {
     const store = await ctx.storeIfExists();
-    if (store === undefined) throw new ImageNotFoundError(names[0]!);
-    const done: RemoveImageResult[] = [];
-    let failure: unknown;
+    const removed: RemoveImageResult[] = [];
+    const errors: FailureReport[] = [];
+    let missing = 0;
+    let inUse = 0;
     for (const name of names) {
       try {
+        if (store === undefined) throw new ImageNotFoundError(name);
         const r = await store.removeImage(name, { force: values['force'] === true });
-        done.push(r);
+        removed.push(r);
         for (const c of r.containers) ctx.say(`removed container ${c}`);
         for (const n of r.untagged) ctx.say(`untagged: ${n}`);
         if (r.removed) ctx.say(`deleted: ${r.id}`);
       } catch (err) {
-        failure ??= err;
-        if (names.length > 1) process.stderr.write(`ogd rmi: ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+        if (err instanceof ImageNotFoundError) missing++;
+        else if (err instanceof ImageInUseError) inUse++;
+        else if (ctx.signal.aborted) throw err;
+        const r = report(err, ctx.commandName);
+        errors.push(r);
+        process.stderr.write(failureLine(r, `ogd ${ctx.commandName}`));
       }
     }
-    // One JSON document: the results, or (after a failure) the error.
-    if (failure !== undefined) throw failure;
-    ctx.result(done);
+    if (ctx.json) process.stdout.write(JSON.stringify(errors.length > 0 ? { error: errors[0], errors, removed } : { removed }, null, 2) + '\n');
+    if (errors.length > missing + inUse) return EXIT_FAILURE;
+    return inUse > 0 ? EXIT_IN_USE : missing > 0 ? EXIT_NO : EXIT_OK;
   },
 };
 
