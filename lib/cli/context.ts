@@ -14,12 +14,15 @@ export interface GlobalOptions {
   /** --driver; undefined: the store's own (a new store: overlay). */
   driverName: DriverName | undefined;
   json: boolean;
+  /** false with --no-sync: the store flushes nothing (openStore's durable: false). */
+  durable: boolean;
 }
 
 export class CliContext {
   readonly home: string;
   readonly driverName: DriverName | undefined;
   readonly json: boolean;
+  readonly durable: boolean;
   readonly signal: AbortSignal;
   #store: Promise<Store> | undefined;
 
@@ -27,6 +30,7 @@ export class CliContext {
     this.home = resolve(opts.home);
     this.driverName = opts.driverName;
     this.json = opts.json;
+    this.durable = opts.durable;
     this.signal = signal;
   }
 
@@ -35,7 +39,7 @@ export class CliContext {
     this.#store ??= (async () => {
       // Loaded here, not at the top: commands without a store (copy) skip the store's modules.
       const { openStore } = await import('../index.js');
-      return openStore(this.home, this.driverName !== undefined ? { driver: this.driverName } : {});
+      return openStore(this.home, { ...(this.driverName !== undefined ? { driver: this.driverName } : {}), ...(this.durable ? {} : { durable: false }) });
     })();
     return this.#store;
   }

@@ -19,6 +19,7 @@ const globalOptions: OptionSpec = {
   home: { type: 'string' },
   driver: { type: 'string' },
   json: { type: 'boolean' },
+  'no-sync': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 };
@@ -114,7 +115,7 @@ async function globalsFrom(values: OptionValues): Promise<GlobalOptions> {
   }
   const home = typeof values['home'] === 'string' ? values['home'] : process.env['OGD_HOME'] || './.ogd';
   if (home === '') throw new UsageError('--home must not be empty');
-  return { home, driverName: driver as DriverName | undefined, json: values['json'] === true };
+  return { home, driverName: driver as DriverName | undefined, json: values['json'] === true, durable: values['no-sync'] !== true };
 }
 
 function mainHelp(commands: Command[]): string {
@@ -122,7 +123,7 @@ function mainHelp(commands: Command[]): string {
   return [
     'ogd — container layers on Linux overlayfs (overlay-graphdriver)',
     '',
-    'usage: ogd [--home DIR] [--driver overlay|overlay2|vfs] [--json] COMMAND [ARGS]',
+    'usage: ogd [--home DIR] [--driver overlay|overlay2|vfs] [--json] [--no-sync] COMMAND [ARGS]',
     '',
     'commands:',
     ...commands.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
@@ -131,6 +132,7 @@ function mainHelp(commands: Command[]): string {
     '  --home DIR        the store (default: $OGD_HOME, else ./.ogd)',
     '  --driver NAME     graph driver: overlay, overlay2 or vfs (a new store; default overlay), kept by the store',
     '  --json            print results (and errors) as JSON on stdout',
+    '  --no-sync         flush nothing: faster, but a power cut may lose what a command reported done',
     '  -h, --help        help; "ogd COMMAND --help" for one command',
     '  -V, --version     versions of ogd, Node, the addon, the kernel and its overlayfs',
     '',
