@@ -18,6 +18,7 @@
 import { lock } from '../locks.js';
 import { InvalidOptionError, LayerInUseError } from '../errors.js';
 import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { blobFiles, parentsFirst, readState, type BlobFile } from './df.js';
 import { imageRecords, removeImageLocked } from './images.js';
 import { whenNoTransfers } from './lease.js';
@@ -187,6 +188,7 @@ export async function pruneBlobs(s: LayerStore, opts: Pick<StorePruneOptions, 'o
     const cutoff = opts.olderThan !== undefined ? Date.now() - opts.olderThan : Infinity;
     const gone = unneededBlobs(await blobFiles(s), images, s.keepBlobs, cutoff);
     for (const b of gone) await rm(b.path, { force: true });
+    await s.files.flushDirs([...new Set(gone.map((b) => dirname(b.path)))]);
     return gone;
   });
 }
