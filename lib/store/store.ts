@@ -24,7 +24,7 @@
 import { mkdir, readdir, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
+import { DamagedRecordError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
 import { validateId, validateParent } from '../ids.js';
 import { lock, tryLock, withLock } from '../locks.js';
 import type { HeldLock, PathProbe, ProbeResult } from '../locks.js';
@@ -34,13 +34,16 @@ import { readMountInfo } from '../mountinfo.js';
 import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
 import { inspectPlan, type LayerOnDisk, type StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
-import { StoreFiles, parseJson } from './files.js';
+import { StoreFiles, type RecordRead } from './files.js';
+import { isLayerId, parseLayerRecord, unreadable } from './schema.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
 import type { Holder } from './holders.js';
 import { killPoint } from './kill-point.js';
 import { prepareRunDir, releaseRunDir } from './run-dir.js';
 import type {
+  CheckOptions,
   CheckReport,
+  RepairOptions,
   CleanupOptions,
   ImageInfo,
   ImageRecord,
@@ -178,8 +181,17 @@ export class LayerStore implements Store {
 
   // --- records
 
+  /** The layer's record; undefined when there is none, DamagedRecordError when its file is not a record. */
   async record(id: string): Promise<LayerRecord | undefined> {
-    return this.files.readJson<LayerRecord>(this.files.layers, id);
+    const read = await this.readRecord(id);
+    if (read.state === 'damaged') throw new DamagedRecordError(read.path, read.reason);
+    return read.state === 'ok' ? read.value : undefined;
+  }
+
+  /** The layer's record file as read (damaged ones included: check() reports them). */
+  readRecord(id: string): Promise<RecordRead<LayerRecord>> {
+    validateId(id);
+    return this.files.readRecord(this.files.layers, id, parseLayerRecord);
   }
 
   async #committed(id: string): Promise<LayerRecord> {
@@ -205,11 +217,19 @@ export class LayerStore implements Store {
     });
   }
 
-  /** Every record, incomplete ones included. */
+  /** Every record, incomplete ones included; a damaged one is left out (check() reports it). */
   async records(): Promise<LayerRecord[]> {
+    return (await this.recordFiles()).flatMap((r) => (r.state === 'ok' ? [r.value] : []));
+  }
+
+  /** Every file in home/layers as read: records and damaged ones (a name that is no layer id is damaged too). */
+  async recordFiles(): Promise<Array<RecordRead<LayerRecord>>> {
     const names = await readdir(this.files.layers);
-    const recs = await Promise.all(names.map((n) => this.record(n).catch(() => undefined)));
-    return recs.filter((r): r is LayerRecord => r !== undefined);
+    return Promise.all(
+      names.map((n) =>
+        isLayerId(n) ? this.files.readRecord(this.files.layers, n, parseLayerRecord) : { state: 'damaged' as const, path: join(this.files.layers, n), reason: 'its name is no layer id' },
+      ),
+    );
   }
 
   async #children(id: string): Promise<string[]> {
@@ -391,7 +411,7 @@ export class LayerStore implements Store {
     return this.#withLayers(
       [[id, 'write']],
       async ([record, refs, ...disk]) => {
-        const rec = parseJson<LayerRecord>(probedData(record));
+        const rec = probedRecord(join(this.files.layers, id), id, record);
         if (rec === undefined || rec.incomplete === true) throw new LayerNotFoundError(id);
         const known = await plan.finish(disk);
         return fn({ rec, disk: known, live: await this.#reconcile(id, known, parseRefs(refs) ?? []) });
@@ -523,9 +543,11 @@ export class LayerStore implements Store {
       const rec = await this.#committed(id);
       const children = await this.#children(id);
       if (children.length > 0) throw new LayerInUseError(id, `it is the parent of ${children.join(', ')}`);
-      const { imageRecords } = await import('./images.js');
+      const { imageRecords, damagedImages } = await import('./images.js');
       const image = (await imageRecords(this)).find((r) => r.incomplete !== true && r.layers.some((l) => l.id === id));
       if (image !== undefined) throw new LayerInUseError(id, `it is a layer of image ${image.names[0] ?? image.id} (ogd rmi removes an image)`);
+      const damaged = rec.kind === 'image' ? await damagedImages(this) : [];
+      if (damaged.length > 0) throw new LayerInUseError(id, `image record ${damaged[0]} is damaged, so which images use it is not known (ogd check --repair)`);
       const live = await this.#reconcile(id);
       if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!)}`);
       // A mount nobody holds (a killed process's) is reclaimed.
@@ -598,14 +620,14 @@ export class LayerStore implements Store {
     await recover(this);
   }
 
-  async check(): Promise<CheckReport> {
+  async check(opts: CheckOptions = {}): Promise<CheckReport> {
     const { check } = await import('./check.js');
-    return check(this);
+    return check(this, opts);
   }
 
-  async repair(): Promise<RepairReport> {
+  async repair(opts: RepairOptions = {}): Promise<RepairReport> {
     const { repair } = await import('./check.js');
-    return repair(this);
+    return repair(this, opts);
   }
 
   /** Under the store lock (held by the caller): tries the layer's write lock; undefined when a live process holds it. */
@@ -698,13 +720,20 @@ export class LayerStore implements Store {
     return { unmounted: [...new Set(unmounted)], homeReleased };
   }
 
-  /** Moves a v1 CLI index (home/layers.json, before the store) into records; under the store lock. */
+  /**
+   * Moves a v1 CLI index (home/layers.json, before the store) into records; under the
+   * store lock. Its entries are a stranger's: one that does not make a valid record
+   * (an id that climbs out of the home, say) is left behind in layers.json.v1.
+   */
   async migrateV1(): Promise<boolean> {
-    const old = await this.files.readJson<{ layers?: Record<string, { parent?: string; kind?: LayerKind; label?: string; created?: string; size?: number }> }>(this.home, 'layers.json').catch(() => undefined);
+    const old: unknown = await this.files.readJson<unknown>(this.home, 'layers.json').catch(() => undefined);
     if (old === undefined) return false;
-    for (const [id, r] of Object.entries(old.layers ?? {})) {
-      if ((await this.record(id)) !== undefined) continue;
-      await this.files.writeJson(this.files.layers, id, {
+    const layers = typeof old === 'object' && old !== null ? (old as { layers?: unknown }).layers : undefined;
+    const entries = typeof layers === 'object' && layers !== null && !Array.isArray(layers) ? Object.entries(layers) : [];
+    for (const [id, entry] of entries) {
+      if (!isLayerId(id) || typeof entry !== 'object' || entry === null) continue;
+      const r = entry as { parent?: unknown; kind?: unknown; label?: unknown; created?: unknown; size?: unknown };
+      const candidate = {
         id,
         ...(r.parent ? { parent: r.parent } : {}),
         kind: r.kind ?? 'image',
@@ -712,11 +741,28 @@ export class LayerStore implements Store {
         created: r.created ?? new Date().toISOString(),
         ...(r.label !== undefined ? { mountLabel: r.label } : {}),
         ...(r.size !== undefined ? { diffSize: r.size } : {}),
-      } satisfies LayerRecord, true);
+      };
+      const parsed = parseLayerRecord(Buffer.from(JSON.stringify(candidate)), id);
+      if (!parsed.ok || (await this.readRecord(id)).state !== 'missing') continue;
+      await this.files.writeJson(this.files.layers, id, parsed.value, true);
     }
     await rename(join(this.home, 'layers.json'), join(this.home, 'layers.json.v1'));
     return true;
   }
+}
+
+/** The record a 'read' probe found (undefined: none); DamagedRecordError when it is not one. */
+function probedRecord(path: string, id: string, probed: ProbeResult | undefined): LayerRecord | undefined {
+  let data: Buffer | undefined;
+  try {
+    data = probedData(probed!);
+  } catch (err) {
+    throw new DamagedRecordError(path, unreadable(err));
+  }
+  if (data === undefined) return undefined;
+  const parsed = parseLayerRecord(data, id);
+  if (!parsed.ok) throw new DamagedRecordError(path, parsed.reason);
+  return parsed.value;
 }
 
 function createArgs(id: string, opts: StoreCreateOptions) {

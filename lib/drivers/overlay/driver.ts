@@ -10,7 +10,7 @@
 // Safety beyond the seed: ids are validated before a path is built; create, remove and
 // applyDiff of one id never overlap in this process (per-id locks); a mounted layer,
 // or an image another layer uses as its lower, is not removed (LayerInUse).
-import { chmod, chown, lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -205,7 +205,7 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
       names.map(async (name) => {
         if (name === id) return undefined;
         try {
-          return (await readFile(join(this.home, name, 'lower-id'))).equals(wanted) ? name : undefined;
+          return (await native.readSmallFile(join(this.home, name, 'lower-id')))?.equals(wanted) === true ? name : undefined;
         } catch {
           return undefined;
         }

@@ -12,7 +12,7 @@
 //   directories they touch, never the parent's size. A base layer applies straight
 //   into its staged diff.
 // - changes/diff read diff/ (diff.ts), like c/s's overlay driver.
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
@@ -249,7 +249,7 @@ export class Overlay2Driver implements StoreDriver {
     const found = await Promise.all(
       names.map(async (name) => {
         if (name === id || name === LINK_DIR) return undefined;
-        const content = await readFile(join(this.home, name, 'lower'), 'latin1').catch(() => undefined);
+        const content = (await native.readSmallFile(join(this.home, name, 'lower')).catch(() => undefined))?.toString('latin1');
         return content !== undefined && (content === prefix || content.startsWith(prefix + ':')) ? name : undefined;
       }),
     );

@@ -13,7 +13,7 @@
 //
 // changes/diff compare the tree with the parent's tree: the naive diff
 // (lib/drivers/naive-diff.ts) on get/put, which here are the roots themselves.
-import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../../native.js';
@@ -181,7 +181,7 @@ export class VfsDriver implements StoreDriver {
     const found = await Promise.all(
       names.map(async (name) => {
         if (name === id) return undefined;
-        const content = await readFile(join(this.home, name, 'parent')).catch(() => undefined);
+        const content = await native.readSmallFile(join(this.home, name, 'parent')).catch(() => undefined);
         return content?.equals(wanted) === true ? name : undefined;
       }),
     );
@@ -345,7 +345,7 @@ export class VfsDriver implements StoreDriver {
 
 /** The parent recorded for `id`, if any (validated like any id read from disk). */
 export async function readVfsParent(home: string, id: string): Promise<string | undefined> {
-  const content = await readFile(dirsOf(home, id).parentFile).catch(() => undefined);
+  const content = await native.readSmallFile(dirsOf(home, id).parentFile).catch(() => undefined);
   return content === undefined ? undefined : parseStoredId(content);
 }
 
