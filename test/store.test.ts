@@ -177,6 +177,10 @@ test('ogd check finds planted damage and --repair fixes each', async (t) => {
   const repaired = await cli('check', '--repair');
   assert.equal(repaired.code, 0, repaired.stdout + repaired.stderr);
   assert.equal((repaired.stdout.match(/^repaired:/gm) ?? []).length, 4);
+  // The container that can never be mounted again is kept in lost+found, not deleted.
+  const lost = await readdir(join(home, 'lost+found'));
+  assert.ok(lost.some((n) => n.endsWith('-layer-orphan')), lost.join(', '));
+  assert.match(repaired.stdout, /"orphan" stands on "lower", which is gone.*moved to .*lost\+found/);
   assert.equal((await cli('check')).code, 0);
   assert.ok(!(await mountPoints()).includes(join(home, 'overlay/c1/merged')), "the dead holder's mount is gone");
   const ls = JSON.parse((await cli('--json', 'ls')).stdout) as Array<{ id: string }>;

@@ -389,6 +389,22 @@ async function findings(s: LayerStore, opts: CheckOptions): Promise<Finding[]> {
 
   for (const r of recs.filter((r) => r.incomplete !== true)) {
     const disk = await inspect(s, r.id);
+    const restorable = disk.state === 'partial' && r.kind === 'container' && r.parent !== undefined && s.driver.restoreLower !== undefined;
+    if (restorable) {
+      const parent = r.parent!;
+      found.push({
+        kind: 'record-without-layer',
+        id: r.id,
+        message: `container layer ${JSON.stringify(r.id)} is recorded but its directory is not a usable layer (its link to its lower layer is damaged)`,
+        repair: `write its link to its lower layer again from its parent ${JSON.stringify(parent)} (else move it to lost+found)`,
+        fix: (force) =>
+          ifIdle(s, r.id, async (): Promise<Done> => {
+            if ((await s.driver.restoreLower!(r.id, parent)) && usable(await inspect(s, r.id))) return { repair: `wrote its link to its lower layer again from its parent ${JSON.stringify(parent)}` };
+            return setAside(s, r.id, force);
+          }).then((d) => d ?? undefined),
+      });
+      continue;
+    }
     if (disk.state === 'missing' || disk.state === 'partial') {
       found.push({
         kind: 'record-without-layer',

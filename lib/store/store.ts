@@ -35,7 +35,7 @@ import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } fro
 import { inspectPlan, type LayerOnDisk, type StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
 import { StoreFiles, type RecordRead } from './files.js';
-import { isLayerId, parseLayerRecord, unreadable } from './schema.js';
+import { MAX_NAME_BYTES, isLayerId, parseLayerRecord, unreadable } from './schema.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
 import type { Holder } from './holders.js';
 import { killPoint } from './kill-point.js';
@@ -771,7 +771,7 @@ function createArgs(id: string, opts: StoreCreateOptions) {
   const kind = opts.kind ?? 'image';
   if (kind !== 'image' && kind !== 'container') throw new InvalidOptionError(`kind must be 'image' or 'container', not ${JSON.stringify(kind)}`);
   const names = opts.names ?? [];
-  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) throw new InvalidOptionError('names must be an array of strings');
+  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string' || Buffer.byteLength(n) > MAX_NAME_BYTES)) throw new InvalidOptionError(`names must be an array of strings of at most ${MAX_NAME_BYTES} bytes`);
   if (opts.mountLabel !== undefined && typeof opts.mountLabel !== 'string') throw new InvalidOptionError('mountLabel must be a string');
   return { parent, kind, names: [...names], mountLabel: opts.mountLabel };
 }

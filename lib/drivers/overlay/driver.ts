@@ -179,6 +179,28 @@ export class OverlayDriver implements StoreDriver, DiffDriver, OverlayInternals 
     return { lowerId, upperMode: upper.mode & 0o7777, upperToCopy: parentDirs.upper };
   }
 
+  /**
+   * Writes the lower-id of container layer `id` again from `parent` (the store's record
+   * of it) when it is damaged (missing, not a regular file, not an id) while upper/,
+   * work/ and merged/ are there: repair's way to keep such a container. False when the
+   * layer is no such container or `parent` gives it no lower.
+   */
+  async restoreLower(id: string, parent: string): Promise<boolean> {
+    validateId(id);
+    validateId(parent);
+    const dirs = layerDirs(this.home, id);
+    if ((await lstatOrUndefined(dirs.root)) !== undefined) return false;
+    for (const d of [dirs.upper, dirs.work, dirs.merged]) if (!(await lstatOrUndefined(d))?.isDirectory()) return false;
+    if (await readLowerId(dirs).then(() => true, () => false)) return false;
+    const source = await this.#parentSource(parent).catch(() => undefined);
+    if (source === undefined) return false;
+    // Whatever is there (a fifo, a directory, a symlink: its own entry, never followed) goes first.
+    await rm(dirs.lowerIdFile, { recursive: true, force: true });
+    await writeFile(dirs.lowerIdFile, source.lowerId, { mode: 0o644, flag: 'wx' });
+    await this.#chown(dirs.lowerIdFile);
+    return true;
+  }
+
   async remove(id: string): Promise<void> {
     validateId(id);
     await this.#state.layerLocks.runAll(this.#lockKeys(id, undefined), async () => {
