@@ -31,6 +31,7 @@ export type {
   StorePullResult,
   StorePushOptions,
   StorePushResult,
+  StoreResolveOptions,
   StoreUnmountOptions,
   UnmountResult,
 } from './store/types.js';
@@ -50,6 +51,7 @@ export type {
 } from './types.js';
 export {
   AbortError,
+  AmbiguousIdError,
   DigestMismatchError,
   GraphDriverError,
   IncompatibleFsError,
