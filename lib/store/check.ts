@@ -187,7 +187,8 @@ async function blobLeftovers(s: LayerStore, full: boolean, images: readonly Imag
 async function debris(s: LayerStore, recs: LayerRecord[], full: boolean, images: ImageRecord[] | undefined): Promise<Finding[]> {
   const found: Finding[] = [];
   for (const name of await readdir(s.files.incomplete)) {
-    if (recs.some((r) => r.id === name)) continue;
+    // A marker beside a record (even a damaged one, which check reports itself) is that record's.
+    if (recs.some((r) => r.id === name) || (isLayerId(name) && (await s.readRecord(name)).state !== 'missing')) continue;
     const path = join(s.files.incomplete, name);
     if (!isLayerId(name)) {
       found.push({ kind: 'leftover', path, message: `${path} names no layer`, repair: 'delete it', fix: () => rm(path, { recursive: true, force: true }) });
