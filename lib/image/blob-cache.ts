@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError } from '../errors.js';
+import { processAlive } from '../processes.js';
 import { DigestVerifier, Hasher, digestAlgorithm, digestHex, parseDigest, type Digest } from './digest.js';
 
 export type FetchRange = (offset: number, signal: AbortSignal | undefined) => Promise<{ body: Readable; offset: number }>;
@@ -100,15 +101,6 @@ export class LiveBlob {
 }
 
 let serial = 0;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class BlobCache {
   /** Fetches in flight in this process, so two pulls of one blob share one download. */
@@ -214,7 +206,7 @@ export class BlobCache {
       const m = /^([0-9a-f]+)\.partial-(\d+)-\d+$/.exec(name);
       if (m === null || m[1] !== hex) continue;
       const pid = Number(m[2]);
-      if (pid === process.pid || alive(pid)) continue;
+      if (pid === process.pid || processAlive(pid)) continue;
       try {
         await rename(join(dir, name), mine);
         return (await stat(mine)).size;

@@ -18,7 +18,6 @@ export const copy: Command = {
     threads: { type: 'string' },
   },
   positionals: [2, 2],
-  needsHome: false,
   async run(ctx, [src, dst], values) {
     const threads = values['threads'] === undefined ? undefined : parseCount(String(values['threads']));
     const dstExisted = await lstat(dst!).then(
