@@ -43,6 +43,7 @@ export type {
   GetOptions,
   PutOptions,
   IDMap,
+  LayerFileSource,
   LongOperationOptions,
   Progress,
 } from './types.js';
