@@ -26,6 +26,7 @@ import { acquireHomeMount, releaseHomeMount } from './home.js';
 import { homeState, type HomeState } from './home-state.js';
 import { isDirectory } from './lstat.js';
 import type { LayerTrees } from './naive-diff.js';
+import type { InspectPlan, LayerOnDisk } from './store-driver.js';
 import { dropStaging, newStaging } from './staging.js';
 
 /** What a driver is made of, found by initDriver. */
@@ -277,6 +278,13 @@ export abstract class DriverBase {
   }
 
   // --- what a store asks of every driver alike (store-driver.ts)
+
+  abstract inspect(id: string): Promise<LayerOnDisk>;
+
+  /** inspect() with no probes of its own; a driver that knows its lookups says them (overlay). */
+  planInspect(id: string): InspectPlan {
+    return { probes: [], finish: () => this.inspect(id) };
+  }
 
   /** The ids that have a directory in the driver's home. */
   async layerIds(): Promise<string[]> {

@@ -27,7 +27,7 @@ import { checkOverlayHome } from '../home.js';
 import { lstatOrUndefined } from '../lstat.js';
 import type { LayerTrees } from '../naive-diff.js';
 import { unmountQuietly } from '../overlayfs.js';
-import { knownMounted, type InspectPlan, type LayerOnDisk, type StoreDriver } from '../store-driver.js';
+import { knownMounted, type InspectPlan, type LayerOnDisk, type MountHandoff, type StoreDriver } from '../store-driver.js';
 import type { LayerPaths, OverlayInternals } from './internals.js';
 import { containerPaths, lastLowerId, layerDirs, layerExists, readLayerPaths, readLowerId, rememberLowerId } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
@@ -174,7 +174,7 @@ export class OverlayDriver extends DriverBase implements StoreDriver, OverlayInt
     return plan.finish(await native.probePaths(plan.probes));
   }
 
-  planInspect(id: string): InspectPlan {
+  override planInspect(id: string): InspectPlan {
     validateId(id);
     const dirs = layerDirs(this.home, id);
     // The lower's root is looked at in the same trip when the lower-id was read before
@@ -211,7 +211,7 @@ export class OverlayDriver extends DriverBase implements StoreDriver, OverlayInt
     };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<string> {
+  async mountLayer(id: string, opts: GetOptions = {}, { known, references: record }: MountHandoff = {}): Promise<string> {
     const p = known?.state === 'container' && known.lowerId !== undefined ? containerPaths(this.home, id, known.lowerId) : await this.layerPaths(id);
     if (p.root !== undefined) {
       if (record !== undefined) await native.applyFileChange(record);
@@ -229,7 +229,7 @@ export class OverlayDriver extends DriverBase implements StoreDriver, OverlayInt
     return p.merged!;
   }
 
-  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<void> {
+  async unmountLayer(id: string, opts: PutOptions = {}, { known, references: record }: MountHandoff = {}): Promise<void> {
     validateId(id);
     // No layout read: an image has no merged/, which the counter finds not mounted.
     const merged = layerDirs(this.home, id).merged;

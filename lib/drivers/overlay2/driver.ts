@@ -2,8 +2,11 @@
 // layer keeps only its own changes in diff/, and a mount stacks the diffs of its
 // chain, so a child image costs a few directories whatever its parent's size.
 //
-// - get(image) is a read-only overlay of [diff, …lowers]; get(container) a read-write
-//   one with diff/ as upper. Refcounted per process (lib/mount-counter.ts).
+// - get() of any layer is a read-write overlay with diff/ as upper over its lowers (a
+//   base layer's: empty/), as c/s's overlay driver mounts it: a builder that writes an
+//   image layer in place writes its diff/. The store mounts an image layer read-only
+//   instead (mountLayer): its recorded size and digest stay true. Refcounted per
+//   process (lib/mount-counter.ts).
 // - applyDiff stages: a hardlink copy of diff/ becomes the upper of an overlay over the
 //   layer's lowers, the tar is applied through that mount by the one apply engine
 //   (lib/archive/apply.ts: the hostile-input rules, whiteouts), so the kernel itself
@@ -28,7 +31,7 @@ import { lstatOrUndefined } from '../lstat.js';
 import type { LayerTrees } from '../naive-diff.js';
 import { unmountQuietly } from '../overlayfs.js';
 import { copyInto, staleStaging } from '../staging.js';
-import { knownMounted, type LayerOnDisk, type StoreDriver } from '../store-driver.js';
+import { knownMounted, type LayerOnDisk, type MountHandoff, type StoreDriver } from '../store-driver.js';
 import { LINK_DIR, dirsOf, idOfShortName, newShortName, readLowerNames, readShortName, shortPath } from './layout.js';
 import { MAX_STACK, defaultMountMethod, mountStack, type MountMethod } from './mount.js';
 
@@ -206,11 +209,14 @@ export class Overlay2Driver extends DriverBase implements StoreDriver {
     });
   }
 
-  /** Mounts the layer on its merged/ (no counting). */
-  async #mount(l: Overlay2Layer, mountLabel: string | undefined): Promise<void> {
+  /**
+   * Mounts the layer on its merged/ (no counting): read-write with diff/ as upper, or
+   * (`readOnly`) its whole stack as lowers. `after`: made in the mount's native job.
+   */
+  async #mount(l: Overlay2Layer, mountLabel: string | undefined, readOnly: boolean, after?: FileChange): Promise<void> {
     const label = mountLabel !== undefined ? { mountLabel } : {};
-    if (l.container) {
-      await mountStack(this.mountMethod, this.home, l.merged, { lowers: l.lowers.length > 0 ? l.lowers : [l.empty], upper: l.diff, work: l.work, ...label });
+    if (!readOnly) {
+      await mountStack(this.mountMethod, this.home, l.merged, { lowers: l.lowers.length > 0 ? l.lowers : [l.empty], upper: l.diff, work: l.work, ...label }, after);
       try {
         await chown(join(l.work, 'work'), this.owner.uid, this.owner.gid);
       } catch (err) {
@@ -218,20 +224,20 @@ export class Overlay2Driver extends DriverBase implements StoreDriver {
         throw err;
       }
     } else {
-      await this.mountView(l, l.merged, mountLabel);
+      await this.mountView(l, l.merged, mountLabel, after);
     }
   }
 
   /** A read-only overlay of the layer's whole stack on `target`. */
-  mountView(l: Overlay2Layer, target: string, mountLabel?: string): Promise<void> {
+  mountView(l: Overlay2Layer, target: string, mountLabel?: string, after?: FileChange): Promise<void> {
     // A read-only overlay needs two lowers: a base layer adds its empty dir.
     const lowers = [l.diff, ...(l.lowers.length > 0 ? l.lowers : [l.empty])];
-    return mountStack(this.mountMethod, this.home, target, { lowers, ...(mountLabel !== undefined ? { mountLabel } : {}) });
+    return mountStack(this.mountMethod, this.home, target, { lowers, ...(mountLabel !== undefined ? { mountLabel } : {}) }, after);
   }
 
   async get(id: string, opts: GetOptions = {}): Promise<string> {
     const l = await this.layer(id);
-    await this.state.mounts.acquire(l.merged, () => this.#mount(l, opts.mountLabel));
+    await this.state.mounts.acquire(l.merged, () => this.#mount(l, opts.mountLabel, false));
     this.hold(l.merged);
     return l.merged;
   }
@@ -302,34 +308,29 @@ export class Overlay2Driver extends DriverBase implements StoreDriver {
     return { state: 'container', path: l.merged, lowerId: l.parent, lowerMissing, mounted: await isOverlayMounted(l.merged) };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<string> {
+  async mountLayer(id: string, opts: GetOptions = {}, { known, references }: MountHandoff = {}): Promise<string> {
     const l = await this.layer(id);
     // No references (own or foreign) means nothing mounted there: the counter has just looked, or was told.
     await this.state.mounts.withLock(
       l.merged,
-      async (references) => {
-        if (references === 0) await this.#mount(l, opts.mountLabel);
-        if (record === undefined) return;
-        try {
-          await native.applyFileChange(record);
-        } catch (err) {
-          if (references === 0) await unmountQuietly(l.merged);
-          throw err;
-        }
+      async (count) => {
+        // The store's image layers are read-only: what it recorded of them stays true.
+        if (count === 0) await this.#mount(l, opts.mountLabel, !l.container, references);
+        else if (references !== undefined) await native.applyFileChange(references);
       },
       knownMounted(known),
     );
     return l.merged;
   }
 
-  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<void> {
+  async unmountLayer(id: string, opts: PutOptions = {}, { known, references }: MountHandoff = {}): Promise<void> {
     checkId(id);
     const merged = dirsOf(this.home, id).merged;
     await this.state.mounts.withLock(
       merged,
-      async (references) => {
-        if (record !== undefined) await native.applyFileChange(record);
-        if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+      async (count) => {
+        if (count > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0, references);
+        else if (references !== undefined) await native.applyFileChange(references);
       },
       knownMounted(known),
     );

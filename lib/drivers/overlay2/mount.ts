@@ -15,6 +15,7 @@
 // lower of the real mount (see native/fs_mount.cc): 499 + 500 layers at most.
 import { release } from 'node:os';
 import * as native from '../../native.js';
+import type { FileChange } from '../../native.js';
 import { NotSupportedError } from '../../errors.js';
 import { MAX_MOUNT_DATA, mountOverlayData } from '../overlayfs.js';
 
@@ -42,7 +43,8 @@ export interface StackMount {
   mountLabel?: string;
 }
 
-export async function mountStack(method: MountMethod, home: string, target: string, m: StackMount): Promise<void> {
+/** Mounts the stack `m` on `target`; `after`: a file change made in the mount's native job (see store-driver.ts MountHandoff). */
+export async function mountStack(method: MountMethod, home: string, target: string, m: StackMount, after?: FileChange): Promise<void> {
   const readOnly = m.upper === undefined;
   const extra = [...(readOnly ? [] : RW_OPTIONS), ...(m.mountLabel !== undefined ? [`context=${m.mountLabel}`] : [])];
   if (method === 'fsconfig') {
@@ -59,7 +61,7 @@ export async function mountStack(method: MountMethod, home: string, target: stri
       ...(m.upper !== undefined ? { upper: m.upper, work: m.work! } : {}),
       options: extra,
       readOnly,
-    });
+    }, after);
     return;
   }
   if (m.lowers.length > OVERLAY_MAX_LOWERS) throw new NotSupportedError(`a stack of ${m.lowers.length} layers is deeper than overlayfs mounts (${OVERLAY_MAX_LOWERS})`);
@@ -71,5 +73,5 @@ export async function mountStack(method: MountMethod, home: string, target: stri
     ].join(',');
   const tooLong = (bytes: number) =>
     new NotSupportedError(`the mount data of a ${m.lowers.length}-layer stack is ${bytes} bytes, more than mount(2) takes (${MAX_MOUNT_DATA}); Linux 6.8+ mounts it with fsconfig`);
-  await mountOverlayData(home, target, readOnly ? native.constants.MS_RDONLY : 0, data, tooLong);
+  await mountOverlayData(home, target, readOnly ? native.constants.MS_RDONLY : 0, data, tooLong, after);
 }

@@ -16,7 +16,6 @@
 import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as native from '../../native.js';
-import type { FileChange } from '../../native.js';
 import { applyTar } from '../../archive/apply.js';
 import { AbortError, InvalidOptionError, LayerInUseError, LayerNotFoundError } from '../../errors.js';
 import { validateId } from '../../ids.js';
@@ -26,7 +25,7 @@ import { checkVfsHome } from '../home.js';
 import { isDirectory } from '../lstat.js';
 import type { LayerTrees } from '../naive-diff.js';
 import { copyInto, staleStaging } from '../staging.js';
-import type { LayerOnDisk, StoreDriver } from '../store-driver.js';
+import type { LayerOnDisk, MountHandoff, StoreDriver } from '../store-driver.js';
 
 interface VfsDirs {
   dir: string;
@@ -184,16 +183,16 @@ export class VfsDriver extends DriverBase implements StoreDriver {
     return { state: 'image', path: d.root };
   }
 
-  // Nothing is mounted: the store's record is made on its own.
-  async mountLayer(id: string, _opts?: GetOptions, _known?: LayerOnDisk, record?: FileChange): Promise<string> {
+  // Nothing is mounted: the store's references are made on their own.
+  async mountLayer(id: string, _opts?: GetOptions, { references }: MountHandoff = {}): Promise<string> {
     const root = await this.#root(id);
-    if (record !== undefined) await native.applyFileChange(record);
+    if (references !== undefined) await native.applyFileChange(references);
     return root;
   }
 
-  async unmountLayer(id: string, _opts?: PutOptions, _known?: LayerOnDisk, record?: FileChange): Promise<void> {
+  async unmountLayer(id: string, _opts?: PutOptions, { references }: MountHandoff = {}): Promise<void> {
     validateId(id);
-    if (record !== undefined) await native.applyFileChange(record);
+    if (references !== undefined) await native.applyFileChange(references);
   }
 
   /** Staging dirs of processes that are gone. */
