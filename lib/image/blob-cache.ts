@@ -4,7 +4,7 @@
 // under its name only by rename after its digest and size were verified; bytes on
 // their way live in DIR/sha256/<hex>.partial-<pid>-<n>, which a later fetch adopts
 // (when that pid is gone) and continues with an HTTP Range request.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomInt, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
@@ -100,8 +100,6 @@ export class LiveBlob {
   }
 }
 
-let serial = 0;
-
 export class BlobCache {
   /** Fetches in flight in this process, so two pulls of one blob share one download. */
   private readonly inFlight = new Map<string, Promise<string>>();
@@ -145,7 +143,7 @@ export class BlobCache {
     if (await this.has(digest, size)) return final;
     const dir = join(this.dir, digestAlgorithm(digest));
     await mkdir(dir, { recursive: true });
-    const partial = `${final}.partial-${process.pid}-${serial++}`;
+    const partial = `${final}.partial-${process.pid}-${randomInt(2 ** 47)}`;
     let offset = await this.adopt(dir, digestHex(digest), partial);
     let hash = createHash(digestAlgorithm(digest));
     if (offset > size) offset = 0;
@@ -224,7 +222,7 @@ export class BlobCache {
   async ingest(input: Readable, signal?: AbortSignal): Promise<{ digest: Digest; size: number; path: string }> {
     const dir = join(this.dir, 'sha256');
     await mkdir(dir, { recursive: true });
-    const temp = join(dir, `ingest.partial-${process.pid}-${serial++}`);
+    const temp = join(dir, `ingest.partial-${process.pid}-${randomInt(2 ** 47)}`);
     const hasher = new Hasher('sha256');
     try {
       await pipeline(input, hasher, createWriteStream(temp), { ...(signal ? { signal } : {}) });
