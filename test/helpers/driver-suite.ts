@@ -212,7 +212,9 @@ export function driverSuite(name: string, factory: DriverFactory, traits: Driver
     assert.deepEqual(await listTree(base), baseTree, 'the base did not change');
     if (traits.sharesInodes) assert.equal((await lstat(join(snap, 'bin/sh'))).ino, (await lstat(join(base, 'bin/sh'))).ino, 'unchanged files are shared');
     else assert.notEqual((await lstat(join(snap, 'bin/sh'))).ino, (await lstat(join(base, 'bin/sh'))).ino, 'a full copy');
-    assert.notEqual((await lstat(join(snap, 'etc'))).ino, (await lstat(join(base, 'etc'))).ino, 'directories are not');
+    // Through a mount overlayfs reports a copied-up directory's inode as its origin's
+    // (constant st_ino), so only trees read without a mount show the directories apart.
+    if (!traits.imageGetMounts) assert.notEqual((await lstat(join(snap, 'etc'))).ino, (await lstat(join(base, 'etc'))).ino, 'directories are not');
     await d.put('snap');
     await d.put('base');
     await s.done();
