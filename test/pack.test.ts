@@ -207,8 +207,8 @@ async function assertPortable(binary: string, machine: string): Promise<void> {
  * In the installed package, an arm64 Node opens a vfs store (no mounts: qemu-user runs
  * any syscall, but a store on overlay would only test the host kernel), copies a fixture
  * tree with copyTree and imports GNU tar's archive of it as a layer; both results are
- * then compared on disk with the fixture and with GNU tar's extraction of that archive, through an
- * oracle that shares no code with the addon (test/helpers/manifest.py).
+ * then compared on disk with the fixture and with GNU tar's extraction of that archive,
+ * through an oracle that shares no code with the addon (test/helpers/manifest.py).
  */
 async function runUnderArm64(t: { diagnostic(message: string): void }, node: { command: string; prefix: string[] }, app: string, pkg: string, dir: string): Promise<void> {
   const src = join(dir, 'fixture');
@@ -268,7 +268,7 @@ async function runUnderArm64(t: { diagnostic(message: string): void }, node: { c
   assert.equal(result.layer.uncompressedDigest, `sha256:${createHash('sha256').update(tarBytes).digest('hex')}`);
   const layerRoot = result.metadata['RootDir'];
   assert.ok(layerRoot !== undefined && layerRoot.startsWith(home + '/'), `the layer lives in the store (${layerRoot})`);
-  // What the tar holds (no sockets, no xattrs on symlinks or fifos): GNU tar's own extraction.
+  // What the tar holds (GNU tar archives no sockets): GNU tar's own extraction of it.
   const extracted = join(dir, 'gnu-tar-extracted');
   await mkdir(extracted);
   await run('tar', ['-x', '-p', '--same-owner', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', tar, '-C', extracted]);
