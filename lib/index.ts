@@ -46,6 +46,7 @@ export type {
   GetOptions,
   PutOptions,
   IDMap,
+  LayerFileSource,
   LongOperationOptions,
   Progress,
 } from './types.js';

@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { processStart } from './holders.js';
+import { processStart } from '../processes.js';
 import { blobName } from './schema.js';
 
 /** How long a pull's partial download is kept at open for the next pull to resume (check lists it, repair removes it at once). */

@@ -45,7 +45,7 @@ import { readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { applyFileChange, fsyncPaths, readSmallFile, syncFs, writeNewFile } from '../native.js';
 import type { FileChange } from '../native.js';
-import { processStart } from './holders.js';
+import { processStart } from '../processes.js';
 import { killPoint } from './kill-point.js';
 import { unreadable, type Parsed } from './schema.js';
 
