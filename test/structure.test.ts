@@ -48,3 +48,16 @@ test('only lib/mountinfo.ts reads /proc/self/mountinfo', async () => {
   }
   assert.deepEqual(readers, []);
 });
+
+test('examples/ reach the library only by the package name, as a user would', async () => {
+  const wrong: string[] = [];
+  for (const file of await sources('examples')) {
+    const text = await readFile(join(root, file), 'utf8');
+    for (const m of text.matchAll(/(?:from\s+|import\(\s*)'([^']*)'/g)) {
+      const spec = m[1]!;
+      const outside = spec.startsWith('.') && relative('examples', join(dirname(file), spec)).startsWith('..');
+      if (outside || (!spec.startsWith('.') && !spec.startsWith('node:') && !/^overlay-graphdriver(\/|$)/.test(spec))) wrong.push(`${file}: ${spec}`);
+    }
+  }
+  assert.deepEqual(wrong, [], 'example files importing past the package exports');
+});
