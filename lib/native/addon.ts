@@ -167,7 +167,8 @@ function load(): Addon {
     const reason = err instanceof Error ? err.message : String(err);
     throw new Error(
       `overlay-graphdriver: could not load its native addon (${reason}). ` +
-        `No prebuilt binary matched ${process.platform}-${process.arch}; run "npm rebuild overlay-graphdriver" with a C++ compiler, python3 and make installed.`,
+        `No prebuilt binary matched ${process.platform}-${process.arch}; run "npm rebuild overlay-graphdriver" with a C++ compiler, python3 and make installed ` +
+        `(where npm's allowScripts denied or did not cover its install script, "npm install-scripts approve overlay-graphdriver" first).`,
       { cause: err },
     );
   }
