@@ -132,7 +132,7 @@ export interface Addon {
   applyTarEnd(feeder: unknown, failed: boolean): void;
   ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean;
   ofdLock(fd: number, kind: LockKind): Promise<void>;
-  mountOverlayFs(target: PathLike, options: OverlayFsMount): Promise<void>;
+  mountOverlayFs(target: PathLike, options: OverlayFsMount, after?: FileChange): Promise<void>;
   ofdTryLockPath(path: PathLike, kind: LockKind, probes?: string[]): Promise<{ fd: number; locked: boolean; probed?: ProbeResult[] }>;
   probePaths(probes: string[]): Promise<ProbeResult[]>;
   readSmallFile(path: PathLike): Promise<Buffer | undefined>;
