@@ -262,6 +262,28 @@ test("the mount references live on the store's own tmpfs: mounted once for every
   assert.deepEqual(await runMounts(), []);
 });
 
+test('a store closed here while another process had it open, opened again after that one released the home, binds the home again', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { home, cli } = await setup(t);
+  const driverHome = join(home, 'overlay');
+  const homeMounts = async () => (await readMountInfo()).filter((m) => m.mountPoint === driverHome);
+  const srv = await server(t, home, 'c1');
+  const first = await openStore(home);
+  assert.equal((await first.cleanup()).homeReleased, false, 'the other process has the store open');
+  await srv.kill();
+  assert.equal((await cli('cleanup')).code, 0);
+  assert.deepEqual(await homeMounts(), [], 'the last process released the home');
+
+  const again = await openStore(home);
+  const path = await again.mount('c1');
+  assert.equal((await homeMounts()).length, 1, 'the home is a mount point again');
+  assert.deepEqual((await again.check()).problems, []);
+  assert.ok((await mountPoints()).includes(path));
+  await again.unmount('c1');
+  assert.equal((await again.cleanup()).homeReleased, true);
+  assert.deepEqual(await homeMounts(), [], 'and released at the end: no stale use counted');
+});
+
 test('a mount the kernel refuses leaves no reference behind, and the layer mounts after', async (t) => {
   if (skipUnlessRoot(t)) return;
   if (existsSync('/sys/fs/selinux/enforce')) return t.skip('SELinux is enabled here: the label would be accepted');
