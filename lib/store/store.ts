@@ -217,19 +217,21 @@ export class LayerStore implements Store {
    */
   async writeRecord(rec: LayerRecord, opts: { commitsContent?: boolean } = {}): Promise<void> {
     const tmp = await this.files.stageJson(rec, { flushedLater: opts.commitsContent === true });
+    let handedOver = false; // publishJson removes the temp file itself when it fails
     try {
       if (opts.commitsContent === true) await this.files.flushContent(this.#contentFs);
+      // The store lock's read side: recovery and repair (its write side) see no record appear or go mid-scan.
+      await withLock(this.files.storeLock(), 'read', async () => {
+        const marked = rec.incomplete === true;
+        if (marked) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
+        handedOver = true;
+        await this.files.publishJson(tmp, this.files.layers, rec.id, marked ? [this.files.incomplete] : []);
+        if (!marked) await this.files.remove(this.files.incomplete, rec.id);
+      });
     } catch (err) {
-      await rm(tmp, { force: true });
+      if (!handedOver) await rm(tmp, { force: true });
       throw err;
     }
-    // The store lock's read side: recovery and repair (its write side) see no record appear or go mid-scan.
-    await withLock(this.files.storeLock(), 'read', async () => {
-      const marked = rec.incomplete === true;
-      if (marked) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
-      await this.files.publishJson(tmp, this.files.layers, rec.id, marked ? [this.files.incomplete] : []);
-      if (!marked) await this.files.remove(this.files.incomplete, rec.id);
-    });
   }
 
   async deleteRecord(id: string): Promise<void> {
