@@ -5,6 +5,7 @@ export { checkStoreHome, openStore } from './store/store.js';
 export { openLayer } from './archive/compression.js';
 export type { Compression, LayerFormat, OpenedLayer } from './archive/compression.js';
 export type {
+  CheckOptions,
   CheckReport,
   CleanupOptions,
   CleanupResult,
@@ -23,6 +24,7 @@ export type {
   ProblemKind,
   RemoveImageOptions,
   RemoveImageResult,
+  RepairOptions,
   RepairReport,
   Store,
   StoreDf,
@@ -55,6 +57,7 @@ export type {
   GetOptions,
   PutOptions,
   IDMap,
+  LayerFileSource,
   LongOperationOptions,
   Progress,
 } from './types.js';
@@ -65,6 +68,7 @@ export {
   GraphDriverError,
   IncompatibleFsError,
   ImageInUseError,
+  DamagedRecordError,
   ImageNotFoundError,
   InvalidArchiveError,
   InvalidIdError,

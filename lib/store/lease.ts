@@ -2,7 +2,7 @@
 // another process cannot take it from under it (containerd's leases, made of the
 // store's own OFD locks, which the kernel drops when the holder dies):
 //
-// - the transfers lock (home/locks/transfers), read-held for the whole run: blobs that
+// - the blobs lock (home/locks/blobs), read-held for the whole run: blobs that
 //   no image names yet (downloaded, being applied, about to be recorded) are deleted
 //   only under its write side, which a prune or rmi only ever tries (never waits for);
 // - a read lock on every layer the run relies on: each existing layer it found (taken
@@ -26,7 +26,7 @@ export class Lease {
 
   /** Starts a lease: waits for a blob removal in progress to finish. */
   static async begin(store: LayerStore): Promise<Lease> {
-    return new Lease(store, await lock(store.files.transfersLock(), 'read'));
+    return new Lease(store, await lock(store.files.blobsLock(), 'read'));
   }
 
   /** Whether layer `id` exists, complete; when it does, it stays until end(). */
@@ -51,11 +51,11 @@ export class Lease {
 }
 
 /**
- * Runs `fn` when no pull, commit or push is in flight in any process (the transfers
+ * Runs `fn` when no pull, commit or push is in flight in any process (the blobs
  * lock's write side, tried once); resolves undefined without running it otherwise.
  */
 export async function whenNoTransfers<T>(store: LayerStore, fn: () => Promise<T>): Promise<T | undefined> {
-  const held = await tryLock(store.files.transfersLock(), 'write');
+  const held = await tryLock(store.files.blobsLock(), 'write');
   if (held === undefined) return undefined;
   try {
     return await fn();

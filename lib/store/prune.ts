@@ -13,14 +13,14 @@
 //   found or made until its image is recorded (lib/store/lease.ts), so a prune never
 //   takes a layer one of them is about to name; a create on the image's top layer holds
 //   its read lock, and a container made before is seen under the lock;
-// - blobs go only under the transfers lock's write side (tried once): with no pull,
+// - blobs go only under the blobs lock's write side (tried once): with no pull,
 //   commit or push in flight anywhere, a blob no image names is not about to be.
 import { lock } from '../locks.js';
 import { InvalidOptionError, LayerInUseError } from '../errors.js';
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { blobFiles, parentsFirst, readState, type BlobFile } from './df.js';
-import { imageRecords, removeImageLocked } from './images.js';
+import { blobsOf, imageRecords, removeImageLocked } from './images.js';
 import { whenNoTransfers } from './lease.js';
 import type { LayerStore } from './store.js';
 import type { ImageRecord, KeepBlobs, Layer, StorePruneOptions, StorePruneResult } from './types.js';
@@ -54,7 +54,7 @@ function alive(pid: number): boolean {
 
 /** The blobs nothing keeps: under 'none' every one, else those no image in `images` names; and partial files of processes that are gone. */
 export function unneededBlobs(blobs: BlobFile[], images: ImageRecord[], policy: KeepBlobs, cutoff: number): BlobFile[] {
-  const needed = new Set(policy === 'none' ? [] : images.flatMap((i) => i.layers.map((l) => l.blob.digest)));
+  const needed = new Set(policy === 'none' ? [] : images.flatMap(blobsOf));
   return blobs.filter((b) => (b.digest !== undefined ? !needed.has(b.digest) && b.mtimeMs <= cutoff : b.pid !== undefined && b.pid !== process.pid && !alive(b.pid)));
 }
 
