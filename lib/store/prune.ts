@@ -52,9 +52,13 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The blobs nothing keeps: under 'none' every one, else those no image in `images` names; and partial files of processes that are gone. */
+/**
+ * The blobs nothing keeps: those no image in `images` names (under 'none' every layer
+ * blob: only the images' manifests and configs stay, which repair rebuilds a damaged
+ * record from); and partial files of processes that are gone.
+ */
 export function unneededBlobs(blobs: BlobFile[], images: ImageRecord[], policy: KeepBlobs, cutoff: number): BlobFile[] {
-  const needed = new Set(policy === 'none' ? [] : images.flatMap(blobsOf));
+  const needed = new Set(policy === 'none' ? images.flatMap((i) => [i.digest, `sha256:${i.id}`]) : images.flatMap(blobsOf));
   return blobs.filter((b) => (b.digest !== undefined ? !needed.has(b.digest) && b.mtimeMs <= cutoff : b.pid !== undefined && b.pid !== process.pid && !alive(b.pid)));
 }
 
