@@ -169,6 +169,56 @@ export class RegistryError extends GraphDriverError {
   }
 }
 
+/** A blob whose declared size is above the limit a pull accepts (`maxBlobSize`); refused before a byte of it is fetched. */
+export class BlobTooLargeError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_BLOB_TOO_LARGE';
+  readonly digest: string;
+  readonly size: number;
+  readonly limit: number;
+  /** `what`: the blob as the message names it ("layer 2 (blob sha256:…)"). */
+  constructor(what: string, digest: string, size: number, limit: number) {
+    super(BlobTooLargeError.code, `${what} declares ${size} bytes, more than the ${limit} a pull accepts (maxBlobSize)`);
+    this.digest = digest;
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * Not enough free space: found before a pull starts (its declared sizes against the
+ * filesystem's free bytes) or met while writing. The code is the system's ENOSPC, so
+ * one check catches both.
+ */
+export class NoSpaceError extends GraphDriverError {
+  static readonly code = 'ENOSPC';
+  /** The directory (or file) whose filesystem is full. */
+  readonly path: string;
+  constructor(message: string, path: string, options?: ErrorOptions) {
+    super(NoSpaceError.code, message, options);
+    this.path = path;
+  }
+}
+
+/** A store record (a layer's or an image's) that cannot be read as one: truncated, not JSON, the wrong shape. */
+export class DamagedRecordError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_DAMAGED_RECORD';
+  readonly path: string;
+  constructor(path: string, reason: string, options?: ErrorOptions) {
+    super(DamagedRecordError.code, `damaged record ${path}: ${reason} (ogd check reports it)`, options);
+    this.path = path;
+  }
+}
+
+/** A layer that was there when an operation began was removed by another process before it was done (a pull racing an rmi). */
+export class LayerRemovedError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_LAYER_REMOVED';
+  readonly id: string;
+  constructor(message: string, id: string, options?: ErrorOptions) {
+    super(LayerRemovedError.code, message, options);
+    this.id = id;
+  }
+}
+
 /** A Node-style system error (from node:fs or the addon). */
 export interface SystemError extends Error {
   code: string;

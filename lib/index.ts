@@ -48,6 +48,8 @@ export type {
 } from './types.js';
 export {
   AbortError,
+  BlobTooLargeError,
+  DamagedRecordError,
   DigestMismatchError,
   GraphDriverError,
   IncompatibleFsError,
@@ -61,6 +63,8 @@ export {
   LayerExistsError,
   LayerInUseError,
   LayerNotFoundError,
+  LayerRemovedError,
+  NoSpaceError,
   NotSupportedError,
   RegistryError,
   UnsafeLayerError,

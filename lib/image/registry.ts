@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { InvalidImageError, RegistryError } from '../errors.js';
 import { basicHeader, lookupCredentials, parseChallenges, parseCreds, type Credentials } from './auth.js';
 import type { Digest } from './digest.js';
-import { readBody, responseError, send, type HttpRequest } from './http.js';
+import { explainedBody, readBody, responseError, send, type HttpRequest } from './http.js';
 import { ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_BYTES } from './manifest.js';
 import { DOCKER_HUB, type DockerReference } from './reference.js';
 
@@ -19,6 +19,8 @@ export interface RegistryOptions {
   creds?: string;
   /** Auth files to read instead of the usual ones. */
   authFiles?: string[];
+  /** Milliseconds a registry may stay silent (before an answer or within a body) before the request fails; default 120 000. */
+  idleTimeout?: number;
 }
 
 type Scope = 'pull' | 'pull,push';
@@ -47,7 +49,7 @@ export class RegistryClient {
     const https = new URL(`https://${host}/`);
     if (this.tlsVerify) return (this.base = https);
     try {
-      const res = await send({ method: 'GET', url: new URL('/v2/', https), tlsVerify: false, signal });
+      const res = await send({ method: 'GET', url: new URL('/v2/', https), tlsVerify: false, signal, idleTimeout: this.opts.idleTimeout });
       res.resume();
       this.base = https;
     } catch (err) {
@@ -89,6 +91,7 @@ export class RegistryClient {
         ...(init.body !== undefined ? { body: init.body } : {}),
         tlsVerify: this.tlsVerify,
         signal: init.signal,
+        idleTimeout: this.opts.idleTimeout,
       });
     };
     const res = await attempt();
@@ -126,7 +129,7 @@ export class RegistryClient {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryError(`token realm ${url.href} is not http(s)`, 401);
     if (params.service !== undefined) url.searchParams.set('service', params.service);
     url.searchParams.append('scope', `repository:${this.ref.repository}:${scope}`);
-    const res = await send({ method: 'GET', url, headers: creds ? { Authorization: basicHeader(creds) } : {}, tlsVerify: this.tlsVerify, signal });
+    const res = await send({ method: 'GET', url, headers: creds ? { Authorization: basicHeader(creds) } : {}, tlsVerify: this.tlsVerify, signal, idleTimeout: this.opts.idleTimeout });
     if (res.statusCode !== 200) throw await responseError(res, `token from ${url.origin}${url.pathname}`);
     const body = await readBody(res, MAX_TOKEN_BYTES, 'the token response');
     let token: unknown;
@@ -155,12 +158,13 @@ export class RegistryClient {
   }
 
   /** A blob's body from byte `offset` on; `offset` is 0 in the answer when the registry ignored the Range. */
-  async getBlob(digest: Digest, offset: number, signal?: AbortSignal): Promise<{ body: IncomingMessage; offset: number }> {
+  async getBlob(digest: Digest, offset: number, signal?: AbortSignal): Promise<{ body: Readable; offset: number }> {
     const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
     const res = await this.request('GET', this.path('blobs', digest), 'pull', { headers, signal });
+    const what = `blob ${digest} from ${this.ref.registry}/${this.ref.repository}`;
     if (res.statusCode === 206 && offset > 0) {
       const m = /^bytes (\d+)-/.exec(res.headers['content-range'] ?? '');
-      if (m !== null && Number(m[1]) === offset) return { body: res, offset };
+      if (m !== null && Number(m[1]) === offset) return { body: explainedBody(res, what), offset };
       res.destroy();
       throw new RegistryError(`blob ${digest}: the registry answered a Range request with ${JSON.stringify(res.headers['content-range'])}`, 206);
     }
@@ -169,7 +173,7 @@ export class RegistryClient {
       return this.getBlob(digest, 0, signal);
     }
     if (res.statusCode !== 200) throw await responseError(res, `blob ${digest}`);
-    return { body: res, offset: 0 };
+    return { body: explainedBody(res, what), offset: 0 };
   }
 
   /** Whether the repository has the blob (HEAD), with the size it says. */

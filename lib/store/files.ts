@@ -29,6 +29,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DamagedRecordError } from '../errors.js';
 import { applyFileChange, readSmallFile, writeNewFile } from '../native.js';
 import type { FileChange } from '../native.js';
 import { processStart } from './holders.js';
@@ -37,9 +38,14 @@ import { killPoint } from './kill-point.js';
 export const STORE_LOCK = 'store';
 export const OPEN_LOCK = 'open';
 
-/** The JSON in a file's content (undefined: no file). */
-export function parseJson<T>(data: Buffer | undefined): T | undefined {
-  return data === undefined ? undefined : (JSON.parse(data.toString('utf8')) as T);
+/** The JSON in a file's content (undefined: no file); content that does not parse is a DamagedRecordError naming `file`. */
+export function parseJson<T>(data: Buffer | undefined, file: string): T | undefined {
+  if (data === undefined) return undefined;
+  try {
+    return JSON.parse(data.toString('utf8')) as T;
+  } catch (err) {
+    throw new DamagedRecordError(file, data.length === 0 ? 'empty' : `not JSON (${(err as Error).message})`, { cause: err });
+  }
 }
 
 export class StoreFiles {
@@ -98,7 +104,8 @@ export class StoreFiles {
 
   /** The JSON in `dir/name`, or undefined when there is no such file. */
   async readJson<T>(dir: string, name: string): Promise<T | undefined> {
-    return parseJson<T>(await readSmallFile(join(dir, name)));
+    const file = join(dir, name);
+    return parseJson<T>(await readSmallFile(file), file);
   }
 
   /**

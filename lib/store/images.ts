@@ -17,7 +17,7 @@
 // lock; recovery (which holds the store lock) only ever tries the images lock.
 import { readdir, rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerNotFoundError } from '../errors.js';
+import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerNotFoundError, LayerRemovedError } from '../errors.js';
 import { lock } from '../locks.js';
 import { BlobCache } from '../image/blob-cache.js';
 import { chainIds, digestHex, isDigest, parseDigest, type Digest } from '../image/digest.js';
@@ -141,6 +141,7 @@ export function imageOf(rec: ImageRecord): Image {
 /** The LayerTarget of pull and commit: layers become store layers (records, locks, incomplete flag). */
 export function storeTarget(s: LayerStore): LayerTarget {
   return {
+    dir: s.home,
     has: (id) => s.exists(id),
     async put(id, parent, tar, opts) {
       try {
@@ -166,11 +167,11 @@ export function storeTarget(s: LayerStore): LayerTarget {
  * committed (a removal elsewhere may have taken one meanwhile). The names move from any
  * other image that had them; an image recorded before keeps its record and gains the names.
  */
-async function recordImage(s: LayerStore, image: Image, names: string[]): Promise<ImageRecord> {
+async function recordImage(s: LayerStore, image: Image, names: string[], action: string): Promise<ImageRecord> {
   const held = await lock(s.files.imagesLock(), 'write');
   try {
-    for (const l of image.layers) {
-      if (!(await s.exists(l.id))) throw new LayerNotFoundError(l.id, { cause: new Error('removed by another process while the image was being stored; pull again') });
+    for (const [i, l] of image.layers.entries()) {
+      if (!(await s.exists(l.id))) throw new LayerRemovedError(`${action}: its layer ${i} (${l.id}) was removed by another process (an rmi?) before the image was recorded; try again`, l.id);
     }
     const id = digestHex(image.configDigest);
     const recs = await imageRecords(s);
@@ -213,9 +214,11 @@ export async function pull(s: LayerStore, ref: string, opts: StorePullOptions): 
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...((opts.maxBlobSize ?? s.maxBlobSize) !== undefined ? { maxBlobSize: (opts.maxBlobSize ?? s.maxBlobSize)! } : {}),
+    ...(opts.idleTimeout !== undefined ? { idleTimeout: opts.idleTimeout } : {}),
   });
   killPoint('pull-layers-done');
-  const rec = await recordImage(s, result, names);
+  const rec = await recordImage(s, result, names, `pull of ${ref}`);
   return { ...(await infoOf(s, rec)), fetched: result.fetched, applied: result.applied };
 }
 
@@ -238,7 +241,7 @@ export async function commit(s: LayerStore, container: string, name: string, opt
     ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  return infoOf(s, await recordImage(s, image, names));
+  return infoOf(s, await recordImage(s, image, names, `commit of ${container}`));
 }
 
 export async function push(s: LayerStore, nameOrId: string, ref: string, opts: StorePushOptions): Promise<StorePushResult> {

@@ -133,7 +133,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
     throw err;
   }
   const me = await thisProcess();
-  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!);
+  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!, opts.maxBlobSize);
   await store.recover();
   return store;
 }
@@ -163,7 +163,11 @@ export class LayerStore implements Store {
   /** Layers this store removed (or whose import it undid) under a lock it still holds: their lock files go too. */
   readonly #gone = new Set<string>();
 
-  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock) {
+  /** The store's default for a pull's maxBlobSize. */
+  readonly maxBlobSize: number | undefined;
+
+  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock, maxBlobSize?: number) {
+    this.maxBlobSize = maxBlobSize;
     this.home = files.home;
     this.files = files;
     this.driver = driver;
@@ -391,7 +395,7 @@ export class LayerStore implements Store {
     return this.#withLayers(
       [[id, 'write']],
       async ([record, refs, ...disk]) => {
-        const rec = parseJson<LayerRecord>(probedData(record));
+        const rec = parseJson<LayerRecord>(probedData(record), join(this.files.layers, id));
         if (rec === undefined || rec.incomplete === true) throw new LayerNotFoundError(id);
         const known = await plan.finish(disk);
         return fn({ rec, disk: known, live: await this.#reconcile(id, known, parseRefs(refs) ?? []) });

@@ -47,6 +47,8 @@ export interface StoreOptions extends DriverOptions {
    * made with: absent, the store's own (a new store: 'overlay'); another one is refused.
    */
   driver?: DriverName;
+  /** The largest layer blob a pull accepts, by its declared size (a pull's own maxBlobSize overrides it); default 64 GiB. */
+  maxBlobSize?: number;
 }
 
 export interface StoreCreateOptions {
@@ -201,6 +203,10 @@ export interface StorePullOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (p: LayerProgress) => void;
+  /** The largest layer blob accepted, by its declared size: a bigger one fails the pull (ERR_OGD_BLOB_TOO_LARGE) before a byte is fetched. Default the store's, else 64 GiB. */
+  maxBlobSize?: number;
+  /** Milliseconds the registry may stay silent before the pull fails (ERR_OGD_REGISTRY, naming the timeout); default 120 000. */
+  idleTimeout?: number;
 }
 
 export interface StorePullResult extends ImageInfo {
