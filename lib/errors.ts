@@ -79,6 +79,21 @@ export class ImageNotFoundError extends GraphDriverError {
   }
 }
 
+/** A short id that starts the ids of several layers or images: which one is meant is not guessed. */
+export class AmbiguousIdError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_AMBIGUOUS_ID';
+  /** The prefix given. */
+  readonly id: string;
+  /** The full ids it starts. */
+  readonly candidates: string[];
+  constructor(id: string, candidates: string[]) {
+    const shown = candidates.slice(0, 5).map((c) => c.slice(0, 12)).join(', ');
+    super(AmbiguousIdError.code, `${JSON.stringify(id)} is ambiguous: it starts ${candidates.length} ids (${shown}${candidates.length > 5 ? ', …' : ''}); give more of the id`);
+    this.id = id;
+    this.candidates = candidates;
+  }
+}
+
 /** An image a container stands on (or a layer an image is made of) cannot be removed. */
 export class ImageInUseError extends GraphDriverError {
   static readonly code = 'ERR_OGD_IMAGE_IN_USE';

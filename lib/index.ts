@@ -29,6 +29,7 @@ export type {
   StorePullResult,
   StorePushOptions,
   StorePushResult,
+  StoreResolveOptions,
   StoreUnmountOptions,
   UnmountResult,
 } from './store/types.js';
@@ -48,6 +49,7 @@ export type {
 } from './types.js';
 export {
   AbortError,
+  AmbiguousIdError,
   BlobTooLargeError,
   DamagedRecordError,
   DigestMismatchError,

@@ -52,7 +52,7 @@ test('ogd --driver vfs makes a vfs store; a later --driver overlay is refused na
   await writeFile(tar, await pack([{ name: 'x', content: 'x' }]));
   await ogdOk(['--home', home, '--driver', 'vfs', 'import', 'base', tar]);
   const wrong = await ogd(['--home', home, '--driver', 'overlay', 'ls']);
-  assert.equal(wrong.code, 1);
+  assert.equal(wrong.code, 125);
   assert.match(wrong.stderr, /uses the vfs driver, not overlay/);
   const status = await ogdOk(['--home', home, '--json', 'status']);
   assert.equal(JSON.parse(status).driver, 'vfs');

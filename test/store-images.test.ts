@@ -232,7 +232,7 @@ async function corrupt(t: TestContext, f: Fixture): Promise<void> {
   const state = () => storeState(h);
   const before = await state();
   const refused = (r: { code: number | null; stdout: string; stderr: string }) => {
-    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.code, 125, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_DIGEST_MISMATCH', r.stderr);
   };
 
@@ -300,7 +300,7 @@ async function commitPush(t: TestContext, f: Fixture): Promise<void> {
   assert.equal(await readFile(join(await s.mount('c1'), 'hello.txt'), 'utf8'), 'hello from a container\n');
   await s.unmount('c1');
   const inUse = await h.cli('--json', 'rmi', 'test/img:base');
-  assert.equal(inUse.code, 1);
+  assert.notEqual(inUse.code, 0);
   assert.equal((JSON.parse(inUse.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_IMAGE_IN_USE');
   const layerOfImage = await h.cli('--json', 'remove', committed.topLayer);
   assert.equal((JSON.parse(layerOfImage.stdout) as { error: { code: string } }).error.code, 'ERR_OGD_LAYER_IN_USE');

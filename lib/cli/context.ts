@@ -7,7 +7,17 @@
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { DriverName, Store } from '../index.js';
+import type { OptionSpec } from './command.js';
 import { ProgressBar } from './progress.js';
+
+/** The flags every command takes, before or after its name. */
+export const globalOptions: OptionSpec = {
+  home: { type: 'string', value: 'DIR', help: 'the store', byDefault: '$OGD_HOME, else ./.ogd' },
+  driver: { type: 'string', value: 'NAME', help: 'graph driver of a new store: overlay, overlay2 or vfs; a store keeps its own', byDefault: 'overlay' },
+  json: { type: 'boolean', help: 'print results (and errors) as JSON on stdout' },
+  help: { type: 'boolean', short: 'h', help: 'this help' },
+  version: { type: 'boolean', short: 'V', help: 'versions of ogd, Node, the addon, the kernel and its overlayfs' },
+};
 
 export interface GlobalOptions {
   home: string;
@@ -21,9 +31,12 @@ export class CliContext {
   readonly driverName: DriverName | undefined;
   readonly json: boolean;
   readonly signal: AbortSignal;
+  /** The command as typed (an alias such as `rm` included): what its messages start with. */
+  readonly commandName: string;
   #store: Promise<Store> | undefined;
 
-  constructor(opts: GlobalOptions, signal: AbortSignal) {
+  constructor(opts: GlobalOptions, signal: AbortSignal, commandName = '') {
+    this.commandName = commandName;
     this.home = resolve(opts.home);
     this.driverName = opts.driverName;
     this.json = opts.json;

@@ -1,43 +1,35 @@
 #!/usr/bin/env node
 // The `ogd` command line. This file only parses the global flags, picks the command,
 // wires SIGINT/SIGTERM to an AbortSignal (signals.ts), and turns the outcome into an
-// exit code: 0 success, 1 failure (one line on stderr with the error's .code, and
-// with --json an {"error":…} document on stdout), 2 usage error, 130/143 stopped by
-// SIGINT/SIGTERM, 141 stdout closed by its reader. Stacks only with OGD_DEBUG=1.
+// exit code (exit-codes.ts, podman's): 0 success, 1 the answer is "no", 125 failure
+// or usage mistake (one line on stderr with the error's .code, and with --json an
+// {"error":…} document on stdout), 130/143 stopped by SIGINT/SIGTERM, 141 stdout
+// closed by its reader. Stacks only with OGD_DEBUG=1.
 import { parseArgs } from 'node:util';
 import type { DriverName } from '../index.js';
-import { CliContext } from './context.js';
+import { CliContext, globalOptions } from './context.js';
 import type { GlobalOptions } from './context.js';
-import { OutputClosedError, UsageError } from './command.js';
+import { OutputClosedError, UsageError, parseSpec } from './command.js';
 import type { Command, OptionSpec, OptionValues } from './command.js';
-import { isCommandName, loadAllCommands, loadCommand } from './commands/index.js';
+import { commandNames, isCommandName, loadAllCommands, loadCommand } from './commands/index.js';
 import type { CommandName } from './commands/index.js';
+import { EXIT_FAILURE, EXIT_OUTPUT_CLOSED } from './exit-codes.js';
+import { commandHelp, mainHelp, usageLines } from './help.js';
 import { failureJson, failureLine, report } from './report.js';
 import { exitCodeFor, installSignalHandlers, stoppedBy } from './signals.js';
+import { didYouMean } from './suggest.js';
 
-const globalOptions: OptionSpec = {
-  home: { type: 'string' },
-  driver: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'V' },
-};
-const globalsWithValue = new Set(['--home', '--driver']);
-
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-/** What a shell reports for a writer killed by SIGPIPE: the reader closed our stdout. */
-const EXIT_OUTPUT_CLOSED = 141;
+const globalsWithValue = new Set(Object.entries(globalOptions).flatMap(([name, o]) => (o.type === 'string' ? [`--${name}`, ...(o.short ? [`-${o.short}`] : [])] : [])));
 
 async function main(argv: string[]): Promise<number> {
   const { name, commandIndex } = findCommand(argv);
   if (name === undefined) {
     const first = commandIndex >= 0 ? argv[commandIndex] : undefined;
-    if (first !== undefined) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
+    if (first !== undefined) throw new UsageError(`unknown command ${JSON.stringify(first)}${didYouMean(first, commandNames())}`);
     const { values } = parse(argv, globalOptions, false);
     if (values['version'] === true) return printVersion(values['json'] === true);
     if (values['help'] !== true) throw new UsageError('no command given');
-    process.stdout.write(mainHelp(await loadAllCommands()));
+    process.stdout.write(mainHelp(await loadAllCommands(), globalOptions));
     return 0;
   }
   const command = await loadCommand(name);
@@ -45,7 +37,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...globalOptions, ...command.options }, true, command);
   if (values['version'] === true) return printVersion(values['json'] === true);
   if (values['help'] === true) {
-    process.stdout.write(commandHelp(command));
+    process.stdout.write(commandHelp(command, globalOptions));
     return 0;
   }
   const [min, max] = command.positionals;
@@ -56,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
 
   const controller = new AbortController();
   installSignalHandlers(controller, (line) => process.stderr.write(`ogd ${name}: ${line}\n`));
-  const ctx = new CliContext(globals, controller.signal);
+  const ctx = new CliContext(globals, controller.signal, name);
   return (await command.run(ctx, positionals, values)) ?? 0;
 }
 
@@ -70,17 +62,20 @@ async function printVersion(json: boolean): Promise<number> {
 /** parseArgs, with its errors turned into usage errors in our words (exit 2, with the usage line). */
 function parse(args: string[], options: OptionSpec, allowPositionals: boolean, command?: Command): { values: OptionValues; positionals: string[] } {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals }) as { values: OptionValues; positionals: string[] };
+    return parseArgs({ args, options: parseSpec(options), strict: true, allowPositionals }) as { values: OptionValues; positionals: string[] };
   } catch (err) {
-    throw new UsageError(parseErrorMessage(err, (command?.positionals[1] ?? 0) > 0), command);
+    throw new UsageError(parseErrorMessage(err, options, (command?.positionals[1] ?? 0) > 0), command);
   }
 }
 
-function parseErrorMessage(err: unknown, takesArguments: boolean): string {
+function parseErrorMessage(err: unknown, options: OptionSpec, takesArguments: boolean): string {
   const message = err instanceof Error ? err.message : String(err);
   const code = (err as { code?: unknown }).code;
   const option = /^(?:Unknown option|Option) '(-[^' ]*)/.exec(message)?.[1];
   if (option !== undefined && code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const known = Object.entries(options).flatMap(([name, o]) => [`--${name}`, ...(o.short !== undefined ? [`-${o.short}`] : [])]);
+    const suggestion = didYouMean(option, known);
+    if (suggestion !== '') return `unknown option ${option}${suggestion}`;
     return `unknown option ${option}${takesArguments ? ` (an argument that starts with "-" goes after "--": -- ${option})` : ''}`;
   }
   if (option !== undefined && / argument missing| argument is ambiguous/.test(message)) return `${option} needs a value`;
@@ -115,33 +110,6 @@ async function globalsFrom(values: OptionValues): Promise<GlobalOptions> {
   const home = typeof values['home'] === 'string' ? values['home'] : process.env['OGD_HOME'] || './.ogd';
   if (home === '') throw new UsageError('--home must not be empty');
   return { home, driverName: driver as DriverName | undefined, json: values['json'] === true };
-}
-
-function mainHelp(commands: Command[]): string {
-  const width = Math.max(...commands.map((c) => c.usage.length));
-  return [
-    'ogd — container layers on Linux overlayfs (overlay-graphdriver)',
-    '',
-    'usage: ogd [--home DIR] [--driver overlay|overlay2|vfs] [--json] COMMAND [ARGS]',
-    '',
-    'commands:',
-    ...commands.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
-    '',
-    'global flags:',
-    '  --home DIR        the store (default: $OGD_HOME, else ./.ogd)',
-    '  --driver NAME     graph driver: overlay, overlay2 or vfs (a new store; default overlay), kept by the store',
-    '  --json            print results (and errors) as JSON on stdout',
-    '  -h, --help        help; "ogd COMMAND --help" for one command',
-    '  -V, --version     versions of ogd, Node, the addon, the kernel and its overlayfs',
-    '',
-    'exit codes: 0 ok, 1 failure (one line on stderr), 2 usage error,',
-    '            130/143 stopped by SIGINT/SIGTERM (after rolling back), 141 stdout closed by its reader',
-    '',
-  ].join('\n');
-}
-
-function commandHelp(c: Command): string {
-  return [`usage: ogd [--home DIR] [--json] ${c.usage}`, '', `  ${c.summary}`, '', 'example:', `  ${c.example}`, ''].join('\n');
 }
 
 function isAbort(err: unknown): boolean {
@@ -181,9 +149,9 @@ main(argv).then(
     }
     if (process.env['OGD_DEBUG'] === '1' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
     process.stderr.write(failureLine(r, prefix));
-    if (err instanceof UsageError) process.stderr.write(err.command ? `usage: ogd ${err.command.usage}\n` : 'run "ogd --help" for the commands\n');
+    if (err instanceof UsageError) process.stderr.write(err.command ? `${usageLines(err.command).join('\n')}\n` : 'run "ogd --help" for the commands\n');
     if (wantsJson(argv)) process.stdout.write(failureJson(r));
-    const code = err instanceof UsageError ? EXIT_USAGE : signal !== undefined ? exitCodeFor(signal) : isAbort(err) ? exitCodeFor('SIGINT') : EXIT_FAILURE;
+    const code = signal !== undefined ? exitCodeFor(signal) : isAbort(err) ? exitCodeFor('SIGINT') : EXIT_FAILURE;
     if (signal !== undefined) {
       // Stopped by a signal: the rollback is done; do not wait for stray handles (a slow stdin).
       process.stderr.write('', () => process.exit(code));

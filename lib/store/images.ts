@@ -17,7 +17,7 @@
 // lock; recovery (which holds the store lock) only ever tries the images lock.
 import { readdir, rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerNotFoundError, LayerRemovedError } from '../errors.js';
+import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerRemovedError } from '../errors.js';
 import { lock } from '../locks.js';
 import { BlobCache } from '../image/blob-cache.js';
 import { chainIds, digestHex, isDigest, parseDigest, type Digest } from '../image/digest.js';
@@ -25,6 +25,7 @@ import type { Image, LayerTarget } from '../image/image.js';
 import { parseConfig, parseManifest } from '../image/manifest.js';
 import type { ImageReference } from '../image/reference.js';
 import { killPoint } from './kill-point.js';
+import { uniquePrefix } from './resolve.js';
 import type { LayerStore } from './store.js';
 import type {
   ImageInfo,
@@ -67,31 +68,36 @@ export function defaultNames(ref: ImageReference): string[] {
 }
 
 /**
- * The committed image `nameOrId` names: an id, "sha256:<id>", a unique id prefix of 12+
- * hex digits, or a name: exact ("debian" means "debian:latest"), else the one name that
- * ends in "/" + it ("debian:12" finds "docker.io/library/debian:12").
+ * The committed image `nameOrId` names: an id, "sha256:<id>" or a name: exact
+ * ("debian" means "debian:latest"), else the one name that ends in "/" + it
+ * ("debian:12" finds "docker.io/library/debian:12"); else a unique id prefix
+ * (lib/store/resolve.ts has the rule).
  */
 export function findImage(recs: ImageRecord[], nameOrId: string): ImageRecord {
   if (typeof nameOrId !== 'string' || nameOrId === '') throw new ImageNotFoundError(String(nameOrId));
   const live = recs.filter((r) => r.incomplete !== true);
-  const hex = /^(?:sha256:)?([0-9a-f]{12,128})$/.exec(nameOrId)?.[1];
-  if (hex !== undefined) {
-    const byId = live.filter((r) => r.id.startsWith(hex));
-    if (byId.length === 1) return byId[0]!;
-    if (byId.length > 1) throw new ImageNotFoundError(nameOrId, `is ambiguous: ${byId.length} image ids start with it`);
-  }
+  const found = findImageByName(live, nameOrId) ?? uniquePrefix(live, nameOrId);
+  if (found === undefined) throw new ImageNotFoundError(nameOrId);
+  return found;
+}
+
+/** The committed image with this full id or name; undefined when none has it. */
+export function findImageByName(recs: ImageRecord[], nameOrId: string): ImageRecord | undefined {
+  const live = recs.filter((r) => r.incomplete !== true);
+  const full = /^(?:sha256:)?([0-9a-f]{64})$/.exec(nameOrId)?.[1];
+  const byId = full !== undefined ? live.find((r) => r.id === full) : undefined;
+  if (byId !== undefined) return byId;
   let wanted: string[];
   try {
     wanted = [...new Set([nameOrId, normaliseName(nameOrId)])];
   } catch {
-    throw new ImageNotFoundError(nameOrId);
+    return undefined;
   }
   const exact = live.filter((r) => r.names.some((n) => wanted.includes(n)));
   if (exact.length > 0) return exact[0]!;
   const suffix = live.filter((r) => r.names.some((n) => wanted.some((w) => n.endsWith(`/${w}`))));
-  if (suffix.length === 1) return suffix[0]!;
   if (suffix.length > 1) throw new ImageNotFoundError(nameOrId, `is ambiguous: ${suffix.map((r) => r.names.find((n) => wanted.some((w) => n.endsWith(`/${w}`)))).join(', ')}`);
-  throw new ImageNotFoundError(nameOrId);
+  return suffix[0];
 }
 
 export async function resolveImage(s: LayerStore, nameOrId: string): Promise<ImageRecord> {
@@ -307,21 +313,4 @@ export async function finishRemoval(s: LayerStore, rec: ImageRecord, recs: Image
   }
   await dropBlobs(s, rec, recs);
   await s.files.remove(s.files.images, rec.id);
-}
-
-/** A layer id, or the top layer of the image a name or id stands for. */
-export async function resolveLayer(s: LayerStore, nameOrId: string): Promise<string> {
-  let isLayer = false;
-  try {
-    isLayer = await s.exists(nameOrId);
-  } catch {
-    // not a usable layer id ("repo/name:tag"): an image name, then
-  }
-  if (isLayer) return nameOrId;
-  const rec = await resolveImage(s, nameOrId).catch((err: unknown) => {
-    if (err instanceof ImageNotFoundError) throw new LayerNotFoundError(nameOrId, { cause: err });
-    throw err;
-  });
-  if (rec.topLayer === undefined) throw new ImageNotFoundError(nameOrId, 'has no layers');
-  return rec.topLayer;
 }

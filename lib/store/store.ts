@@ -61,6 +61,7 @@ import type {
   StoreImportOptions,
   StoreMountOptions,
   StoreOptions,
+  StoreResolveOptions,
   StoreUnmountOptions,
   UnmountResult,
 } from './types.js';
@@ -648,8 +649,8 @@ export class LayerStore implements Store {
     return (await import('./images.js')).push(this, nameOrId, ref, opts);
   }
 
-  async resolveLayer(nameOrId: string): Promise<string> {
-    return (await import('./images.js')).resolveLayer(this, nameOrId);
+  async resolveLayer(nameOrId: string, opts: StoreResolveOptions = {}): Promise<string> {
+    return (await import('./resolve.js')).resolveLayerArg(this, nameOrId, opts);
   }
 
   // --- cleanup

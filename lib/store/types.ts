@@ -243,6 +243,11 @@ export interface StorePushResult {
   layers: Array<{ digest: string; size: number; sent: boolean }>;
 }
 
+export interface StoreResolveOptions {
+  /** An image's name or id also stands for its top layer (default true). */
+  images?: boolean;
+}
+
 /** A layer store shared by every process (library or `ogd`) on one home; see the README's Store section. */
 export interface Store {
   readonly home: string;
@@ -280,6 +285,10 @@ export interface Store {
   /** The container's changes as a new image layer on its image, recorded as image `name`. */
   commit(container: string, name: string, opts?: StoreCommitOptions): Promise<ImageInfo>;
   push(nameOrId: string, ref: string, opts?: StorePushOptions): Promise<StorePushResult>;
-  /** The layer a name stands for: a layer id, else an image's top layer. */
-  resolveLayer(nameOrId: string): Promise<string>;
+  /**
+   * The layer an argument names: a layer id, a layer's name, an image's id or name (its
+   * top layer, unless opts.images is false), else a unique prefix (3+ hex digits) of a
+   * layer or image id; a prefix of several is refused (ERR_OGD_AMBIGUOUS_ID).
+   */
+  resolveLayer(nameOrId: string, opts?: StoreResolveOptions): Promise<string>;
 }

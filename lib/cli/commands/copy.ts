@@ -1,5 +1,6 @@
-// `ogd copy SRC DST [--hardlink]`: the native copy engine on its own, with no store
-// involved; the benchmarks and anyone comparing it with `cp -a` / `cp -al` call it.
+// `ogd copy-tree SRC DST [--hardlink]` (first named `copy`, still an alias the benchmarks
+// use): the native copy engine on its own, with no store involved; for anyone comparing
+// it with `cp -a` / `cp -al`. Not an image copy: that is skopeo's `copy`.
 import { lstat, rm } from 'node:fs/promises';
 // The package's light entry (overlay-graphdriver/native): copy needs no store, and
 // loading the whole library would be a fifth of a small copy's time.
@@ -8,14 +9,15 @@ import { UsageError } from '../command.js';
 import type { Command } from '../command.js';
 import { formatBytes, formatCount, formatDuration } from '../progress.js';
 
-export const copy: Command = {
-  name: 'copy',
-  usage: 'copy SRC DST [--hardlink] [--threads N]',
-  summary: 'copy a directory tree with the native copy engine (DST must not exist, or be empty)',
-  example: 'ogd copy /var/lib/rootfs /tmp/rootfs-copy --hardlink',
+export const copyTreeCommand: Command = {
+  name: 'copy-tree',
+  aliases: ['copy'],
+  usage: 'copy-tree SRC DST [--hardlink] [--threads N]',
+  summary: 'copy a directory tree (not an image) with the native copy engine; DST must not exist, or be empty',
+  example: 'ogd copy-tree /var/lib/rootfs /tmp/rootfs-copy --hardlink',
   options: {
-    hardlink: { type: 'boolean' },
-    threads: { type: 'string' },
+    hardlink: { type: 'boolean', help: 'hard-link regular files instead of copying their data' },
+    threads: { type: 'string', value: 'N', help: 'copy threads (0: one per core)', byDefault: 'the engine\'s choice' },
   },
   positionals: [2, 2],
   needsHome: false,

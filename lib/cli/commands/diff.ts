@@ -40,16 +40,17 @@ export const diff: Command = {
   usage: 'diff ID [--parent P] [-o FILE]',
   summary: "write the layer's changes as an uncompressed tar to stdout or FILE",
   example: 'ogd diff web-1 -o web-1.tar',
-  options: { ...parentOption, output: { type: 'string', short: 'o' } },
+  options: { ...parentOption, output: { type: 'string', short: 'o', value: 'FILE', help: 'write the tar to FILE (made whole or not at all)', byDefault: 'stdout' } },
   positionals: [1, 1],
-  async run(ctx, [id], values) {
+  async run(ctx, [arg], values) {
     const output = stringOption(values, 'output');
     if (output === undefined && process.stdout.isTTY === true) {
       throw new UsageError('refusing to write a tar to a terminal: use -o FILE or a pipe', this);
     }
     const store = await ctx.store();
+    const id = await store.resolveLayer(arg!);
     const parentArg = await CliContext.parentLayer(store, stringOption(values, 'parent'));
-    const parent = parentArg === undefined ? (await store.layer(id!)).parent : (parentArg ?? undefined);
+    const parent = parentArg === undefined ? (await store.layer(id)).parent : (parentArg ?? undefined);
     const bar = ctx.progress('diff');
     const started = process.hrtime.bigint();
     // A regular FILE is written next to itself and renamed at the end, so an interrupted
@@ -63,7 +64,7 @@ export const diff: Command = {
     try {
       const file = output === undefined ? undefined : await open(tmp ?? output, 'w', 0o644);
       try {
-        bytes = await store.writeDiff(id!, file?.fd ?? process.stdout.fd, { parent: parent ?? null, signal: ctx.signal, onProgress: (p) => bar.update(p) });
+        bytes = await store.writeDiff(id, file?.fd ?? process.stdout.fd, { parent: parent ?? null, signal: ctx.signal, onProgress: (p) => bar.update(p) });
       } finally {
         await file?.close();
       }
@@ -92,11 +93,12 @@ export const changes: Command = {
   example: 'ogd changes web-1',
   options: { ...parentOption },
   positionals: [1, 1],
-  async run(ctx, [id], values) {
+  async run(ctx, [arg], values) {
     const store = await ctx.storeIfExists();
-    if (store === undefined) throw new LayerNotFoundError(id!);
+    if (store === undefined) throw new LayerNotFoundError(arg!);
+    const id = await store.resolveLayer(arg!);
     const parent = await CliContext.parentLayer(store, stringOption(values, 'parent'));
-    const list = await store.changes(id!, { ...(parent !== undefined ? { parent } : {}), signal: ctx.signal });
+    const list = await store.changes(id, { ...(parent !== undefined ? { parent } : {}), signal: ctx.signal });
     ctx.result(list);
     if (!ctx.json) process.stdout.write(list.map((c) => `${c.kind} ${c.path}\n`).join(''));
   },
@@ -109,12 +111,13 @@ export const diffSize: Command = {
   example: 'ogd diff-size web-1',
   options: { ...parentOption },
   positionals: [1, 1],
-  async run(ctx, [id], values) {
+  async run(ctx, [arg], values) {
     const store = await ctx.storeIfExists();
-    if (store === undefined) throw new LayerNotFoundError(id!);
+    if (store === undefined) throw new LayerNotFoundError(arg!);
+    const id = await store.resolveLayer(arg!);
     const parentArg = await CliContext.parentLayer(store, stringOption(values, 'parent'));
-    const parent = parentArg === undefined ? (await store.layer(id!)).parent : (parentArg ?? undefined);
-    const bytes = await store.diffSize(id!, { parent: parent ?? null, signal: ctx.signal });
+    const parent = parentArg === undefined ? (await store.layer(id)).parent : (parentArg ?? undefined);
+    const bytes = await store.diffSize(id, { parent: parent ?? null, signal: ctx.signal });
     ctx.result({ id, parent: parent ?? null, bytes });
     ctx.say(String(bytes));
   },

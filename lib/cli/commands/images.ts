@@ -9,9 +9,12 @@ import type { Command, OptionSpec, OptionValues } from '../command.js';
 import { formatBytes, formatDuration, LayerBoard } from '../progress.js';
 
 const registryOptions: OptionSpec = {
-  creds: { type: 'string' },
-  authfile: { type: 'string' },
-  'tls-verify': { type: 'string' },
+  creds: { type: 'string', value: 'U:P', help: 'registry user and password', byDefault: 'from the auth files (ogd login)' },
+  authfile: { type: 'string', value: 'FILE', help: 'the auth file to read credentials from', byDefault: '$REGISTRY_AUTH_FILE, then podman\'s and docker\'s' },
+  'tls-verify': { type: 'string', value: 'BOOL', help: 'false: plain HTTP or a certificate not verified', byDefault: 'true' },
+};
+const compressOption: OptionSpec = {
+  compress: { type: 'string', value: 'C', help: 'layer compression: gzip, zstd or none', byDefault: 'gzip' },
 };
 
 function registryArgs(command: Command, values: OptionValues): { creds?: string; authFiles?: string[]; tlsVerify?: boolean } {
@@ -40,7 +43,7 @@ export const pull: Command = {
   usage: 'pull REF [--creds U:P] [--authfile F] [--tls-verify=false] [--platform OS/ARCH]',
   summary: 'pull an image (docker://HOST/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]) into the store; layers it has are not fetched; --platform os/arch[/variant] picks from an index',
   example: 'ogd pull docker://127.0.0.1:5000/debian:bookworm --tls-verify=false && ogd create web-1 --rw --parent debian:bookworm',
-  options: { ...registryOptions, platform: { type: 'string' } },
+  options: { ...registryOptions, platform: { type: 'string', value: 'OS/ARCH', help: 'the platform to pick from a multi-platform image', byDefault: "this machine's" } },
   positionals: [1, 1],
   async run(ctx, [ref], values) {
     // A reference that does not parse is refused before a store is opened (or made).
@@ -108,7 +111,7 @@ export const commit: Command = {
   usage: 'commit CONTAINER NAME [--compress C]',
   summary: "make the container's changes a new image layer on its image, named NAME; the container stays as it is; --compress as for push",
   example: 'ogd commit web-1 myapp:v2 && ogd push myapp:v2 docker://registry.example.com/myapp:v2',
-  options: { compress: { type: 'string' } },
+  options: { ...compressOption },
   positionals: [2, 2],
   async run(ctx, [container, name], values) {
     const store = await ctx.store();
@@ -126,7 +129,7 @@ export const push: Command = {
   usage: 'push NAME REF [--compress C] [--creds U:P] [--authfile F] [--tls-verify=false]',
   summary: 'push an image to a registry (docker://…) or an OCI layout (oci:DIR:TAG); blobs the destination has are not sent; --compress gzip (default), zstd or none',
   example: 'ogd push myapp:v2 docker://127.0.0.1:5000/myapp:v2 --tls-verify=false',
-  options: { ...registryOptions, compress: { type: 'string' } },
+  options: { ...registryOptions, ...compressOption },
   positionals: [2, 2],
   async run(ctx, [name, ref], values) {
     const store = await ctx.store();

@@ -7,8 +7,8 @@ import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
 import { InvalidArchiveError, InvalidOptionError, LayerExistsError, LayerFile, openLayer } from '../../index.js';
 import type { LayerFormat, LayerRecord, OpenedLayer, Store } from '../../index.js';
-import { UsageError, parentOption, stringOption } from '../command.js';
-import type { Command, OptionValues } from '../command.js';
+import { UsageError, stringOption } from '../command.js';
+import type { Command, OptionSpec, OptionValues } from '../command.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatDuration } from '../progress.js';
 
@@ -144,7 +144,7 @@ async function applyFromFile(ctx: CliContext, command: Command, req: ApplyReques
 }
 
 /** A 0-byte input is refused (it is not a tar: a tar has at least its two zero blocks) unless this says it is meant. */
-const allowEmptyOption = { 'allow-empty': { type: 'boolean' } } as const;
+const allowEmptyOption: OptionSpec = { 'allow-empty': { type: 'boolean', help: 'take a 0-byte input as an empty layer', byDefault: 'refused' } };
 
 function report(ctx: CliContext, verb: string, r: Applied): void {
   ctx.result(r);
@@ -157,7 +157,10 @@ export const importLayer: Command = {
   usage: 'import ID [--parent P] [--allow-empty] [FILE|-]',
   summary: 'create a layer and apply a layer tar (tar, tar.gz or tar.zst; stdin when no FILE)',
   example: 'ogd import base base.tar.gz && ogd import app --parent base app.tar',
-  options: { ...parentOption, ...allowEmptyOption },
+  options: {
+    parent: { type: 'string', value: 'P', help: 'the layer to stand on: a layer id, short id or name, or an image name (its top layer)', byDefault: 'none, a base layer' },
+    ...allowEmptyOption,
+  },
   positionals: [1, 2],
   async run(ctx, [id, file], values) {
     const store = await ctx.store();
@@ -181,17 +184,21 @@ export const applyDiff: Command = {
   usage: 'apply-diff ID [--parent P] [--allow-empty] [FILE|-]',
   summary: 'apply a layer tar to an existing layer (parent remembered from create/import)',
   example: 'ogd create app --parent base && ogd apply-diff app app.tar',
-  options: { ...parentOption, ...allowEmptyOption },
+  options: {
+    parent: { type: 'string', value: 'P', help: 'checked against the parent the layer was made on', byDefault: 'that parent' },
+    ...allowEmptyOption,
+  },
   positionals: [1, 2],
-  async run(ctx, [id, file], values: OptionValues) {
+  async run(ctx, [arg, file], values: OptionValues) {
     const store = await ctx.store();
-    const rec = await store.layer(id!);
+    const id = await store.resolveLayer(arg!, { images: false });
+    const rec = await store.layer(id);
     const explicit = stringOption(values, 'parent');
     // The parent is the record's; --parent is only checked against it.
     if (explicit !== undefined && (explicit || undefined) !== rec.parent) {
       throw new InvalidOptionError(`layer ${JSON.stringify(id)} was created on ${JSON.stringify(rec.parent ?? null)}, not on ${JSON.stringify(explicit || null)}`);
     }
-    const applied = await applyFromInput(ctx, this, { store, id: id!, parent: rec.parent, file, create: false, allowEmpty: values['allow-empty'] === true });
+    const applied = await applyFromInput(ctx, this, { store, id, parent: rec.parent, file, create: false, allowEmpty: values['allow-empty'] === true });
     report(ctx, 'applied to', applied);
   },
 };

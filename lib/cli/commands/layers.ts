@@ -1,13 +1,15 @@
-// The bookkeeping commands: status, ls, exists, metadata, create, remove, cleanup,
-// check. They are thin: the store does the work and keeps the records. Read-only
+// The bookkeeping commands: status, ls, exists, metadata, create, cleanup, check
+// (remove is with ps, in containers.ts). They are thin: the store does the work and keeps the records. Read-only
 // commands on a home without a store say so and create nothing.
+import { randomBytes } from 'node:crypto';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layer, LayerKind, Store } from '../../index.js';
-import { LayerNotFoundError } from '../../index.js';
-import { parentOption, stringOption } from '../command.js';
+import { LayerExistsError, LayerNotFoundError } from '../../index.js';
+import { stringOption } from '../command.js';
 import type { Command } from '../command.js';
 import { formatBytes } from '../progress.js';
+import { shortId, table } from '../table.js';
 
 export const status: Command = {
   name: 'status',
@@ -45,12 +47,12 @@ export interface LayerListing {
 
 export const ls: Command = {
   name: 'ls',
-  usage: 'ls',
-  summary: 'list layers: id, kind (image/container), parent, size, mounted',
+  usage: 'ls [--no-trunc]',
+  summary: 'list every layer, image layers and containers: id, kind, parent, size, mounted',
   example: 'ogd ls --json',
-  options: {},
+  options: { 'no-trunc': { type: 'boolean', help: 'print 64-hex ids whole', byDefault: 'their first 12 hex digits' } },
   positionals: [0, 0],
-  async run(ctx) {
+  async run(ctx, _args, values) {
     const store = await ctx.storeIfExists();
     const listing = store === undefined ? [] : await listLayers(store);
     ctx.result(listing);
@@ -59,12 +61,12 @@ export const ls: Command = {
       ctx.say(`no store at ${ctx.home}`);
       return;
     }
+    const whole = values['no-trunc'] === true;
     const rows = [
       ['ID', 'KIND', 'PARENT', 'SIZE', 'MOUNTED'],
-      ...listing.map((l) => [l.id, l.kind, l.parent ?? '-', l.size === null ? '-' : formatBytes(l.size), l.references > 0 ? 'yes' : 'no']),
+      ...listing.map((l) => [shortId(l.id, whole), l.kind, l.parent === null ? '-' : shortId(l.parent, whole), l.size === null ? '-' : formatBytes(l.size), l.references > 0 ? 'yes' : 'no']),
     ];
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const r of rows) ctx.say(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+    for (const line of table(rows)) ctx.say(line);
   },
 };
 
@@ -82,7 +84,7 @@ async function listLayers(store: Store): Promise<LayerListing[]> {
 }
 
 /** Bytes of the regular files under `dir` (what a container wrote). */
-async function treeBytes(dir: string): Promise<number> {
+export async function treeBytes(dir: string): Promise<number> {
   let total = 0;
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
   for (const e of entries) {
@@ -96,13 +98,21 @@ async function treeBytes(dir: string): Promise<number> {
 export const exists: Command = {
   name: 'exists',
   usage: 'exists ID',
-  summary: 'exit 0 if the layer exists, 1 if not (prints true/false)',
+  summary: 'exit 0 if the layer (or image) exists, 1 if not; prints true/false',
   example: 'ogd exists base && echo have base',
   options: {},
   positionals: [1, 1],
   async run(ctx, [id]) {
     const store = await ctx.storeIfExists();
-    const found = store === undefined ? false : await store.exists(id!);
+    const found =
+      store !== undefined &&
+      (await store.resolveLayer(id!).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof LayerNotFoundError) return false;
+          throw err;
+        },
+      ));
     ctx.result({ id, exists: found });
     ctx.say(String(found));
     return found ? 0 : 1;
@@ -116,11 +126,12 @@ export const metadata: Command = {
   example: 'ogd metadata web',
   options: {},
   positionals: [1, 1],
-  async run(ctx, [id]) {
+  async run(ctx, [arg]) {
     const store = await ctx.storeIfExists();
-    if (store === undefined) throw new LayerNotFoundError(id!);
-    const meta = await store.metadata(id!);
-    const layer = await store.layer(id!);
+    if (store === undefined) throw new LayerNotFoundError(arg!);
+    const id = await store.resolveLayer(arg!);
+    const meta = await store.metadata(id);
+    const layer = await store.layer(id);
     ctx.result({ id, parent: layer.parent ?? null, kind: layer.kind, metadata: meta });
     for (const [k, v] of Object.entries(meta)) ctx.say(`${k}: ${v}`);
   },
@@ -128,35 +139,35 @@ export const metadata: Command = {
 
 export const create: Command = {
   name: 'create',
-  usage: 'create ID [--parent P] [--rw] [--label L]',
-  summary: 'create an empty layer (an image layer, or a container layer with --rw) on top of P (a layer id or an image name)',
-  example: 'ogd create web-1 --parent app --rw',
-  options: { ...parentOption, rw: { type: 'boolean' }, label: { type: 'string' } },
-  positionals: [1, 1],
-  async run(ctx, [id], values) {
+  usage: 'create [ID] [--parent P] [--rw] [--name NAME] [--label L]',
+  summary: 'create an empty layer: an image layer, or a container with --rw; without ID it gets a new 64-hex id, printed',
+  example: 'ogd create --rw --parent debian:bookworm --name web-1',
+  options: {
+    parent: { type: 'string', value: 'P', help: 'the layer to stand on: a layer id, short id or name, or an image name (its top layer)', byDefault: 'none, a base layer' },
+    rw: { type: 'boolean', help: 'a container layer (writable, mounted as an overlay)', byDefault: 'an image layer' },
+    label: { type: 'string', value: 'L', help: 'SELinux mount label of the layer' },
+    name: { type: 'string', value: 'NAME', help: 'a name that commands take in place of the id (podman --name)', byDefault: 'none' },
+  },
+  positionals: [0, 1],
+  async run(ctx, [given], values) {
     const store = await ctx.store();
+    // podman's ids: 32 random bytes in hex, when the caller names none.
+    const id = given ?? randomBytes(32).toString('hex');
+    const name = stringOption(values, 'name');
+    if (name !== undefined) {
+      const taken = (await store.list()).find((l) => l.id === name || l.names.includes(name));
+      if (taken !== undefined) throw new LayerExistsError(name);
+    }
     const named = stringOption(values, 'parent') || undefined;
     // An image name stands for its top layer (ogd create web-1 --rw --parent debian:bookworm).
     const parent = named !== undefined ? await store.resolveLayer(named) : undefined;
     const label = stringOption(values, 'label');
     const kind: LayerKind = values['rw'] === true ? 'container' : 'image';
-    await store.create(id!, { kind, ...(parent ? { parent } : {}), ...(label !== undefined ? { mountLabel: label } : {}) });
-    ctx.result({ id, kind, parent: parent ?? null });
-    ctx.say(`created ${kind} layer ${id}${parent ? ` on ${parent}` : ''}`);
-  },
-};
-
-export const remove: Command = {
-  name: 'remove',
-  usage: 'remove ID',
-  summary: 'remove a layer (refused while it is mounted or has children)',
-  example: 'ogd remove web-1',
-  options: {},
-  positionals: [1, 1],
-  async run(ctx, [id]) {
-    await (await ctx.store()).remove(id!);
-    ctx.result({ id, removed: true });
-    ctx.say(`removed ${id}`);
+    await store.create(id, { kind, ...(parent ? { parent } : {}), ...(label !== undefined ? { mountLabel: label } : {}), ...(name !== undefined ? { names: [name] } : {}) });
+    ctx.result({ id, kind, parent: parent ?? null, names: name !== undefined ? [name] : [] });
+    // A generated id is the answer, alone on its line (as podman create prints it).
+    if (given === undefined) ctx.say(id);
+    else ctx.say(`created ${kind} layer ${id}${parent ? ` on ${parent}` : ''}`);
   },
 };
 
@@ -165,7 +176,7 @@ export const cleanup: Command = {
   usage: 'cleanup [--force]',
   summary: "release `ogd mount`s and the store's own mount when no other process uses it (--force: every mount of every holder)",
   example: 'ogd cleanup',
-  options: { force: { type: 'boolean' } },
+  options: { force: { type: 'boolean', help: 'also release every other holder\'s mounts and the store\'s own' } },
   positionals: [0, 0],
   async run(ctx, _args, values) {
     const store = await ctx.storeIfExists();
@@ -186,7 +197,7 @@ export const check: Command = {
   usage: 'check [--repair]',
   summary: "check the store's records against its disk and mounts; --repair fixes what it can",
   example: 'ogd check --repair',
-  options: { repair: { type: 'boolean' } },
+  options: { repair: { type: 'boolean', help: 'fix what can be fixed, then check again' } },
   positionals: [0, 0],
   async run(ctx, _args, values) {
     const store = await ctx.storeIfExists();

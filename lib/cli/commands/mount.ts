@@ -12,12 +12,13 @@ export const mount: Command = {
   usage: 'mount ID [--label L]',
   summary: "mount the layer (if it needs it) and print its filesystem's path",
   example: 'cd "$(ogd mount web-1)"',
-  options: { label: { type: 'string' } },
+  options: { label: { type: 'string', value: 'L', help: 'SELinux mount label', byDefault: "the layer's own" } },
   positionals: [1, 1],
-  async run(ctx, [id], values) {
+  async run(ctx, [arg], values) {
     const store = await ctx.store();
+    const id = await store.resolveLayer(arg!);
     const label = stringOption(values, 'label');
-    const path = await store.mount(id!, { detached: true, ...(label !== undefined ? { mountLabel: label } : {}) });
+    const path = await store.mount(id, { detached: true, ...(label !== undefined ? { mountLabel: label } : {}) });
     ctx.result({ id, path });
     ctx.say(path);
   },
@@ -28,11 +29,15 @@ export const unmount: Command = {
   usage: 'unmount ID [--force] [--lazy]',
   summary: 'release one `ogd mount` of the layer; the last reference unmounts it (--force: drop every holder and unmount now; --lazy: detach even if busy)',
   example: 'ogd unmount web-1',
-  options: { force: { type: 'boolean' }, lazy: { type: 'boolean' } },
+  options: {
+    force: { type: 'boolean', help: "drop every holder's references and unmount now" },
+    lazy: { type: 'boolean', help: 'detach the mount even while something uses it' },
+  },
   positionals: [1, 1],
-  async run(ctx, [id], values) {
+  async run(ctx, [arg], values) {
     const store = await ctx.store();
-    const r = await store.unmount(id!, { detached: true, force: values['force'] === true, lazy: values['lazy'] === true });
+    const id = await store.resolveLayer(arg!);
+    const r = await store.unmount(id, { detached: true, force: values['force'] === true, lazy: values['lazy'] === true });
     ctx.result({ id, released: r.released, mounted: r.mounted, references: r.references, holders: r.holders });
     if (!r.released) {
       const others = r.holders.filter((h) => !h.detached).map((h) => `pid ${h.pid}`);
