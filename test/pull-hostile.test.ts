@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, stat, statfs, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -225,6 +225,39 @@ test('a pull from a hostile registry is bounded and leaves nothing behind', asyn
       `pull of ${second.ref}: layer 0 (${baseId}), on which layer 1 is applied, was removed by another process (an rmi?) while the pull ran; pull again`,
     );
     await assertNothingLeft(store, second);
+  });
+
+  await t.test('a partial download left by a dead pull is resumed while young, removed once older than 24 h', async (t) => {
+    const store = await newStore(t);
+    const tar = await layerTar('f', 256 << 10);
+    const registry = await startHostileRegistry(t, [{ bytes: tar }]);
+    const hex = registry.layerDigests[0]!.slice('sha256:'.length);
+    const dir = join(store.home, 'blobs', 'sha256');
+    await mkdir(dir, { recursive: true });
+    const dead = spawnSync('true').pid!;
+    const half = tar.length >> 1;
+    const stale = join(dir, `${hex}.partial-${dead}-0`);
+    await writeFile(stale, tar.subarray(0, half));
+    const dayAgo = new Date(Date.now() - 25 * 3600_000);
+    await utimes(stale, dayAgo, dayAgo);
+    const first = await store.pull(registry.ref, { tlsVerify: false });
+    assert.deepEqual(
+      blobRequests(registry, registry.layerDigests[0]!).map((r) => [r.range, r.sent]),
+      [[0, tar.length]],
+      'the old partial was not resumed',
+    );
+    assert.deepEqual((await blobFiles(store)).filter((n) => n.includes('.partial-')), [], 'and is gone');
+
+    // A young one (another store, the same blob) is taken over and finished with a Range request.
+    const other = await newStore(t);
+    const otherDir = join(other.home, 'blobs', 'sha256');
+    await mkdir(otherDir, { recursive: true });
+    await writeFile(join(otherDir, `${hex}.partial-${dead}-0`), tar.subarray(0, half));
+    const second = await other.pull(registry.ref, { tlsVerify: false });
+    assert.deepEqual(second.fetched, [tar.length - half]);
+    assert.deepEqual(blobRequests(registry, registry.layerDigests[0]!).map((r) => [r.range, r.sent]).slice(1), [[half, tar.length - half]]);
+    assert.deepEqual((await blobFiles(other)).filter((n) => n.includes('.partial-')), []);
+    assert.deepEqual(first.layers, second.layers);
   });
 
   await t.test('a damaged layer record read by a pull is named, with its code', async (t) => {

@@ -125,9 +125,14 @@ export function imageLayers(manifest: ImageManifest, diffIds: readonly Digest[])
  * its end, so the consumer (applyDiff) fails and keeps nothing.
  */
 export async function verifiedLayerTar(file: string | Readable, blob: Descriptor, diffId: Digest): Promise<Readable> {
-  const raw = pipeline(typeof file === 'string' ? createReadStream(file) : file, new DigestVerifier(`layer blob ${blob.digest}`, blob.digest, blob.size), () => {});
+  const source = typeof file === 'string' ? createReadStream(file) : file;
+  const raw = pipeline(source, new DigestVerifier(`layer blob ${blob.digest}`, blob.digest, blob.size), () => {});
   const { tar } = await openLayer(raw as AsyncIterable<Buffer>);
-  return pipeline(tar, new DigestVerifier(`layer ${blob.digest}: its uncompressed tar against the config's diff_id`, diffId), () => {}) as Readable;
+  const out = pipeline(tar, new DigestVerifier(`layer ${blob.digest}: its uncompressed tar against the config's diff_id`, diffId), () => {}) as Readable;
+  // A consumer that stops early (a failed apply) does not reach back through the
+  // decompressor: the source is closed here, or its file stays open until collected.
+  out.once('close', () => source.destroy());
+  return out;
 }
 
 export async function pullImage(ref: string | ImageReference, target: LayerTarget, opts: PullOptions): Promise<PullResult> {

@@ -41,6 +41,8 @@ export interface HostileRequest {
   url: string;
   /** Body bytes sent in answer. */
   sent: number;
+  /** The offset a Range request asked for (blobs served whole or gated). */
+  range?: number;
 }
 
 export interface HostileRegistry {
@@ -111,15 +113,22 @@ export async function startHostileRegistry(t: TestContext, layers: HostileLayer[
     const declared = layer.declaredSize ?? layer.bytes.length;
     switch (behaviour.kind) {
       case 'serve':
-      case 'gated':
-        res.writeHead(200, { 'Content-Length': layer.bytes.length, 'Content-Type': 'application/octet-stream' });
+      case 'gated': {
+        // A Range of "bytes=N-" is honoured (206), as a registry does for a resumed download.
+        const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+        record.range = from;
+        const body = layer.bytes.subarray(from);
+        const headers = { 'Content-Length': body.length, 'Content-Type': 'application/octet-stream' };
+        if (from > 0) res.writeHead(206, { ...headers, 'Content-Range': `bytes ${from}-${layer.bytes.length - 1}/${layer.bytes.length}` });
+        else res.writeHead(200, headers);
         if (behaviour.kind === 'gated') {
           res.flushHeaders();
           await behaviour.gate;
         }
-        await send(layer.bytes);
+        await send(body);
         res.end();
         return;
+      }
       case 'endless':
       case 'overrun': {
         res.writeHead(200, behaviour.kind === 'endless' ? { 'Content-Length': declared } : {});
