@@ -15,6 +15,8 @@ import { compressedTar } from './push.js';
 
 export interface CommitOptions {
   blobCache: string;
+  /** Default true: a blob is fsynced (and its directory after the rename) before it is trusted as complete. */
+  durable?: boolean;
   /** How the new layer's blob is stored (and later pushed); default gzip. */
   compression?: Compression;
   /** The history entry's created_by and comment. */
@@ -38,7 +40,7 @@ function scratchConfig(): ImageConfig {
  * container's changes against base's top layer); `base` undefined: an image of one layer.
  */
 export async function commitImage(diff: Readable, base: Image | undefined, target: LayerTarget, opts: CommitOptions): Promise<Image> {
-  const cache = new BlobCache(opts.blobCache);
+  const cache = new BlobCache(opts.blobCache, { durable: opts.durable !== false });
   const compression = opts.compression ?? 'gzip';
   const hasher = new Hasher('sha256');
   const stored = await cache.ingest(compressedTar(diff, hasher, compression), opts.signal);
