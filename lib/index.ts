@@ -44,6 +44,7 @@ export type {
   GetOptions,
   PutOptions,
   IDMap,
+  LayerFileSource,
   LongOperationOptions,
   Progress,
 } from './types.js';

@@ -8,7 +8,7 @@
 // continues with an HTTP Range request; an older one is removed by that fetch.
 // A durable cache (the default) fsyncs a blob before the rename that makes it complete,
 // and its directory after: a blob found under its name after a power cut is whole.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomInt, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
@@ -17,6 +17,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AbortError } from '../errors.js';
 import { fsyncPaths } from '../native.js';
+import { processAlive } from '../processes.js';
 import { DigestVerifier, Hasher, digestAlgorithm, digestHex, parseDigest, type Digest } from './digest.js';
 
 export type FetchRange = (offset: number, signal: AbortSignal | undefined) => Promise<{ body: Readable; offset: number }>;
@@ -45,7 +46,7 @@ export function partialState(name: string, mtimeMs: number, now = Date.now()): '
   const m = PARTIAL_NAME.exec(name);
   if (m === null) return undefined;
   const pid = Number(m[2]);
-  if (pid === process.pid || alive(pid)) return 'writing';
+  if (pid === process.pid || processAlive(pid)) return 'writing';
   return now - mtimeMs < PARTIAL_MAX_AGE_MS ? 'resumable' : 'stale';
 }
 
@@ -124,17 +125,6 @@ export class LiveBlob {
   }
 }
 
-let serial = 0;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 export class BlobCache {
   /** Fetches in flight in this process, so two pulls of one blob share one download. */
   private readonly inFlight = new Map<string, Promise<string>>();
@@ -194,7 +184,7 @@ export class BlobCache {
     if (opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal.reason });
     const dir = join(this.dir, digestAlgorithm(digest));
     await mkdir(dir, { recursive: true });
-    const partial = `${final}.partial-${process.pid}-${serial++}`;
+    const partial = `${final}.partial-${process.pid}-${randomInt(2 ** 47)}`;
     let offset = await this.adopt(dir, digestHex(digest), partial);
     const dropPartial = async (err: unknown) => {
       if (opts.keepPartial?.(err) !== true) await unlink(partial).catch(() => {});
@@ -284,7 +274,7 @@ export class BlobCache {
   async ingest(input: Readable, signal?: AbortSignal): Promise<{ digest: Digest; size: number; path: string }> {
     const dir = join(this.dir, 'sha256');
     await mkdir(dir, { recursive: true });
-    const temp = join(dir, `ingest.partial-${process.pid}-${serial++}`);
+    const temp = join(dir, `ingest.partial-${process.pid}-${randomInt(2 ** 47)}`);
     const hasher = new Hasher('sha256');
     try {
       await pipeline(input, hasher, createWriteStream(temp), { ...(signal ? { signal } : {}) });

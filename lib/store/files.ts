@@ -43,7 +43,7 @@ import { join } from 'node:path';
 import { DamagedRecordError } from '../errors.js';
 import { applyFileChange, fsyncPaths, readSmallFile, syncFs, writeNewFile } from '../native.js';
 import type { FileChange } from '../native.js';
-import { processStart } from './holders.js';
+import { processStart } from '../processes.js';
 import { killPoint } from './kill-point.js';
 
 export const STORE_LOCK = 'store';
