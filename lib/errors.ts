@@ -214,12 +214,12 @@ export class NoSpaceError extends GraphDriverError {
   }
 }
 
-/** A store record (a layer's or an image's) that cannot be read as one: truncated, not JSON, the wrong shape. */
+/** A file of the store's own (a layer or image record, a reference) that is not what the store writes: `.path` names it, the message says what is wrong. */
 export class DamagedRecordError extends GraphDriverError {
   static readonly code = 'ERR_OGD_DAMAGED_RECORD';
   readonly path: string;
   constructor(path: string, reason: string, options?: ErrorOptions) {
-    super(DamagedRecordError.code, `damaged record ${path}: ${reason} (ogd check reports it)`, options);
+    super(DamagedRecordError.code, `${path} is damaged: ${reason} (ogd check --repair rebuilds it or moves it to lost+found)`, options);
     this.path = path;
   }
 }
