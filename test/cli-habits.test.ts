@@ -21,6 +21,7 @@ import { ogd, ogdMain } from './helpers/ogd-cli.js';
 import type { Outcome, RunOptions } from './helpers/ogd-cli.js';
 import { have, skipWithout, startRegistry } from './helpers/registry.js';
 import { skipUnlessRoot, tempDir } from './helpers/sandbox.js';
+import { startTokenServer } from './helpers/token-server.js';
 
 const run = promisify(execFile);
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -253,6 +254,13 @@ test('login checks credentials against the registry and writes the auth file pod
   await writeFile(join(env.HOME, '.docker', 'config.json'), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('ann:s3cret').toString('base64') } } }));
   assert.equal(await ok(['login', '--tls-verify=false', registry.host], { env }), `Existing credentials are valid. Already logged in to ${registry.host}\n`);
   await fails(['logout', registry.host], 125, /not logged in to .*config\.json has, which ogd only reads .*\[ERR_OGD_NOT_LOGGED_IN\]/, { env });
+  // A registry behind a token server: the login's token (no scope) is fetched with the credentials and the registry checks it.
+  if (have('openssl')) {
+    const tokens = await startTokenServer(t, dir, 'bob', 'pw');
+    const tokenRegistry = await startRegistry(t, { token: tokens });
+    await fails(['login', '--tls-verify=false', '-u', 'bob', '-p', 'nope', tokenRegistry.host], 125, /ERR_OGD_REGISTRY/, { env });
+    assert.equal(await ok(['login', '--tls-verify=false', '-u', 'bob', '-p', 'pw', tokenRegistry.host], { env }), 'Login Succeeded!\n');
+  }
   // --authfile names the file to write.
   const other = join(dir, 'other.json');
   await ok(['login', '--tls-verify=false', '-u', 'ann', '-p', 's3cret', '--authfile', other, registry.host], { env });

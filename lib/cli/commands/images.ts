@@ -146,7 +146,8 @@ export const images: Command = {
       .map((i) => ({ ...i, rows: filter === undefined ? i.rows : i.rows.filter((r) => r.Repository !== '<none>' && nameMatches(`${r.Repository}:${r.Tag}`, filter)) }))
       .filter((i) => i.rows.length > 0)
       .sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
-    ctx.result(kept.map(({ info, created }) => ({ id: info.id, names: info.names, topLayer: info.topLayer, digest: info.digest, size: info.size, created })));
+    // --json keeps its first shape; --format json has podman's, with the config's Created.
+    ctx.result(kept.map(({ info }) => ({ id: info.id, names: info.names, topLayer: info.topLayer, digest: info.digest, size: info.size })));
     if (ctx.json) return;
     const whole = values['no-trunc'] === true;
     const id = (hex: string) => (whole ? `sha256:${hex}` : hex.slice(0, 12));

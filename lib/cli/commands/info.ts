@@ -34,8 +34,8 @@ export const version: Command = {
   needsHome: false,
   async run(ctx, _args, values) {
     const v = await versionInfo();
-    const doc = { Ogd: v.ogd, Node: v.node, Napi: v.napi, Abi: v.abi, Addon: v.addon, Kernel: v.kernel, Overlay: v.overlay };
-    if (printAs(ctx, values, doc)) return;
+    // The document --version --json prints; a template's fields match ignoring case ({{.Ogd}}).
+    if (printAs(ctx, values, v)) return;
     process.stdout.write(formatVersion(v));
   },
 };
@@ -45,7 +45,7 @@ function yamlish(value: unknown, indent = ''): string[] {
   const lines: string[] = [];
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
-      lines.push(`${indent}${k}:`, ...yamlish(v, indent + '  '));
+      lines.push(`${indent}${k}:${Object.keys(v).length === 0 ? ' {}' : ''}`, ...yamlish(v, indent + '  '));
     } else if (Array.isArray(v)) {
       lines.push(`${indent}${k}:${v.length === 0 ? ' []' : ''}`, ...v.map((x) => `${indent}- ${typeof x === 'object' ? JSON.stringify(x) : String(x)}`));
     } else {
@@ -69,7 +69,8 @@ export const info: Command = {
     const images = store === undefined ? [] : await store.images();
     const doc = {
       Host: {
-        Arch: arch(),
+        // Go's names, as podman prints them (amd64, not x64).
+        Arch: arch() === 'x64' ? 'amd64' : arch() === 'ia32' ? '386' : arch(),
         Os: platform(),
         Kernel: release(),
         Hostname: hostname(),
