@@ -1,9 +1,16 @@
 // Layer import and export against the peers, on a real rootfs tar (Debian minbase,
 // ~180 MB) and on a tar of 100k small files:
-//   import: `ogd import FILE` (a LayerFile: the job reads and inflates the file itself)
-//           vs GNU `tar -x` vs `containers-storage import-layer`
-//           (its own temp store, overlay driver); every run into an empty store/dir;
+//   import: `ogd import FILE` (a LayerFile: the job reads and inflates the file itself;
+//           durable, the default: one syncfs before its record commits the layer)
+//           vs `tar -x && sync` (the same promise from GNU tar: on the disk when it
+//           returns) vs `ogd import --no-sync` (what durability costs) vs GNU `tar -x`
+//           vs `containers-storage import-layer` (its own temp store, overlay driver;
+//           it does not sync); every run into an empty store/dir, after a `sync`
+//           (untimed) so no run flushes what the previous one left dirty;
 //           also the gzip of the minbase tar (`tar -xz`, gzip in its own process).
+//           --durability times only the four that show what a flush costs (ogd
+//           import with and without --no-sync, tar -x with and without sync), on the
+//           uncompressed tars.
 //           --threads-ab adds `ogd import` with OGD_APPLY_THREADS=0 (every file
 //           on the parsing thread) to show what the writer threads bring;
 //           --strace runs each importer once under `strace -f -c` and reports
@@ -20,7 +27,7 @@
 // the next (what a layer store that has just removed a layer sees; ext4 without a
 // journal then skips every recently freed inode one by one at each allocation).
 //   node dist/bench/archive.js [--runs N] [--only import|export] [--condition settled|deleted|both]
-//                              [--threads-ab] [--strace]
+//                              [--threads-ab] [--strace] [--durability]
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -53,6 +60,8 @@ export interface ArchiveBenchOptions {
   strace?: boolean;
   /** The filesystem's state for the imports (default both, settled first). */
   condition?: ImportCondition | 'both';
+  /** Only the durability comparison: ogd import with and without --no-sync, tar -x with and without sync (no peer store, no gzip input). */
+  durability?: boolean;
   log?: (line: string) => void;
 }
 
@@ -130,7 +139,7 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
     await rename(dir, join(trash, String(trashed++)));
   };
   const conditions: ImportCondition[] = opts.only === 'export' ? ['deleted'] : opts.condition === undefined || opts.condition === 'both' ? ['settled', 'deleted'] : [opts.condition];
-  const all = await ensureInputs(log);
+  const all = (await ensureInputs(log)).filter((input) => !(opts.durability === true && input.gzip === true));
   try {
     for (const condition of conditions) {
       for (const input of all) {
@@ -140,15 +149,15 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
         const csGraph = join(scratch, 'cs-graph');
         const csRun = join(scratch, 'cs-run');
         const csArgs = ['--graph', csGraph, '--run', csRun, '--storage-driver', 'overlay'];
+        const tarArgs = ['-x', ...(input.gzip ? ['-z'] : []), '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir];
+        const tarName = input.gzip ? 'tar -xz' : 'tar -x';
         const importers: Contender[] = [
           { name: 'ogd import', command: process.execPath, args: [cli, '--home', home, 'import', 'layer', input.tar] },
-          {
-            name: input.gzip ? 'tar -xz (GNU)' : 'tar -x (GNU)',
-            command: 'tar',
-            args: ['-x', ...(input.gzip ? ['-z'] : []), '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', input.tar, '-C', tarDir],
-          },
+          { name: `${tarName} && sync`, command: 'sh', args: ['-c', 'tar "$@" && sync', 'sh', ...tarArgs] },
+          { name: 'ogd import --no-sync', command: process.execPath, args: [cli, '--home', home, '--no-sync', 'import', 'layer', input.tar] },
+          { name: `${tarName} (GNU)`, command: 'tar', args: tarArgs },
         ];
-        if (haveCs) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
+        if (haveCs && opts.durability !== true) importers.push({ name: 'containers-storage import-layer', command: 'containers-storage', args: [...csArgs, 'import-layer', '-f', input.tar, '--id', 'layer'] });
         if (opts.threadsAb) {
           importers.push({ name: 'ogd import, no writer threads', command: 'env', args: ['OGD_APPLY_THREADS=0', process.execPath, cli, '--home', home, 'import', 'layer', input.tar] });
         }
@@ -156,6 +165,8 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
         const prepareImport = async () => {
           await clear();
           await mkdir(tarDir);
+          // Nothing left dirty by the previous run (or its removal): a flush times only its own writes.
+          await sh('sync');
         };
         if (opts.strace && opts.only !== 'export' && condition === conditions[0] && onPath('strace')) {
           for (const k of importers) {
@@ -178,7 +189,7 @@ export async function run(opts: ArchiveBenchOptions = {}): Promise<ResultRow[]> 
         );
 
         // --- export the same base layer, once imported by each store (in the last pass)
-        if (opts.only === 'import' || input.gzip || condition !== conditions.at(-1)) {
+        if (opts.only === 'import' || opts.durability === true || input.gzip || condition !== conditions.at(-1)) {
           await clear();
           continue;
         }
@@ -226,6 +237,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     ...(runs !== undefined ? { runs: Number(runs) } : {}),
     ...(only !== undefined ? { only } : {}),
     threadsAb: process.argv.includes('--threads-ab'),
+    durability: process.argv.includes('--durability'),
     strace: process.argv.includes('--strace'),
   });
 }

@@ -63,6 +63,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probePaths", Napi::Function::New(env, ProbePaths, "probePaths"));
   exports.Set("writeNewFile", Napi::Function::New(env, WriteNewFile, "writeNewFile"));
   exports.Set("mountOverlayFs", Napi::Function::New(env, MountOverlayFs, "mountOverlayFs"));
+  exports.Set("syncFs", Napi::Function::New(env, SyncFs, "syncFs"));
+  exports.Set("fsyncPaths", Napi::Function::New(env, FsyncPaths, "fsyncPaths"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -29,4 +29,6 @@ Napi::Value ReadSmallFile(const Napi::CallbackInfo& info);  // small_files.cc
 Napi::Value ProbePaths(const Napi::CallbackInfo& info);     // path_probes.cc
 Napi::Value WriteNewFile(const Napi::CallbackInfo& info);    // small_files.cc
 Napi::Value MountOverlayFs(const Napi::CallbackInfo& info);  // fs_mount.cc
+Napi::Value SyncFs(const Napi::CallbackInfo& info);          // sync.cc
+Napi::Value FsyncPaths(const Napi::CallbackInfo& info);      // sync.cc
 }  // namespace ogd

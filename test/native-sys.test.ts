@@ -276,3 +276,20 @@ test('mount and unmount make a file change in the same job: both or neither', as
   assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temp file left');
   assert.throws(() => native.mount('tmpfs', target, 'tmpfs', 0, undefined, { tmp: '', data: Buffer.alloc(0), dest: refs }), { code: 'ERR_INVALID_ARG_VALUE' });
 });
+
+test('syncFs and fsyncPaths flush by path, and fail like node:fs naming the path', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'f'), 'data');
+  await mkdir(join(dir, 'd'));
+  await symlink('f', join(dir, 'link'));
+  await native.syncFs(dir);
+  await native.syncFs(join(dir, 'f'));
+  await native.fsyncPaths([join(dir, 'f'), join(dir, 'd'), dir]);
+  await native.fsyncPaths([dir], { dataOnly: true });
+  await native.fsyncPaths([]);
+  await assert.rejects(native.syncFs(join(dir, 'missing')), { code: 'ENOENT', syscall: 'open', path: join(dir, 'missing') });
+  // In order, stopping at the first failure; a symlink is not followed.
+  await assert.rejects(native.fsyncPaths([dir, join(dir, 'link'), join(dir, 'missing')]), { code: 'ELOOP', syscall: 'open', path: join(dir, 'link') });
+  assert.throws(() => native.fsyncPaths([dir, '']), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => native.fsyncPaths('/' as unknown as string[]), { code: 'ERR_INVALID_ARG_VALUE' });
+});

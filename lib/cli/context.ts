@@ -15,6 +15,7 @@ export const globalOptions: OptionSpec = {
   home: { type: 'string', value: 'DIR', help: 'the store', byDefault: '$OGD_HOME, else ./.ogd' },
   driver: { type: 'string', value: 'NAME', help: 'graph driver of a new store: overlay, overlay2 or vfs; a store keeps its own', byDefault: 'overlay' },
   json: { type: 'boolean', help: 'print results (and errors) as JSON on stdout' },
+  'no-sync': { type: 'boolean', help: 'flush nothing (a transient store): faster, but a power cut may lose what a command reported done' },
   help: { type: 'boolean', short: 'h', help: 'this help' },
   version: { type: 'boolean', short: 'V', help: 'versions of ogd, Node, the addon, the kernel and its overlayfs' },
 };
@@ -24,12 +25,15 @@ export interface GlobalOptions {
   /** --driver; undefined: the store's own (a new store: overlay). */
   driverName: DriverName | undefined;
   json: boolean;
+  /** false with --no-sync: the store flushes nothing (openStore's durable: false). */
+  durable: boolean;
 }
 
 export class CliContext {
   readonly home: string;
   readonly driverName: DriverName | undefined;
   readonly json: boolean;
+  readonly durable: boolean;
   readonly signal: AbortSignal;
   /** The command as typed (an alias such as `rm` included): what its messages start with. */
   readonly commandName: string;
@@ -40,6 +44,7 @@ export class CliContext {
     this.home = resolve(opts.home);
     this.driverName = opts.driverName;
     this.json = opts.json;
+    this.durable = opts.durable;
     this.signal = signal;
   }
 
@@ -48,7 +53,7 @@ export class CliContext {
     this.#store ??= (async () => {
       // Loaded here, not at the top: commands without a store (copy) skip the store's modules.
       const { openStore } = await import('../index.js');
-      return openStore(this.home, this.driverName !== undefined ? { driver: this.driverName } : {});
+      return openStore(this.home, { ...(this.driverName !== undefined ? { driver: this.driverName } : {}), ...(this.durable ? {} : { durable: false }) });
     })();
     return this.#store;
   }

@@ -109,7 +109,7 @@ async function globalsFrom(values: OptionValues): Promise<GlobalOptions> {
   }
   const home = typeof values['home'] === 'string' ? values['home'] : process.env['OGD_HOME'] || './.ogd';
   if (home === '') throw new UsageError('--home must not be empty');
-  return { home, driverName: driver as DriverName | undefined, json: values['json'] === true };
+  return { home, driverName: driver as DriverName | undefined, json: values['json'] === true, durable: values['no-sync'] !== true };
 }
 
 function isAbort(err: unknown): boolean {

@@ -3,15 +3,18 @@
 // restarts, and commit and push find the compressed layers they made. A blob appears
 // under its name only by rename after its digest and size were verified; bytes on
 // their way live in DIR/sha256/<hex>.partial-<pid>-<n>, which a later fetch adopts
-// (when that pid is gone) and continues with an HTTP Range request.
+// (when that pid is gone) and continues with an HTTP Range request. A durable cache
+// (the default) fsyncs a blob before the rename that makes it complete, and its
+// directory after: a blob found under its name after a power cut is whole.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError } from '../errors.js';
+import { fsyncPaths } from '../native.js';
 import { DigestVerifier, Hasher, digestAlgorithm, digestHex, parseDigest, type Digest } from './digest.js';
 
 export type FetchRange = (offset: number, signal: AbortSignal | undefined) => Promise<{ body: Readable; offset: number }>;
@@ -114,7 +117,21 @@ export class BlobCache {
   /** Fetches in flight in this process, so two pulls of one blob share one download. */
   private readonly inFlight = new Map<string, Promise<string>>();
 
-  constructor(readonly dir: string) {}
+  readonly durable: boolean;
+
+  constructor(
+    readonly dir: string,
+    opts: { durable?: boolean } = {},
+  ) {
+    this.durable = opts.durable !== false;
+  }
+
+  /** Renames a verified blob to its name; a durable cache flushes its bytes first and the directory after. */
+  private async publish(temp: string, final: string, fh?: FileHandle): Promise<void> {
+    if (this.durable) await (fh !== undefined ? fh.sync() : fsyncPaths([temp]));
+    await rename(temp, final);
+    if (this.durable) await fsyncPaths([dirname(final)]);
+  }
 
   /** The cached file of `digest` (which must be valid: it becomes a path). */
   path(digest: Digest): string {
@@ -197,6 +214,7 @@ export class BlobCache {
       await pipeline(counted, new DigestVerifier(`blob ${digest}`, digest, size, { hash: hash as Hash, bytes: offset }), sink, {
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
+      await this.publish(partial, final, fh);
     } catch (err) {
       body.destroy();
       if (err instanceof DigestMismatchError) await unlink(partial).catch(() => {});
@@ -204,7 +222,6 @@ export class BlobCache {
     } finally {
       await fh.close();
     }
-    await rename(partial, final);
     return final;
   }
 
@@ -242,7 +259,10 @@ export class BlobCache {
     }
     const digest = hasher.digest();
     const path = this.path(digest);
-    await rename(temp, path);
+    await this.publish(temp, path).catch(async (err: unknown) => {
+      await unlink(temp).catch(() => {});
+      throw err;
+    });
     return { digest, size: hasher.bytes, path };
   }
 }

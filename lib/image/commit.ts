@@ -17,6 +17,8 @@ import { compressedTar } from './push.js';
 
 export interface CommitOptions {
   blobCache: string;
+  /** Default true: a blob is fsynced (and its directory after the rename) before it is trusted as complete. */
+  durable?: boolean;
   /** How the new layer's blob is stored (and later pushed); default gzip. */
   compression?: Compression;
   /** The history entry's created_by and comment. */
@@ -58,7 +60,7 @@ export async function commitImage(diff: Readable, base: Image | undefined, targe
   const baseConfig = base?.config ?? scratchConfig();
   // Before any work: a change that does not parse fails the commit at once.
   const runtime = opts.changes !== undefined && opts.changes.length > 0 ? applyConfigChanges(baseConfig['config'] as RuntimeConfig | undefined, opts.changes) : undefined;
-  const cache = new BlobCache(opts.blobCache);
+  const cache = new BlobCache(opts.blobCache, { durable: opts.durable !== false });
   const compression = opts.compression ?? 'gzip';
   const hasher = new Hasher('sha256');
   let tarBytes = 0;

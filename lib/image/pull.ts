@@ -36,6 +36,8 @@ export interface LayerProgress {
 export interface PullOptions extends RegistryOptions {
   /** The blob cache directory (made if missing). */
   blobCache: string;
+  /** Default true: a blob is fsynced (and its directory after the rename) before it is trusted as complete. */
+  durable?: boolean;
   /** 'os/arch[/variant]' to choose from an index; default this machine's. */
   platform?: string;
   /** Layer downloads at once; default 3. */
@@ -123,7 +125,7 @@ export async function pullImage(ref: string | ImageReference, target: LayerTarge
   const source = openSource(ref, opts);
   const resolved = await resolveImage(source, { platform: opts.platform, signal });
   const layers = imageLayers(resolved.manifest, resolved.config.rootfs.diff_ids);
-  const cache = new BlobCache(opts.blobCache);
+  const cache = new BlobCache(opts.blobCache, { durable: opts.durable !== false });
   const fetched = layers.map(() => 0);
   const applied = layers.map(() => false);
   const progress = (layer: number, phase: LayerProgress['phase'], bytes: number) => opts.onProgress?.({ layer, id: layers[layer]!.id, phase, bytes, totalBytes: layers[layer]!.blob.size });

@@ -41,6 +41,8 @@ export interface PushProgress {
 
 export interface PushOptions extends RegistryOptions {
   blobCache: string;
+  /** Default true: a blob is fsynced (and its directory after the rename) before it is trusted as complete. */
+  durable?: boolean;
   /** Compression of layers made again from the driver; a cached blob is reused whatever its compression unless this is set. */
   compression?: Compression;
   /** Upload in PATCH chunks of this many bytes; default one monolithic PUT per blob. */
@@ -75,7 +77,7 @@ interface Blob {
 
 export async function pushImage(image: PushImage | Image, dest: string | ImageReference, driver: Pick<Driver, 'diff'>, opts: PushOptions): Promise<PushResult> {
   const ref = typeof dest === 'string' ? parseReference(dest) : dest;
-  const cache = new BlobCache(opts.blobCache);
+  const cache = new BlobCache(opts.blobCache, { durable: opts.durable !== false });
   const signal = opts.signal;
 
   // 1. Every layer as a blob in the cache.

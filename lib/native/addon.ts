@@ -137,6 +137,8 @@ export interface Addon {
   probePaths(probes: string[]): Promise<ProbeResult[]>;
   readSmallFile(path: PathLike): Promise<Buffer | undefined>;
   writeNewFile(path: PathLike, data: Buffer, durable: boolean, renameTo?: PathLike): Promise<void>;
+  syncFs(path: PathLike): Promise<void>;
+  fsyncPaths(paths: PathLike[], dataOnly: boolean): Promise<void>;
   constants: NativeConstants;
 }
 

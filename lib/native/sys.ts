@@ -1,5 +1,5 @@
 // The addon's short calls: each one syscall Node lacks (mount, umount2, mknod, xattrs,
-// openat2, renameat2, OFD locks), or a few on one file done in one pool trip (setMeta,
+// openat2, renameat2, OFD locks, syncfs, fsync of a directory by path), or a few on one file done in one pool trip (setMeta,
 // a small file read or written whole, a lock file opened and locked).
 import { unlink } from 'node:fs/promises';
 import { addon, checkInt, checkPath, invalidArg, withStack } from './addon.js';
@@ -142,6 +142,27 @@ export function writeNewFile(path: PathLike, data: Buffer, durable: boolean, ren
   if (renameTo !== undefined) checkPath(renameTo, 'renameTo');
   if (!Buffer.isBuffer(data)) throw invalidArg('data', 'must be a Buffer');
   return withStack(addon.writeNewFile(path, data, durable === true, renameTo));
+}
+
+/**
+ * syncfs(2) of the filesystem `path` is on: every dirty file and the journal, one
+ * writeback (other users' files on that filesystem too). Rejects with the writeback
+ * error (EIO, ENOSPC) the kernel kept since the open (Linux 5.8+).
+ */
+export function syncFs(path: PathLike): Promise<void> {
+  checkPath(path, 'path');
+  return withStack(addon.syncFs(path));
+}
+
+/**
+ * fsync(2) (or with `dataOnly` fdatasync(2)) of each path in turn, files or directories
+ * (a directory after a rename or unlink in it), in one pool trip; stops at the first
+ * failure. A symlink is not followed (ELOOP).
+ */
+export function fsyncPaths(paths: readonly PathLike[], opts: { dataOnly?: boolean } = {}): Promise<void> {
+  if (!Array.isArray(paths)) throw invalidArg('paths', 'must be an array');
+  paths.forEach((p, i) => checkPath(p, `paths[${i}]`));
+  return withStack(addon.fsyncPaths([...paths], opts.dataOnly === true));
 }
 
 /** mknod(2) for fifos and device nodes; `mode` includes the S_IF* type bits. */

@@ -26,10 +26,21 @@
 //
 // Lock order: a layer's lock (child before parent), then the store lock; whoever
 // holds the store lock only ever tries a layer's lock without waiting.
+//
+// Durability (a durable store, the default): a record reaches its name by rename only
+// after its bytes are on the device, and the rename itself is followed by an fsync of
+// its directory (without that the new name may not survive a power cut); a record's
+// removal too. A layer's content is flushed with one syncfs before the record that
+// commits it (flushContent). A marker is flushed before its record's rename, not after
+// its removal (one that comes back finds no record and is swept). run/ is never flushed:
+// it is run state, on a tmpfs, meant to be gone after a reboot. A store opened with
+// durable: false skips every flush (podman's transient store): a power cut may then
+// lose what a call reported done, never make the store inconsistent by more than a
+// kill would.
 import { randomBytes } from 'node:crypto';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { applyFileChange, readSmallFile, writeNewFile } from '../native.js';
+import { applyFileChange, fsyncPaths, readSmallFile, syncFs, writeNewFile } from '../native.js';
 import type { FileChange } from '../native.js';
 import { processStart } from './holders.js';
 import { killPoint } from './kill-point.js';
@@ -53,6 +64,8 @@ export class StoreFiles {
   readonly incomplete: string;
   readonly images: string;
   readonly blobs: string;
+  /** Whether calls flush what they commit (openStore's `durable`). */
+  readonly durable: boolean;
 
   // Temp names: <pid>-<a random tag drawn once per object>-<a counter>. Unique without a
   // draw from the system's generator per write (one per mount or unmount), and the pid
@@ -64,7 +77,8 @@ export class StoreFiles {
     return `${process.pid}-${this.#tempTag}-${++this.#temps}`;
   }
 
-  constructor(home: string) {
+  constructor(home: string, opts: { durable?: boolean } = {}) {
+    this.durable = opts.durable !== false;
     this.incomplete = join(home, 'incomplete');
     this.home = home;
     this.layers = join(home, 'layers');
@@ -102,23 +116,53 @@ export class StoreFiles {
   }
 
   /**
-   * Replaces `dir/name` with `value` in one step (temp file + rename); `durable` adds
-   * fsync. A volatile file (mount references, under run/) is written and renamed in one
-   * pool trip (see volatileJson); a durable one (a record) in two, with the
-   * 'record-write' kill point between.
+   * Replaces `dir/name` with `value` in one step (temp file + rename). `record` (every
+   * caller but the references' own path): a store file under home/, flushed in a durable
+   * store (see stageJson and publishJson); otherwise a volatile file under run/, written
+   * and renamed in one pool trip (see volatileJson).
    */
-  async writeJson(dir: string, name: string, value: unknown, durable: boolean): Promise<void> {
-    if (!durable) return applyFileChange(this.volatileJson(dir, name, value));
+  async writeJson(dir: string, name: string, value: unknown, record: boolean): Promise<void> {
+    if (!record) return applyFileChange(this.volatileJson(dir, name, value));
+    await this.publishJson(await this.stageJson(value), dir, name);
+  }
+
+  /**
+   * A record's temp file (home/tmp), for publishJson: fsynced in a durable store unless
+   * `flushedLater` (a syncfs made before the publish covers it).
+   */
+  async stageJson(value: unknown, opts: { flushedLater?: boolean } = {}): Promise<string> {
     const tmp = join(this.tmp, this.#tempName());
-    const dest = join(dir, name);
-    await writeNewFile(tmp, Buffer.from(JSON.stringify(value) + '\n'), true);
+    await writeNewFile(tmp, Buffer.from(JSON.stringify(value) + '\n'), this.durable && opts.flushedLater !== true);
+    return tmp;
+  }
+
+  /**
+   * Renames a staged temp file to `dir/name`; in a durable store, `before` (directories
+   * whose changes must reach the device first: a marker's) is fsynced before the rename
+   * and `dir` after it. The 'record-write' kill point comes before the rename. A failure
+   * removes the temp file.
+   */
+  async publishJson(tmp: string, dir: string, name: string, before: string[] = []): Promise<void> {
     try {
+      await this.flushDirs(before);
       killPoint('record-write');
-      await rename(tmp, dest);
+      await rename(tmp, join(dir, name));
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
     }
+    await this.flushDirs([dir]);
+  }
+
+  /** In a durable store: an fsync of each directory (after a rename or unlink in it), in one pool trip. */
+  async flushDirs(dirs: string[]): Promise<void> {
+    if (this.durable && dirs.length > 0) await fsyncPaths(dirs);
+  }
+
+  /** In a durable store: syncfs of the filesystem of each path (a layer's content, before its record commits it). */
+  async flushContent(paths: string[]): Promise<void> {
+    if (!this.durable) return;
+    for (const p of paths) await syncFs(p);
   }
 
   /** The change that replaces the volatile `dir/name` (under run/) with `value`, for a native job to make (or applyFileChange). */
@@ -126,9 +170,13 @@ export class StoreFiles {
     return { tmp: join(this.runTmp, this.#tempName()), data: Buffer.from(JSON.stringify(value) + '\n'), dest: join(dir, name) };
   }
 
-  /** Deletes `dir/name`; a missing file is no failure. */
-  remove(dir: string, name: string): Promise<void> {
-    return applyFileChange({ remove: join(dir, name) });
+  /**
+   * Deletes `dir/name`; a missing file is no failure. A record's removal (layers/,
+   * images/) is flushed in a durable store: a removal that returned stays done.
+   */
+  async remove(dir: string, name: string): Promise<void> {
+    await applyFileChange({ remove: join(dir, name) });
+    if (dir === this.layers || dir === this.images) await this.flushDirs([dir]);
   }
 
   /** Temp files whose writer is gone (kill -9 between write and rename). */

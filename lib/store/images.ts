@@ -15,7 +15,8 @@
 // between images) or an image is removed; a pull or commit holds no store-wide lock
 // while it transfers and applies. Order: images lock, then layer locks, then the store
 // lock; recovery (which holds the store lock) only ever tries the images lock.
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerNotFoundError } from '../errors.js';
 import { lock } from '../locks.js';
@@ -212,6 +213,7 @@ export async function pull(s: LayerStore, ref: string, opts: StorePullOptions): 
   const names = opts.names !== undefined ? opts.names.map(normaliseName) : defaultNames(parsed);
   const result = await pullImage(parsed, storeTarget(s), {
     blobCache: s.files.blobs,
+    durable: s.files.durable,
     ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
     ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
     ...(opts.authFiles !== undefined ? { authFiles: opts.authFiles } : {}),
@@ -241,6 +243,7 @@ export async function commit(s: LayerStore, container: string, name: string, opt
   const diff: Readable = await s.diff(container, opts.signal ? { signal: opts.signal } : {});
   const image = await commitImage(diff, base, storeTarget(s), {
     blobCache: s.files.blobs,
+    durable: s.files.durable,
     createdBy: opts.createdBy ?? `ogd commit ${container}`,
     ...(opts.comment !== undefined ? { comment: opts.comment } : {}),
     ...(opts.author !== undefined ? { author: opts.author } : {}),
@@ -259,6 +262,7 @@ export async function push(s: LayerStore, nameOrId: string, ref: string, opts: S
   const source = { diff: (id: string, parent?: string, o: { signal?: AbortSignal } = {}) => s.diff(id, { parent: parent ?? null, ...o }) };
   const result = await pushImage(image, ref, source, {
     blobCache: s.files.blobs,
+    durable: s.files.durable,
     ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
     ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
     ...(opts.authFiles !== undefined ? { authFiles: opts.authFiles } : {}),
@@ -280,7 +284,20 @@ function ownLayers(rec: ImageRecord, recs: ImageRecord[]): string[] {
 async function dropBlobs(s: LayerStore, rec: ImageRecord, recs: ImageRecord[]): Promise<void> {
   const used = new Set(recs.filter((r) => r.id !== rec.id && r.incomplete !== true).flatMap((r) => r.layers.map((l) => l.blob.digest)));
   const cache = new BlobCache(s.files.blobs);
-  for (const l of rec.layers) if (!used.has(l.blob.digest) && isDigest(l.blob.digest)) await rm(cache.path(l.blob.digest), { force: true });
+  const dirs = new Set<string>();
+  for (const l of rec.layers) {
+    if (used.has(l.blob.digest) || !isDigest(l.blob.digest)) continue;
+    const path = cache.path(l.blob.digest);
+    const removed = await unlink(path).then(
+      () => true,
+      (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw err;
+      },
+    );
+    if (removed) dirs.add(dirname(path));
+  }
+  await s.files.flushDirs([...dirs]);
 }
 
 export async function removeImage(s: LayerStore, nameOrId: string): Promise<void> {

@@ -21,7 +21,7 @@
 //   releases only the caller's reference; the last live one unmounts.
 // - Refusals: applyDiff into a layer with children or mounts, remove of a layer with
 //   children or a live holder (named in the error), both ERR_OGD_LAYER_IN_USE.
-import { mkdir, readdir, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
@@ -110,6 +110,7 @@ export async function checkStoreHome(home: string, opts: Pick<StoreOptions, 'dri
 export async function openStore(home: string, opts: StoreOptions = {}): Promise<Store> {
   if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
   if (opts.driver !== undefined && !DRIVER_NAMES.includes(opts.driver)) throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(opts.driver)}`);
+  if (opts.durable !== undefined && typeof opts.durable !== 'boolean') throw new InvalidOptionError('durable must be a boolean');
   const driverName = await storeDriverName(resolve(home), opts.driver);
   // A home the driver refuses gets no directory at all (and mkdir under /proc is never tried).
   await checkStoreHome(home, { driver: driverName });
@@ -118,7 +119,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   let files: StoreFiles;
   let driver: StoreDriver;
   try {
-    files = new StoreFiles(await realpath(resolve(home)));
+    files = new StoreFiles(await realpath(resolve(home)), { durable: opts.durable !== false });
     await Promise.all([files.layers, join(files.locks, 'layer'), files.tmp, files.incomplete, files.images].map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
     // Taken before the driver binds the home: a cleanup() elsewhere then sees this store open and leaves the home's mount.
     openLock = await lock(files.openLock(), 'read');
@@ -135,7 +136,10 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
     throw err;
   }
   const me = await thisProcess();
-  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!);
+  // One syncfs flushes a layer and its record's temp file when they share a filesystem (the usual case).
+  const [homeDev, driverDev] = await Promise.all([stat(files.tmp), stat(driver.home)]).then((st) => st.map((s) => s.dev));
+  const contentFs = homeDev === driverDev ? [driver.home] : [driver.home, files.tmp];
+  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!, contentFs);
   await store.recover();
   return store;
 }
@@ -164,14 +168,17 @@ export class LayerStore implements Store {
   #openLock: HeldLock | undefined;
   /** Layers this store removed (or whose import it undid) under a lock it still holds: their lock files go too. */
   readonly #gone = new Set<string>();
+  /** What one flush of layer content syncs: the driver's filesystem, and the records' when it is another. */
+  readonly #contentFs: string[];
 
-  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock) {
+  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock, contentFs: string[]) {
     this.home = files.home;
     this.files = files;
     this.driver = driver;
     this.driverName = driverName;
     this.#me = me;
     this.#openLock = openLock;
+    this.#contentFs = contentFs;
   }
 
   status(): Array<[string, string]> {
@@ -191,12 +198,26 @@ export class LayerStore implements Store {
     return rec;
   }
 
-  async writeRecord(rec: LayerRecord): Promise<void> {
+  /**
+   * Writes the layer's record. `commitsContent`: the record commits what the driver just
+   * wrote, which a durable store flushes first (one syncfs, which also covers the
+   * record's temp file), so a record that says complete never names content a power cut
+   * could take back.
+   */
+  async writeRecord(rec: LayerRecord, opts: { commitsContent?: boolean } = {}): Promise<void> {
+    const tmp = await this.files.stageJson(rec, { flushedLater: opts.commitsContent === true });
+    try {
+      if (opts.commitsContent === true) await this.files.flushContent(this.#contentFs);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
     // The store lock's read side: recovery and repair (its write side) see no record appear or go mid-scan.
     await withLock(this.files.storeLock(), 'read', async () => {
-      if (rec.incomplete === true) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
-      await this.files.writeJson(this.files.layers, rec.id, rec, true);
-      if (rec.incomplete !== true) await this.files.remove(this.files.incomplete, rec.id);
+      const marked = rec.incomplete === true;
+      if (marked) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
+      await this.files.publishJson(tmp, this.files.layers, rec.id, marked ? [this.files.incomplete] : []);
+      if (!marked) await this.files.remove(this.files.incomplete, rec.id);
     });
   }
 
@@ -266,7 +287,7 @@ export class LayerStore implements Store {
     return this.#withLayers([[id, 'write'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])], async () => {
       const rec = await this.#createLocked(id, parent, kind, names, mountLabel);
       delete rec.incomplete;
-      await this.writeRecord(rec);
+      await this.writeRecord(rec, { commitsContent: true });
       return rec;
     });
   }
@@ -284,7 +305,7 @@ export class LayerStore implements Store {
         rec.uncompressedSize = size;
         rec.uncompressedDigest = digest;
         delete rec.incomplete;
-        await this.writeRecord(rec);
+        await this.writeRecord(rec, { commitsContent: true });
         return rec;
       } catch (err) {
         await this.#undoCreate(id);
@@ -340,7 +361,7 @@ export class LayerStore implements Store {
       rec.diffSize = (rec.diffSize ?? 0) + bytes;
       rec.uncompressedSize = size;
       rec.uncompressedDigest = digest;
-      await this.writeRecord(rec);
+      await this.writeRecord(rec, { commitsContent: true });
       return rec;
     });
   }
@@ -542,6 +563,10 @@ export class LayerStore implements Store {
         await this.writeRecord(rec).catch(() => undefined);
         throw err;
       }
+      // The layer's directory is gone for good before its record goes: a power cut
+      // between leaves an incomplete layer (removed at the next open), never a directory
+      // without a record that repair would bring back.
+      await this.files.flushContent(this.#contentFs);
       await this.files.remove(this.files.mounts, id);
       await this.deleteRecord(id);
       this.#gone.add(id);
@@ -721,6 +746,7 @@ export class LayerStore implements Store {
       } satisfies LayerRecord, true);
     }
     await rename(join(this.home, 'layers.json'), join(this.home, 'layers.json.v1'));
+    await this.files.flushDirs([this.home]);
     return true;
   }
 }

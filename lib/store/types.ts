@@ -48,6 +48,15 @@ export interface StoreOptions extends DriverOptions {
    * made with: absent, the store's own (a new store: 'overlay'); another one is refused.
    */
   driver?: DriverName;
+  /**
+   * Default true: a call resolves only once what it did is on the device (layer content
+   * flushed with one syncfs before the record that commits it, records and blobs fsynced,
+   * every rename and removal followed by an fsync of its directory), so a power cut
+   * right after it returns loses nothing. false: no flush at all (podman's transient
+   * store), for stores whose content need not outlive a crash (CI sandboxes, tests);
+   * a power cut may then lose or empty what calls reported done.
+   */
+  durable?: boolean;
 }
 
 export interface StoreCreateOptions {

@@ -109,14 +109,14 @@ export const demo: Command = {
       store = await step(
         async () => {
           try {
-            return await openStore(home, { driver: ctx.driverName });
+            return await openStore(home, { driver: ctx.driverName, ...(ctx.durable ? {} : { durable: false }) });
           } catch (err) {
             // /tmp on btrfs, overlay, zfs…: the demo moves to /dev/shm (a tmpfs) instead.
             if (!(err instanceof IncompatibleFsError)) throw err;
             await rm(home, { recursive: true, force: true });
             home = await mkdtemp(join('/dev/shm', 'ogd-demo-'));
             fallback = true;
-            return openStore(home, { driver: ctx.driverName });
+            return openStore(home, { driver: ctx.driverName, ...(ctx.durable ? {} : { durable: false }) });
           }
         },
         (s) => `open a fresh store (${s.driverName} on ${Object.fromEntries(s.status())['Backing Filesystem'] ?? 'unknown fs'}${fallback ? ', /dev/shm' : ''})`,
