@@ -238,11 +238,11 @@ async function cleanupScratch(): Promise<void> {
 async function breakdown(host: string, dir: string): Promise<void> {
   const { openStore } = await import('../lib/index.js');
   const { BlobCache } = await import('../lib/image/blob-cache.js');
-  const { resolveImage } = await import('../lib/image/pull.js');
+  const { readImage } = await import('../lib/image/pull.js');
   const { RegistrySource } = await import('../lib/image/source.js');
   const ref = { transport: 'docker' as const, registry: host, repository: 'bench/debian', tag: TAG, digest: undefined };
   const src = new RegistrySource(ref, { tlsVerify: false });
-  const image = await resolveImage(src, {});
+  const image = await readImage(src, {});
   const cache = new BlobCache(join(dir, 'blobs'));
   let t = process.hrtime.bigint();
   const files: string[] = [];

@@ -45,6 +45,7 @@ export type {
   GetOptions,
   PutOptions,
   IDMap,
+  LayerFileSource,
   LongOperationOptions,
   Progress,
 } from './types.js';

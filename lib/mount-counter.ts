@@ -4,33 +4,7 @@
 // Go counter, a path found mounted when first seen counts as one reference (someone
 // else's, which this process never unmounts), and a path found unmounted behind our
 // back drops its stale references.
-
-/** Runs async functions one at a time per key, in call order. */
-export class KeyedLock {
-  readonly #tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = previous.then(() => mine);
-    this.#tails.set(key, tail);
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
-  }
-
-  /** Runs `fn` holding the locks of all `keys` (taken in sorted order, so two callers cannot deadlock). */
-  async runAll<T>(keys: readonly string[], fn: () => Promise<T>): Promise<T> {
-    const sorted = [...new Set(keys)].sort();
-    const take = (i: number): Promise<T> => (i === sorted.length ? fn() : this.run(sorted[i]!, () => take(i + 1)));
-    return take(0);
-  }
-}
+import { KeyedLock } from './keyed-lock.js';
 
 /**
  * References this process took on each mount path. A mount found in place when a path is
@@ -87,14 +61,6 @@ export class MountCounter {
       if (s.own === 1) this.#counts.delete(path);
       else this.#counts.set(path, { own: s.own - 1, foreign: s.foreign });
       return s.own - 1;
-    });
-  }
-
-  /** The references on `path` right now (after checking the mount is still there); a foreign mount counts one. */
-  references(path: string): Promise<number> {
-    return this.#lock.run(path, async () => {
-      const s = await this.#sync(path);
-      return s.own + (s.foreign ? 1 : 0);
     });
   }
 

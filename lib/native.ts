@@ -5,3 +5,5 @@ export { constants } from './native/addon.js';
 export type { CopyProgress, CopyStats, CopyTreeOptions, EntryMeta, FileChange, LockKind, NativeConstants, PathLike, PathProbe, ProbeResult } from './native/addon.js';
 export * from './native/sys.js';
 export * from './native/jobs.js';
+// Not a native call, but the check every pid-named temp file needs, for the CLI too.
+export { processAlive } from './processes.js';

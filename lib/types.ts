@@ -2,7 +2,6 @@
 // the CLI and the tests. Method names follow containers/storage's Go verbs so the two
 // code bases read side by side.
 import type { Readable } from 'node:stream';
-import type { LayerFile } from './archive/layer-file.js';
 
 /** One range of a user-namespace id mapping: container ids [containerId, containerId+size) ↔ host ids [hostId, …). */
 export interface IDMap {
@@ -74,10 +73,17 @@ export interface Change {
 }
 
 /**
- * An uncompressed layer tar as a stream or chunks, or a LayerFile: a file the apply
- * reads itself (plain, gzip or zstd), the fastest way to import a layer from disk.
+ * A layer tar in a file, named by its path: plain data (`new LayerFile(path)` makes one
+ * and checks the path). The apply reads the file itself (plain, gzip or zstd), the
+ * fastest way to import a layer from disk.
  */
-export type DiffSource = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | LayerFile;
+export interface LayerFileSource {
+  readonly kind: 'layer-file';
+  readonly path: string;
+}
+
+/** An uncompressed layer tar as a stream or chunks, or a layer file. */
+export type DiffSource = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | LayerFileSource;
 
 export interface Driver {
   readonly name: string;

@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
+
+#include "id_maps.h"
 
 namespace ogd {
 
@@ -49,6 +52,25 @@ inline bool ArgIsBuffer(const Napi::CallbackInfo& info, size_t i) { return info[
 inline Napi::Value PathValue(Napi::Env env, const std::string& s, bool asBuffer) {
   if (asBuffer) return Napi::Buffer<char>::Copy(env, s.data(), s.size());
   return Napi::String::New(env, s);
+}
+
+// Id maps given as containerId, hostId, size triples (an option of a native job).
+inline std::vector<IdRange> MapsArg(Napi::Env env, Napi::Value v, const char* name) {
+  std::vector<IdRange> out;
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string("\"") + name + "\" must be an array of numbers");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() % 3 != 0) throw Napi::TypeError::New(env, std::string("\"") + name + "\" must hold container, host, size triples");
+  for (uint32_t i = 0; i < a.Length(); i += 3) {
+    uint64_t n[3];
+    for (uint32_t k = 0; k < 3; k++) {
+      Napi::Value x = a.Get(i + k);
+      if (!x.IsNumber() || x.As<Napi::Number>().DoubleValue() < 0) throw Napi::TypeError::New(env, std::string("\"") + name + "\" must hold numbers >= 0");
+      n[k] = static_cast<uint64_t>(x.As<Napi::Number>().Int64Value());
+    }
+    out.push_back(IdRange{n[0], n[1], n[2]});
+  }
+  return out;
 }
 
 }  // namespace ogd

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "copy_ops.h"
+#include "dirent64.h"
 
 namespace ogd {
 
@@ -55,14 +56,6 @@ namespace {
 constexpr size_t kDirentBuffer = 64 * 1024;
 // linkat takes a path; longer relative paths are resolved a chunk at a time.
 constexpr size_t kPathChunk = 3000;
-
-struct Dirent64 {
-  uint64_t d_ino;
-  int64_t d_off;
-  unsigned short d_reclen;
-  unsigned char d_type;
-  char d_name[];
-};
 
 struct DirNode {
   DirNode* parent = nullptr;
@@ -220,8 +213,8 @@ bool IsEmptyDir(int fd, int* err) {
   if (n < 0) return *err = saved, false;
   for (long off = 0; off < n;) {
     auto* d = reinterpret_cast<Dirent64*>(buf + off);
-    off += d->d_reclen;
-    if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) return false;
+    off += d->reclen;
+    if (std::strcmp(d->name, ".") != 0 && std::strcmp(d->name, "..") != 0) return false;
   }
   return true;
 }
@@ -329,14 +322,14 @@ void Engine::Scan(Worker& w, DirNode* n) {
     if (got == 0) return;
     for (long off = 0; off < got;) {
       auto* d = reinterpret_cast<Dirent64*>(w.dirents.data() + off);
-      off += d->d_reclen;
-      const char* name = d->d_name;
+      off += d->reclen;
+      const char* name = d->name;
       if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
       if (Stopping()) return;
-      if (d->d_type == DT_DIR) {
+      if (d->type == DT_DIR) {
         n->subdirs.emplace_back(name);
       } else {
-        CopyEntry(w, n, name, d->d_type);
+        CopyEntry(w, n, name, d->type);
       }
     }
   }

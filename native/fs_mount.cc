@@ -22,6 +22,7 @@
 
 #include "args.h"
 #include "exports.h"
+#include "small_files.h"
 #include "worker.h"
 
 #ifndef FSOPEN_CLOEXEC
@@ -63,9 +64,9 @@ struct Fd {
 class FsMountWorker : public PromiseWorker {
  public:
   FsMountWorker(Napi::Env env, std::string target, std::vector<std::string> lowers, std::vector<std::string> base,
-                std::string upper, std::string work, std::vector<std::string> options, bool readOnly)
+                std::string upper, std::string work, std::vector<std::string> options, bool readOnly, FileChange after)
       : PromiseWorker(env), target_(std::move(target)), lowers_(std::move(lowers)), base_(std::move(base)),
-        upper_(std::move(upper)), work_(std::move(work)), options_(std::move(options)), readOnly_(readOnly) {}
+        upper_(std::move(upper)), work_(std::move(work)), options_(std::move(options)), readOnly_(readOnly), after_(std::move(after)) {}
 
   void Execute() override {
     Fd base;
@@ -78,7 +79,13 @@ class FsMountWorker : public PromiseWorker {
     Fd top;
     top.fd = Overlay(lowers, upper_, work_, options_, readOnly_);
     if (top.fd < 0) return;
-    if (MoveMount(top.fd, target_.c_str()) != 0) Fail(Failure(errno, "move_mount", target_));
+    if (MoveMount(top.fd, target_.c_str()) != 0) return Fail(Failure(errno, "move_mount", target_));
+    // As mount(2)'s job (mount.cc): the caller's file change right after, the mount undone when it fails.
+    SysFailure failure;
+    if (!ApplyFileChange(after_, failure)) {
+      ::umount2(target_.c_str(), MNT_DETACH);
+      Fail(failure);
+    }
   }
 
   // The kernel's own words (read from the fs context: "overlayfs: too many lower
@@ -153,6 +160,7 @@ class FsMountWorker : public PromiseWorker {
   std::string upper_, work_;
   std::vector<std::string> options_;
   bool readOnly_;
+  FileChange after_;
   std::string log_;
 };
 
@@ -174,8 +182,9 @@ std::vector<std::string> PathList(const Napi::CallbackInfo& info, const Napi::Ob
 
 }  // namespace
 
-// mountOverlayFs(target, { lowers, base?, upper?, work?, options?, readOnly }) -> Promise<void>
-// lowers top first; base: the bottom layers, mounted as one nested read-only overlay.
+// mountOverlayFs(target, { lowers, base?, upper?, work?, options?, readOnly }, after?) -> Promise<void>
+// lowers top first; base: the bottom layers, mounted as one nested read-only overlay;
+// after: a file change made in the same job once the mount is in place (as mount's).
 Napi::Value MountOverlayFs(const Napi::CallbackInfo& info) {
   std::string target = PathArg(info, 0, "target");
   if (!info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "The \"options\" argument must be an object");
@@ -186,7 +195,7 @@ Napi::Value MountOverlayFs(const Napi::CallbackInfo& info) {
   std::string upper = o.Get("upper").IsString() ? o.Get("upper").As<Napi::String>().Utf8Value() : std::string();
   std::string work = o.Get("work").IsString() ? o.Get("work").As<Napi::String>().Utf8Value() : std::string();
   bool readOnly = o.Get("readOnly").ToBoolean().Value();
-  auto* worker = new FsMountWorker(info.Env(), target, lowers, base, upper, work, options, readOnly);
+  auto* worker = new FsMountWorker(info.Env(), target, lowers, base, upper, work, options, readOnly, FileChangeArg(info, 2));
   return worker->Start();
 }
 

@@ -111,20 +111,20 @@ class LayerFileReader {
     std::string block = queue_.SpareBlock();
     size_t have = 0;  // bytes of `block` inflated so far
     bool ok = true, atEof = false, done = false;
+    // More input once the last is used up (none past the end); false on a read error.
+    auto refill = [&]() -> bool {
+      if (z.avail_in != 0 || atEof) return true;
+      ssize_t n = ReadSome(in.data(), in.size());
+      if (n < 0) return false;
+      atEof = n == 0;
+      z.next_in = reinterpret_cast<Bytef*>(in.data());
+      z.avail_in = static_cast<uInt>(n);
+      return true;
+    };
     while (!done) {
-      if (Stopped()) {
+      if (Stopped() || !refill()) {
         ok = false;
         break;
-      }
-      if (z.avail_in == 0 && !atEof) {
-        ssize_t n = ReadSome(in.data(), in.size());
-        if (n < 0) {
-          ok = false;
-          break;
-        }
-        atEof = n == 0;
-        z.next_in = reinterpret_cast<Bytef*>(in.data());
-        z.avail_in = static_cast<uInt>(n);
       }
       z.next_out = reinterpret_cast<Bytef*>(block.data() + have);
       z.avail_out = static_cast<uInt>(block.size() - have);
@@ -132,15 +132,9 @@ class LayerFileReader {
       have = block.size() - z.avail_out;
       if (r == Z_STREAM_END) {
         // Another member may follow (as gzip and node:zlib take it); zero bytes after a member are padding.
-        if (z.avail_in == 0 && !atEof) {
-          ssize_t n = ReadSome(in.data(), in.size());
-          if (n < 0) {
-            ok = false;
-            break;
-          }
-          atEof = n == 0;
-          z.next_in = reinterpret_cast<Bytef*>(in.data());
-          z.avail_in = static_cast<uInt>(n);
+        if (!refill()) {
+          ok = false;
+          break;
         }
         if (z.avail_in == 0 || z.next_in[0] == 0) {
           done = true;

@@ -41,12 +41,6 @@
 namespace ogd {
 namespace {
 
-struct IdRange {
-  uint64_t container;
-  uint64_t host;
-  uint64_t size;
-};
-
 struct InodeKey {
   uint64_t dev;
   uint64_t ino;
@@ -153,16 +147,7 @@ class PackTreeWorker : public JobWorker {
 
   // The container id of a host id; false (and the failure set) when the maps hold none.
   bool MapId(const std::vector<IdRange>& maps, uint64_t host, const char* what, const std::string& rel, uint64_t& out) {
-    if (maps.empty()) {
-      out = host;
-      return true;
-    }
-    for (const IdRange& m : maps) {
-      if (host >= m.host && host < m.host + m.size) {
-        out = m.container + (host - m.host);
-        return true;
-      }
-    }
+    if (ToContainer(maps, host, out)) return true;
     unmappedWhat_ = what;
     unmappedId_ = host;
     stoppedAt_ = rel;
@@ -267,24 +252,6 @@ class PackTreeWorker : public JobWorker {
   uint64_t unmappedId_ = 0;
   std::string stoppedAt_;  // the entry an unmapped id or a shrunk file stopped at
 };
-
-std::vector<IdRange> MapsArg(Napi::Env env, Napi::Value v, const char* name) {
-  std::vector<IdRange> out;
-  if (v.IsUndefined()) return out;
-  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string("\"") + name + "\" must be an array of numbers");
-  Napi::Array a = v.As<Napi::Array>();
-  if (a.Length() % 3 != 0) throw Napi::TypeError::New(env, std::string("\"") + name + "\" must hold container, host, size triples");
-  for (uint32_t i = 0; i < a.Length(); i += 3) {
-    uint64_t n[3];
-    for (uint32_t k = 0; k < 3; k++) {
-      Napi::Value x = a.Get(i + k);
-      if (!x.IsNumber() || x.As<Napi::Number>().DoubleValue() < 0) throw Napi::TypeError::New(env, std::string("\"") + name + "\" must hold numbers >= 0");
-      n[k] = static_cast<uint64_t>(x.As<Napi::Number>().Int64Value());
-    }
-    out.push_back(IdRange{n[0], n[1], n[2]});
-  }
-  return out;
-}
 
 }  // namespace
 

@@ -20,20 +20,13 @@
 #include <vector>
 
 #include "args.h"
+#include "dirent64.h"
 #include "exports.h"
 #include "fd.h"
 #include "worker.h"
 
 namespace ogd {
 namespace {
-
-struct Dirent64 {
-  uint64_t ino;
-  int64_t off;
-  unsigned short reclen;
-  unsigned char type;
-  char name[];
-};
 
 constexpr size_t kDirBuffer = 32 * 1024;
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "dirent64.h"
 #include "fd.h"
 
 // getxattrat/listxattrat (Linux 6.13): one syscall per call, where the
@@ -41,15 +42,6 @@ std::atomic<AtSyscalls> atSyscalls{AtSyscalls::Unknown};
 
 // A missing syscall (or one a seccomp filter refuses) rather than a real failure.
 bool Unsupported(int err) { return err == ENOSYS || err == EPERM; }
-
-// struct linux_dirent64, as getdents64(2) fills it.
-struct Dirent64 {
-  uint64_t ino;
-  int64_t off;
-  unsigned short reclen;
-  unsigned char type;
-  char name[];
-};
 
 constexpr size_t kDirBuffer = 32 * 1024;
 

@@ -8,7 +8,8 @@ import { MAX_ID_BYTES, parseStoredId, validateId, validateParent } from '../lib/
 import { rootPair, toContainer, toHost, validateIdMaps } from '../lib/idmap.js';
 import { formatMountLabel, goQuote } from '../lib/mount-label.js';
 import { FsMagic, fsMagic, fsName, incompatibleBackingFs } from '../lib/fs-magic.js';
-import { KeyedLock, MountCounter } from '../lib/mount-counter.js';
+import { KeyedLock } from '../lib/keyed-lock.js';
+import { MountCounter } from '../lib/mount-counter.js';
 import * as native from '../lib/native.js';
 import { TEMP_PREFIX, assertMountinfoRestoredAtEnd, mountsUnder } from './helpers/driver-suite.js';
 import { skipUnlessRoot, tempDir } from './helpers/sandbox.js';
@@ -164,13 +165,13 @@ test('MountCounter: a failed mount takes no reference; a failed unmount keeps it
   if (skipUnlessRoot(t)) return;
   const { target, calls, counter, mount, unmount } = await tmpfsCounter(t);
   await assert.rejects(counter.acquire(target, async () => Promise.reject(Object.assign(new Error('no'), { code: 'EINVAL' }))), /no/);
-  assert.equal(await counter.references(target), 0);
+  assert.equal(await counter.withLock(target, async (n) => n), 0);
   await counter.acquire(target, mount);
   assert.equal(calls.mount, 1, 'the next acquire mounts');
   await assert.rejects(counter.release(target, async () => Promise.reject(new Error('busy'))), /busy/);
-  assert.equal(await counter.references(target), 1, 'still mounted, still referenced');
+  assert.equal(await counter.withLock(target, async (n) => n), 1, 'still mounted, still referenced');
   await counter.release(target, unmount);
-  assert.equal(await counter.references(target), 0);
+  assert.equal(await counter.withLock(target, async (n) => n), 0);
 });
 
 test('MountCounter: withLock takes the caller\'s mounted state without looking, unless this process holds references there', async (t) => {
@@ -197,21 +198,21 @@ test('MountCounter: a mount found in place is foreign: counted, never unmounted;
   if (skipUnlessRoot(t)) return;
   const { target, calls, counter, mount, unmount } = await tmpfsCounter(t);
   await native.mount('tmpfs', target, 'tmpfs', 0, 'size=1m'); // someone else's
-  assert.equal(await counter.references(target), 1, 'the foreign mount counts as one');
+  assert.equal(await counter.withLock(target, async (n) => n), 1, 'the foreign mount counts as one');
   assert.equal(await counter.release(target, unmount), undefined, 'a put without a get releases nothing');
   assert.equal(calls.unmount, 0);
   assert.equal(await counter.acquire(target, mount), 1);
   assert.equal(calls.mount, 0, 'not mounted again');
-  assert.equal(await counter.references(target), 2);
+  assert.equal(await counter.withLock(target, async (n) => n), 2);
   assert.equal(await counter.release(target, unmount), 0);
   assert.equal(calls.unmount, 0, 'our last put leaves the foreign mount in place');
-  assert.equal(await counter.references(target), 1);
+  assert.equal(await counter.withLock(target, async (n) => n), 1);
   await native.unmount(target);
 
   await counter.acquire(target, mount);
   await counter.acquire(target, mount);
   await native.unmount(target); // behind the counter's back
-  assert.equal(await counter.references(target), 0);
+  assert.equal(await counter.withLock(target, async (n) => n), 0);
   assert.equal(await counter.acquire(target, mount), 1);
   assert.equal(calls.mount, 2, 'mounted again');
   await counter.release(target, unmount);

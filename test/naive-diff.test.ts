@@ -7,12 +7,12 @@ import { mkdir, open, readFile, utimes, writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { changes, diff, diffSize, writeDiff, type DiffDriver } from '../lib/drivers/naive-diff.js';
+import { changes, diff, diffSize, writeDiff, type LayerTrees } from '../lib/drivers/naive-diff.js';
 import { LayerNotFoundError } from '../lib/errors.js';
 import { tempDir } from './helpers/sandbox.js';
 
 
-function dirDriver(home: string, layers: string[]): DiffDriver & { taken: number } {
+function dirDriver(home: string, layers: string[]): LayerTrees & { taken: number } {
   const d = {
     uidMaps: [],
     gidMaps: [],

@@ -14,11 +14,14 @@ import { toHost } from '../idmap.js';
 import { startApplyTar, type ApplyTarError, type ApplyTarFile, type ApplyTarJob } from '../native.js';
 import type { ApplyDiffOptions, DiffSource, IDMap } from '../types.js';
 import { decompressionError, openLayer } from './compression.js';
-import { LayerFile, openLayerFile } from './layer-file.js';
+import { isLayerFile, openLayerFile } from './layer-file.js';
 import { displayName } from './path-safety.js';
 
-/** Writer threads of the native apply; OGD_APPLY_THREADS overrides the default (benchmarks compare). */
-const THREADS = process.env.OGD_APPLY_THREADS === undefined ? undefined : Number(process.env.OGD_APPLY_THREADS);
+/** Writer threads of the native apply: OGD_APPLY_THREADS, read at each apply, overrides the default (benchmarks compare). */
+function threadsFromEnv(): number | undefined {
+  const given = process.env['OGD_APPLY_THREADS'];
+  return given === undefined ? undefined : Number(given);
+}
 
 export interface ApplyTarOptions extends ApplyDiffOptions {
   /** Container → host id maps: a tar's uid/gid are container ids. */
@@ -46,17 +49,18 @@ export async function applyTar(root: string, diff: DiffSource | Uint8Array, opts
     throw new InvalidOptionError('the id maps do not map container root (id 0)');
   }
   const realRoot = await realpath(root, { encoding: 'buffer' });
+  const threads = opts.threads ?? threadsFromEnv();
   const start = (file?: ApplyTarFile): ApplyTarJob =>
     startApplyTar(realRoot, {
       uidMaps: opts.uidMaps,
       gidMaps: opts.gidMaps,
       allowPrivilegedXattrs: opts.allowPrivilegedXattrs === true,
-      ...(opts.threads !== undefined ? { threads: opts.threads } : THREADS !== undefined ? { threads: THREADS } : {}),
+      ...(threads !== undefined ? { threads } : {}),
       signal,
       onProgress: opts.onProgress,
       ...(file !== undefined ? { file } : {}),
     });
-  if (!(diff instanceof LayerFile)) return applyStream(start(), diff instanceof Uint8Array ? [diff] : diff, opts);
+  if (!isLayerFile(diff)) return applyStream(start(), diff instanceof Uint8Array ? [diff] : diff, opts);
   const opened = await openLayerFile(diff);
   try {
     if (opened.native) return await applyFile(start({ fd: opened.handle.fd, path: diff.path, gzip: opened.format === 'gzip' }), opts);
@@ -114,7 +118,7 @@ async function applyStream(job: ApplyTarJob, diff: DiffSource | Uint8Array[], op
     let empty = true;
     try {
       for (;;) {
-        const r = await pull(source, signal);
+        const r = await nextChunk(source, signal);
         if (r.done === true || stop) break;
         const v = r.value;
         if (typeof v === 'string') throw new InvalidArchiveError('the tar stream yields strings, not bytes (was an encoding set on it?)');
@@ -153,7 +157,7 @@ async function* toAsync(chunks: Uint8Array[]): AsyncGenerator<Uint8Array> {
 }
 
 /** The source's next chunk; an abort does not wait for a stalled source. */
-async function pull(source: AsyncIterator<Uint8Array | string>, signal: AbortSignal | undefined): Promise<IteratorResult<Uint8Array | string>> {
+async function nextChunk(source: AsyncIterator<Uint8Array | string>, signal: AbortSignal | undefined): Promise<IteratorResult<Uint8Array | string>> {
   if (signal === undefined) return source.next();
   if (signal.aborted) throw new AbortError(undefined, { cause: signal.reason });
   let onAbort: (() => void) | undefined;

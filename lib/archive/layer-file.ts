@@ -6,11 +6,18 @@
 // character device) is streamed, decompressed by lib/archive/compression.ts.
 import { open, type FileHandle } from 'node:fs/promises';
 import { InvalidOptionError } from '../errors.js';
+import type { LayerFileSource } from '../types.js';
 import { detectFormat, type LayerFormat } from './compression.js';
 
 const SNIFF_BYTES = 6;
 
-export class LayerFile {
+/** Whether a diff source is a layer file (LayerFileSource) rather than a stream or chunks. */
+export function isLayerFile(source: unknown): source is LayerFileSource {
+  return typeof source === 'object' && source !== null && (source as { kind?: unknown }).kind === 'layer-file' && typeof (source as { path?: unknown }).path === 'string';
+}
+
+export class LayerFile implements LayerFileSource {
+  readonly kind = 'layer-file';
   /** The path of the layer file (a plain tar, .tar.gz or .tar.zst, by its first bytes). */
   readonly path: string;
 
@@ -41,7 +48,7 @@ export interface OpenedLayerFile {
 }
 
 /** Opens `file` and tells how it is to be read; the caller closes `handle`. */
-export async function openLayerFile(file: LayerFile): Promise<OpenedLayerFile> {
+export async function openLayerFile(file: LayerFileSource): Promise<OpenedLayerFile> {
   const handle = await open(file.path, 'r');
   try {
     const st = await handle.stat();

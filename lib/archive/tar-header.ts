@@ -196,10 +196,5 @@ export function paddingOf(size: number): number {
   return padding(size);
 }
 
-/** Zero bytes that round content of `size` bytes up to a whole block. */
-export function contentPadding(size: number): Buffer {
-  return Buffer.alloc(padding(size));
-}
-
 /** Two zero blocks end an archive. */
 export const endOfArchive: Buffer = Buffer.alloc(2 * blockSize);

@@ -32,8 +32,6 @@ export interface Command {
   options: OptionSpec;
   /** Positional arguments accepted: [min, max]. */
   positionals: [number, number];
-  /** False for commands that never touch a store (copy). */
-  needsHome?: boolean;
   /** Resolves to the exit code when it is not 0 (e.g. `exists` of a missing layer). */
   run(ctx: CliContext, positionals: string[], values: OptionValues): Promise<void | number>;
 }

@@ -1,6 +1,7 @@
 // Picks a driver by name, as containers/storage's graphdriver.New does.
 import { InvalidOptionError } from '../errors.js';
 import type { Driver, DriverOptions } from '../types.js';
+import { checkOverlayHome, checkVfsHome } from './home.js';
 import type { StoreDriver } from './store-driver.js';
 
 export type DriverName = 'overlay' | 'overlay2' | 'vfs';
@@ -12,20 +13,16 @@ export function createDriver(name: DriverName, home: string, opts: DriverOptions
   return createStoreDriver(name, home, opts);
 }
 
-/** Refuses a home the driver could not use (see checkOverlayHome), before anything is created there. */
+/** Refuses a home the driver could not use (home.ts: checkOverlayHome, checkVfsHome), before anything is created there. */
 export async function checkDriverHome(name: DriverName, home: string): Promise<void> {
   switch (name) {
     case 'overlay':
-    case 'overlay2': {
-      const { checkOverlayHome } = await import('./overlay/driver.js');
+    case 'overlay2':
       await checkOverlayHome(home);
       return;
-    }
-    case 'vfs': {
-      const { checkVfsHome } = await import('./vfs/driver.js');
+    case 'vfs':
       await checkVfsHome(home);
       return;
-    }
     default:
       throw new InvalidOptionError(`unknown graph driver ${JSON.stringify(name)}`);
   }

@@ -1,6 +1,7 @@
 // The diff of a layer against a parent (its changes, the tar, the tar's content size),
 // written once for every driver against the least a driver can offer, as
-// containers/storage's drivers/fsdiff.go NaiveDiffDriver is: get(id) gives the
+// containers/storage's drivers/fsdiff.go NaiveDiffDriver is (driver-base.ts offers it
+// as every driver's diff, writeDiff, changes and diffSize): get(id) gives the
 // layer's whole tree (mounting it when the driver must), put(id) gives it back. A
 // driver that knows a faster way to a layer's changes (overlay: read upper/ against
 // its own lower; two image roots sharing inodes) offers quickChanges(); the rest is
@@ -17,8 +18,8 @@ import { exportChanges, writeChanges, writeTree } from '../archive/export.js';
 import { toRaw } from '../archive/raw-path.js';
 import { changesSize } from '../archive/size.js';
 
-/** What the naive diff needs of a driver. */
-export interface DiffDriver {
+/** What the naive diff needs of a driver: its layers' whole trees (c/s's ProtoDriver Get/Put). */
+export interface LayerTrees {
   readonly uidMaps: readonly IDMap[];
   readonly gidMaps: readonly IDMap[];
   /** The layer's whole tree (mounted when the driver must); rejects with LayerNotFound when there is no such layer. */
@@ -35,11 +36,11 @@ interface Opened<T> {
   release(): Promise<void>;
 }
 
-async function openTree(d: DiffDriver, id: string): Promise<Opened<string>> {
+async function openTree(d: LayerTrees, id: string): Promise<Opened<string>> {
   return { value: await d.get(id), release: () => d.put(id) };
 }
 
-async function openChanges(d: DiffDriver, id: string, parent: string | undefined, opts: LongOperationOptions): Promise<Opened<ChangeSet>> {
+async function openChanges(d: LayerTrees, id: string, parent: string | undefined, opts: LongOperationOptions): Promise<Opened<ChangeSet>> {
   if (parent !== undefined) {
     const quick = await d.quickChanges?.(id, parent, opts);
     if (quick !== undefined) return { value: quick, release: async () => {} };
@@ -59,13 +60,13 @@ async function openChanges(d: DiffDriver, id: string, parent: string | undefined
   }
 }
 
-export async function changes(d: DiffDriver, id: string, parent: string | undefined, opts: LongOperationOptions = {}): Promise<Change[]> {
+export async function changes(d: LayerTrees, id: string, parent: string | undefined, opts: LongOperationOptions = {}): Promise<Change[]> {
   const { value, release } = await openChanges(d, id, parent, opts);
   await release();
   return toPublicChanges(value);
 }
 
-export async function diff(d: DiffDriver, id: string, parent: string | undefined, opts: LongOperationOptions = {}): Promise<Readable> {
+export async function diff(d: LayerTrees, id: string, parent: string | undefined, opts: LongOperationOptions = {}): Promise<Readable> {
   const { value, release } = await openChanges(d, id, parent, opts);
   const stream = exportChanges(value, { ...opts, uidMaps: d.uidMaps, gidMaps: d.gidMaps });
   stream.once('close', () => {
@@ -74,7 +75,7 @@ export async function diff(d: DiffDriver, id: string, parent: string | undefined
   return stream;
 }
 
-export async function writeDiff(d: DiffDriver, id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
+export async function writeDiff(d: LayerTrees, id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
   const exportOpts = { ...opts, uidMaps: d.uidMaps, gidMaps: d.gidMaps };
   if (parent === undefined) {
     // The whole layer: packed natively as it is walked, no change set first.
@@ -93,7 +94,7 @@ export async function writeDiff(d: DiffDriver, id: string, parent: string | unde
   }
 }
 
-export async function diffSize(d: DiffDriver, id: string, parent: string | undefined, opts: LongOperationOptions = {}): Promise<number> {
+export async function diffSize(d: LayerTrees, id: string, parent: string | undefined, opts: LongOperationOptions = {}): Promise<number> {
   const { value, release } = await openChanges(d, id, parent, opts);
   await release();
   return changesSize(value);

@@ -6,7 +6,7 @@
 // (when that pid is gone) and continues with an HTTP Range request. A durable cache
 // (the default) fsyncs a blob before the rename that makes it complete, and its
 // directory after: a blob found under its name after a power cut is whole.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomInt, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
@@ -15,6 +15,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError } from '../errors.js';
 import { fsyncPaths } from '../native.js';
+import { processAlive } from '../processes.js';
 import { DigestVerifier, Hasher, digestAlgorithm, digestHex, parseDigest, type Digest } from './digest.js';
 
 export type FetchRange = (offset: number, signal: AbortSignal | undefined) => Promise<{ body: Readable; offset: number }>;
@@ -102,17 +103,6 @@ export class LiveBlob {
   }
 }
 
-let serial = 0;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 export class BlobCache {
   /** Fetches in flight in this process, so two pulls of one blob share one download. */
   private readonly inFlight = new Map<string, Promise<string>>();
@@ -170,7 +160,7 @@ export class BlobCache {
     if (await this.has(digest, size)) return final;
     const dir = join(this.dir, digestAlgorithm(digest));
     await mkdir(dir, { recursive: true });
-    const partial = `${final}.partial-${process.pid}-${serial++}`;
+    const partial = `${final}.partial-${process.pid}-${randomInt(2 ** 47)}`;
     let offset = await this.adopt(dir, digestHex(digest), partial);
     let hash = createHash(digestAlgorithm(digest));
     if (offset > size) offset = 0;
@@ -231,7 +221,7 @@ export class BlobCache {
       const m = /^([0-9a-f]+)\.partial-(\d+)-\d+$/.exec(name);
       if (m === null || m[1] !== hex) continue;
       const pid = Number(m[2]);
-      if (pid === process.pid || alive(pid)) continue;
+      if (pid === process.pid || processAlive(pid)) continue;
       try {
         await rename(join(dir, name), mine);
         return (await stat(mine)).size;
@@ -249,7 +239,7 @@ export class BlobCache {
   async ingest(input: Readable, signal?: AbortSignal): Promise<{ digest: Digest; size: number; path: string }> {
     const dir = join(this.dir, 'sha256');
     await mkdir(dir, { recursive: true });
-    const temp = join(dir, `ingest.partial-${process.pid}-${serial++}`);
+    const temp = join(dir, `ingest.partial-${process.pid}-${randomInt(2 ** 47)}`);
     const hasher = new Hasher('sha256');
     try {
       await pipeline(input, hasher, createWriteStream(temp), { ...(signal ? { signal } : {}) });

@@ -1,8 +1,8 @@
 // What pull, commit and push pass between them (an image: manifest, config, and its
 // layers as chain ids), and the one seam to the layer storage: LayerTarget. The store
-// implements it with its records and locks; driverTarget() is the raw driver's.
+// implements it with its records and locks.
 import type { Readable } from 'node:stream';
-import type { Driver, Progress } from '../types.js';
+import type { Progress } from '../types.js';
 import type { Digest } from './digest.js';
 import type { Descriptor, ImageConfig, ImageManifest } from './manifest.js';
 
@@ -36,26 +36,4 @@ export interface LayerTarget {
   has(id: string): Promise<boolean>;
   /** Creates layer `id` on `parent` from an uncompressed tar, all or nothing; resolves to the content bytes applied. */
   put(id: string, parent: string | undefined, tar: Readable, opts: { signal?: AbortSignal | undefined; onProgress?: ((p: Progress) => void) | undefined }): Promise<number>;
-}
-
-/**
- * A LayerTarget over a raw driver: a layer exists when the driver has it (a raw driver
- * keeps no "incomplete" record: the store's target does), and a failed put removes
- * the layer it created. Two processes pulling into one raw driver home at once are
- * not coordinated (the store's locks are).
- */
-export function driverTarget(driver: Driver): LayerTarget {
-  return {
-    has: (id) => driver.exists(id),
-    async put(id, parent, tar, opts) {
-      await driver.create(id, parent);
-      try {
-        return await driver.applyDiff(id, parent, tar, { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-      } catch (err) {
-        tar.destroy();
-        await driver.remove(id);
-        throw err;
-      }
-    },
-  };
 }

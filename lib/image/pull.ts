@@ -59,8 +59,8 @@ export function openSource(ref: string | ImageReference, opts: RegistryOptions):
   return r.transport === 'docker' ? new RegistrySource(r, opts) : new LayoutSource(r);
 }
 
-/** Resolves the reference to one image manifest and its config, all verified. */
-export async function resolveImage(source: ImageSource, opts: { platform?: string | undefined; signal?: AbortSignal | undefined }): Promise<Omit<Image, 'layers'>> {
+/** Reads the one image manifest (and its config) the source names, all verified (not the store's resolveImage, which finds a stored image by name or id). */
+export async function readImage(source: ImageSource, opts: { platform?: string | undefined; signal?: AbortSignal | undefined }): Promise<Omit<Image, 'layers'>> {
   const top = await source.topManifest(opts.signal);
   if (top.digest !== undefined) verifyBytes(`manifest of ${source.name}`, top.bytes, top.digest);
   let parsed = parseManifest(top.bytes, top.mediaType);
@@ -123,7 +123,7 @@ export async function pullImage(ref: string | ImageReference, target: LayerTarge
   const signal = opts.signal;
   if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
   const source = openSource(ref, opts);
-  const resolved = await resolveImage(source, { platform: opts.platform, signal });
+  const resolved = await readImage(source, { platform: opts.platform, signal });
   const layers = imageLayers(resolved.manifest, resolved.config.rootfs.diff_ids);
   const cache = new BlobCache(opts.blobCache, { durable: opts.durable !== false });
   const fetched = layers.map(() => 0);

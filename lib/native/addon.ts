@@ -132,7 +132,7 @@ export interface Addon {
   applyTarEnd(feeder: unknown, failed: boolean): void;
   ofdTryLock(fd: number, kind: LockKind | 'unlock'): boolean;
   ofdLock(fd: number, kind: LockKind): Promise<void>;
-  mountOverlayFs(target: PathLike, options: OverlayFsMount): Promise<void>;
+  mountOverlayFs(target: PathLike, options: OverlayFsMount, after?: FileChange): Promise<void>;
   ofdTryLockPath(path: PathLike, kind: LockKind, probes?: string[]): Promise<{ fd: number; locked: boolean; probed?: ProbeResult[] }>;
   probePaths(probes: string[]): Promise<ProbeResult[]>;
   readSmallFile(path: PathLike): Promise<Buffer | undefined>;
@@ -167,7 +167,8 @@ function load(): Addon {
     const reason = err instanceof Error ? err.message : String(err);
     throw new Error(
       `overlay-graphdriver: could not load its native addon (${reason}). ` +
-        `No prebuilt binary matched ${process.platform}-${process.arch}; run "npm rebuild overlay-graphdriver" with a C++ compiler, python3 and make installed.`,
+        `No prebuilt binary matched ${process.platform}-${process.arch}; run "npm rebuild overlay-graphdriver" with a C++ compiler, python3 and make installed ` +
+        `(where npm's allowScripts denied or did not cover its install script, "npm install-scripts approve overlay-graphdriver" first).`,
       { cause: err },
     );
   }

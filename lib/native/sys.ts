@@ -34,12 +34,13 @@ export interface OverlayFsMount {
 }
 
 /** fsopen("overlay") + fsconfig per option + fsmount + move_mount onto `target` (Linux 6.8+ for "lowerdir+"). */
-export function mountOverlayFs(target: PathLike, options: OverlayFsMount): Promise<void> {
+export function mountOverlayFs(target: PathLike, options: OverlayFsMount, after?: FileChange): Promise<void> {
   checkPath(target, 'target');
   for (const p of [...options.lowers, ...(options.base ?? []), ...(options.options ?? [])]) {
     if (typeof p !== 'string' || p.includes('\0')) throw invalidArg('options', 'paths and options must be strings without null bytes');
   }
-  return withStack(addon.mountOverlayFs(target, options));
+  if (after !== undefined) checkFileChange(after);
+  return withStack(addon.mountOverlayFs(target, options, after));
 }
 
 /**

@@ -42,7 +42,7 @@ import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyFileChange, fsyncPaths, readSmallFile, syncFs, writeNewFile } from '../native.js';
 import type { FileChange } from '../native.js';
-import { processStart } from './holders.js';
+import { processStart } from '../processes.js';
 import { killPoint } from './kill-point.js';
 
 export const STORE_LOCK = 'store';

@@ -3,8 +3,8 @@
 // the process that took the reference; and a token per Store object, so two stores in
 // one process (or a worker thread's) release only their own. A "detached" reference
 // (`ogd mount`) has no process: it lasts until `ogd unmount` or until its mount is gone.
-import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { processStart } from '../processes.js';
 
 export interface Holder {
   /** 0 for a detached reference. */
@@ -17,20 +17,7 @@ export interface Holder {
 
 export const DETACHED: Holder = Object.freeze({ pid: 0, start: '', owner: 'detached' });
 
-/** The start time of `pid`, or undefined when no such process runs (or it is a zombie). */
-export async function processStart(pid: number): Promise<string | undefined> {
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // comm (field 2) may hold spaces and parentheses: fields are counted after the last ')'.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
-  return rest[19]; // field 22 is the 20th after comm
-}
-
+// This process's own start time never changes: read once.
 let self: Promise<{ pid: number; start: string }> | undefined;
 
 /** This process, as a holder (without its owner token). */

@@ -9,8 +9,7 @@
 // removal has marked its record incomplete and removed nothing yet).
 export type KillPoint = 'after-create' | 'after-rename' | 'record-write' | 'after-mount' | 'remove-marked' | 'pull-layers-done' | 'rmi-marked';
 
-const wanted = process.env['OGD_TEST_KILL_AT'];
-
+// Read where it is used (an env lookup is cheap beside any of these steps), not kept from module load.
 export function killPoint(point: KillPoint): void {
-  if (wanted === point) process.kill(process.pid, 'SIGKILL');
+  if (process.env['OGD_TEST_KILL_AT'] === point) process.kill(process.pid, 'SIGKILL');
 }

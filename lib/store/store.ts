@@ -32,7 +32,7 @@ import { applyFileChange, probedData, readSmallFile } from '../native.js';
 import type { FileChange } from '../native.js';
 import { readMountInfo } from '../mountinfo.js';
 import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
-import { inspectPlan, type LayerOnDisk, type StoreDriver } from '../drivers/store-driver.js';
+import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
 import { StoreFiles, parseJson } from './files.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
@@ -294,6 +294,14 @@ export class LayerStore implements Store {
 
   async importLayer(id: string, diff: DiffSource, opts: StoreImportOptions = {}): Promise<LayerRecord> {
     const { parent, kind, names } = createArgs(id, opts);
+    // A layer made empty by create() is filled, as an applyDiff (its parent the one it
+    // was made on); one already filled is refused.
+    const made = await this.record(id);
+    if (made !== undefined && made.incomplete !== true) {
+      if (made.diffSize !== undefined || made.uncompressedDigest !== undefined) throw new LayerExistsError(id);
+      if (opts.parent !== undefined && parent !== made.parent) throw new InvalidOptionError(`layer ${JSON.stringify(id)} exists on ${JSON.stringify(made.parent ?? null)}, not on ${JSON.stringify(parent ?? null)}`);
+      return this.applyDiff(id, diff, opts);
+    }
     return this.#withLayers([[id, 'write'], ...(parent ? [[parent, 'read'] as [string, 'read']] : [])], async () => {
       const rec = await this.#createLocked(id, parent, kind, names, undefined);
       try {
@@ -409,7 +417,7 @@ export class LayerStore implements Store {
    * gets them (live references only; none of them changes under the lock).
    */
   #withMountState<T>(id: string, fn: (state: { rec: LayerRecord; disk: LayerOnDisk; live: MountRef[] }) => Promise<T>): Promise<T> {
-    const plan = inspectPlan(this.driver, id);
+    const plan = this.driver.planInspect(id);
     const probes: PathProbe[] = [['read', join(this.files.layers, id)], ['read', join(this.files.mounts, id)], ...plan.probes];
     return this.#withLayers(
       [[id, 'write']],
@@ -443,7 +451,7 @@ export class LayerStore implements Store {
         // (a kill between leaves a mount nobody holds, which the next open unmounts). A
         // failed mount puts the references back as they were.
         try {
-          await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {}, disk, this.#refsChange(id, live));
+          await this.driver.mountLayer(id, label !== undefined ? { mountLabel: label } : {}, { known: disk, references: this.#refsChange(id, live) });
         } catch (err) {
           await this.writeRefs(id, before).catch(() => undefined);
           throw err;
@@ -480,7 +488,7 @@ export class LayerStore implements Store {
         // unmount (EBUSY) puts them back as they were, so a retry (say with lazy)
         // releases the same one.
         try {
-          await this.driver.unmountLayer(id, { lazy: opts.lazy === true }, disk, this.#refsChange(id, refs));
+          await this.driver.unmountLayer(id, { lazy: opts.lazy === true }, { known: disk, references: this.#refsChange(id, refs) });
         } catch (err) {
           await this.writeRefs(id, before).catch(() => undefined);
           throw err;
@@ -693,7 +701,7 @@ export class LayerStore implements Store {
           const keep = opts.force === true ? [] : live.filter((r) => !sameHolder(r, this.#me) && !(opts.detached === true && r.pid === 0));
           if (keep.length !== before.length) await this.writeRefs(id, keep);
           if (keep.length === 0 && disk.state === 'container' && disk.mounted) {
-            await this.driver.unmountLayer(id, {}, disk);
+            await this.driver.unmountLayer(id, {}, { known: disk });
             unmounted.push(id);
           }
         });

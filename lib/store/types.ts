@@ -272,7 +272,11 @@ export interface Store {
   readonly driverName: string;
   status(): Array<[string, string]>;
   create(id: string, opts?: StoreCreateOptions): Promise<LayerRecord>;
-  /** create + applyDiff, all or nothing: a failed or killed import leaves no layer. */
+  /**
+   * create + applyDiff, all or nothing: a failed or killed import leaves no layer. A
+   * layer made empty by create() is filled instead (an applyDiff on the parent it was
+   * made on); one already filled is LayerExists.
+   */
   importLayer(id: string, diff: DiffSource, opts?: StoreImportOptions): Promise<LayerRecord>;
   /** Applies a layer tar to an existing layer with no children and no mounts. */
   applyDiff(id: string, diff: DiffSource, opts?: ApplyDiffOptions): Promise<LayerRecord>;

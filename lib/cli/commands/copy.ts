@@ -20,7 +20,6 @@ export const copyTreeCommand: Command = {
     threads: { type: 'string', value: 'N', help: 'copy threads (0: one per core)', byDefault: 'the engine\'s choice' },
   },
   positionals: [2, 2],
-  needsHome: false,
   async run(ctx, [src, dst], values) {
     const threads = values['threads'] === undefined ? undefined : parseCount(String(values['threads']));
     const dstExisted = await lstat(dst!).then(

@@ -4,11 +4,11 @@
 // on top, mounts it, writes through it, shows the changes and the diff, and cleans up,
 // timing each step. It checks what it sees through the mount, so a broken overlay
 // shows up here as a failure rather than as a pretty but wrong transcript.
-import { mkdtemp, readFile, readdir, rm, unlink, writeFile, mkdir, access } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, unlink, writeFile, mkdir, access, open, symlink, chmod, utimes, lstat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import tar from 'tar-stream';
-import { IncompatibleFsError, openStore } from '../../index.js';
+import { dirname, join } from 'node:path';
+import { IncompatibleFsError, LayerFile, openStore } from '../../index.js';
+import { packTree } from '../../native.js';
 import type { Store } from '../../index.js';
 import type { Command } from '../command.js';
 import { formatDuration } from '../progress.js';
@@ -52,15 +52,31 @@ const grandchildLayer: Entry[] = [
   file('opt/app/main.js', 'console.log("v2");\n'),
 ];
 
-async function* layerTar(entries: Entry[]): AsyncGenerator<Buffer> {
-  const pack = tar.pack();
+/**
+ * The layer tar of `entries`, written to `scratch`/NAME.tar by the library's own packer
+ * (packTree) from a tree made of them in `scratch`/NAME: whiteouts are the plain empty
+ * files the OCI format names .wh.*, which the apply then reads as deletions.
+ */
+async function layerTar(scratch: string, name: string, entries: Entry[]): Promise<LayerFile> {
+  const tree = join(scratch, name);
+  await mkdir(tree, { recursive: true });
   for (const e of entries) {
-    const header = { name: e.name, type: e.type ?? 'file', mode: e.mode ?? 0o644, mtime: MTIME, uid: 0, gid: 0, ...(e.linkname ? { linkname: e.linkname } : {}) } as const;
-    if (header.type === 'file') pack.entry(header, e.body ?? '');
-    else pack.entry(header);
+    const path = join(tree, e.name);
+    await mkdir(dirname(path), { recursive: true });
+    if (e.type === 'directory') await mkdir(path, { recursive: true });
+    else if (e.type === 'symlink') await symlink(e.linkname ?? '', path);
+    else await writeFile(path, e.body ?? '');
+    if (e.type !== 'symlink') await chmod(path, e.mode ?? 0o644);
   }
-  pack.finalize();
-  for await (const chunk of pack) yield chunk as Buffer;
+  for (const e of entries) if (e.type !== 'symlink') await utimes(join(tree, e.name), MTIME, MTIME);
+  const file = join(scratch, `${name}.tar`);
+  const out = await open(file, 'wx');
+  try {
+    await packTree(tree, out.fd);
+  } finally {
+    await out.close();
+  }
+  return new LayerFile(file);
 }
 
 interface Step {
@@ -86,7 +102,6 @@ export const demo: Command = {
   example: 'sudo ogd demo',
   options: {},
   positionals: [0, 0],
-  needsHome: false,
   async run(ctx) {
     const steps: Step[] = [];
     const started = performance.now();
@@ -123,24 +138,25 @@ export const demo: Command = {
       );
       const d = store;
       const opts = { signal: ctx.signal };
+      const scratch = join(home, 'demo-layers');
       await step(
         async () => {
           layers.push('base');
-          return (await d.importLayer('base', layerTar(baseLayer), opts)).diffSize ?? 0;
+          return (await d.importLayer('base', await layerTar(scratch, 'base', baseLayer), opts)).diffSize ?? 0;
         },
         (bytes) => `import "base": ${baseLayer.length} entries, ${bytes} bytes (binaries, /etc, docs, /opt/app)`,
       );
       await step(
         async () => {
           layers.push('child');
-          return d.importLayer('child', layerTar(childLayer), { ...opts, parent: 'base' });
+          return d.importLayer('child', await layerTar(scratch, 'child', childLayer), { ...opts, parent: 'base' });
         },
         () => 'import "child" on base: adds /etc/app.conf, changes os-release, deletes README',
       );
       await step(
         async () => {
           layers.push('grandchild');
-          return d.importLayer('grandchild', layerTar(grandchildLayer), { ...opts, parent: 'child' });
+          return d.importLayer('grandchild', await layerTar(scratch, 'grandchild', grandchildLayer), { ...opts, parent: 'child' });
         },
         () => 'import "grandchild" on child: /opt/app made opaque, adds /opt/app/main.js',
       );
@@ -182,17 +198,16 @@ export const demo: Command = {
       );
       await step(
         async () => {
-          const names: string[] = [];
-          const extract = tar.extract();
-          const stream = await d.diff('web', opts);
-          stream.pipe(extract);
-          for await (const entry of extract) {
-            names.push(entry.header.name);
-            entry.resume();
+          const file = join(scratch, 'web.tar');
+          const out = await open(file, 'wx');
+          try {
+            await d.writeDiff('web', out.fd, opts);
+          } finally {
+            await out.close();
           }
-          return names;
+          return (await lstat(file)).size;
         },
-        (names) => `diff of "web": a tar of ${names.length} entries: ${names.join(' ')}`,
+        (bytes) => `diff of "web": a tar of ${bytes} bytes (those changes; a whiteout for /bin/hello)`,
       );
       await step(
         async () => {

@@ -4,6 +4,7 @@ import { rmSync } from 'node:fs';
 import { open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { LayerNotFoundError, isSystemError } from '../../index.js';
+import { processAlive } from '../../native.js';
 import { CliContext } from '../context.js';
 import { OutputClosedError, UsageError, parentOption, stringOption } from '../command.js';
 import type { Command } from '../command.js';
@@ -27,11 +28,7 @@ async function sweepStaleTemps(output: string): Promise<void> {
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const pid = Number(name.startsWith(prefix) && name.endsWith('.tmp') ? name.slice(prefix.length, -'.tmp'.length) : NaN);
     if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await rm(join(dir, name), { force: true });
-    }
+    if (!processAlive(pid)) await rm(join(dir, name), { force: true });
   }
 }
 

@@ -5,7 +5,7 @@
 import { open, stat } from 'node:fs/promises';
 import { fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
-import { InvalidArchiveError, InvalidOptionError, LayerExistsError, LayerFile, openLayer } from '../../index.js';
+import { InvalidArchiveError, InvalidOptionError, LayerFile, openLayer } from '../../index.js';
 import type { LayerFormat, LayerRecord, OpenedLayer, Store } from '../../index.js';
 import { UsageError, stringOption } from '../command.js';
 import type { Command, OptionSpec, OptionValues } from '../command.js';
@@ -104,7 +104,7 @@ async function applyFromInput(ctx: CliContext, command: Command, req: ApplyReque
       throw await opened.explain(err);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { id, parent: parent ?? null, format: opened.format, bytes: rec.diffSize ?? 0, inputBytes: input.read.bytes, seconds, digest: rec.uncompressedDigest ?? null };
+    return { id, parent: rec.parent ?? null, format: opened.format, bytes: rec.diffSize ?? 0, inputBytes: input.read.bytes, seconds, digest: rec.uncompressedDigest ?? null };
   } finally {
     bar.done();
     opened?.tar.destroy();
@@ -137,7 +137,7 @@ async function applyFromFile(ctx: CliContext, command: Command, req: ApplyReques
       throw err;
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { id, parent: parent ?? null, format, bytes: rec.diffSize ?? 0, inputBytes: size, seconds, digest: rec.uncompressedDigest ?? null };
+    return { id, parent: rec.parent ?? null, format, bytes: rec.diffSize ?? 0, inputBytes: size, seconds, digest: rec.uncompressedDigest ?? null };
   } finally {
     bar.done();
   }
@@ -167,14 +167,7 @@ export const importLayer: Command = {
     const named = stringOption(values, 'parent') || undefined;
     const parent = named !== undefined ? await store.resolveLayer(named) : undefined;
     const allowEmpty = values['allow-empty'] === true;
-    // Importing into a layer made empty by `ogd create` fills it; a filled one is refused.
-    if (await store.exists(id!)) {
-      const rec = await store.layer(id!);
-      if (rec.diffSize !== undefined || rec.uncompressedDigest !== undefined) throw new LayerExistsError(id!);
-      if (parent !== undefined && parent !== rec.parent) throw new InvalidOptionError(`layer ${JSON.stringify(id)} exists on ${JSON.stringify(rec.parent ?? null)}, not on ${JSON.stringify(parent)}`);
-      report(ctx, 'imported', await applyFromInput(ctx, this, { store, id: id!, parent: rec.parent, file, create: false, allowEmpty }));
-      return;
-    }
+    // The store decides what an import into an existing layer means (a layer made empty by `ogd create` is filled).
     report(ctx, 'imported', await applyFromInput(ctx, this, { store, id: id!, parent, file, create: true, allowEmpty }));
   },
 };

@@ -14,14 +14,17 @@
 //   upper swapped with upper/ by RENAME_EXCHANGE. Sharing inodes with the live upper
 //   is safe because applying a tar replaces files and never writes into an existing
 //   inode.
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as native from '../../native.js';
 import { applyTar, type ApplyTarOptions } from '../../archive/apply.js';
 import { AbortError, LayerNotFoundError } from '../../errors.js';
 import type { IdPair } from '../../idmap.js';
 import type { ApplyDiffOptions, DiffSource, IDMap } from '../../types.js';
-import { STAGING_PREFIX, layerDirs, lstatOrUndefined, readLowerId, type LayerDirs } from './layout.js';
+import { lstatOrUndefined } from '../lstat.js';
+import { unmountQuietly } from '../overlayfs.js';
+import { copyInto } from '../staging.js';
+import { layerDirs, readLowerId, type LayerDirs } from './layout.js';
 import { mountOverlay } from './mount-data.js';
 
 export interface ApplyContext {
@@ -29,8 +32,9 @@ export interface ApplyContext {
   uidMaps: readonly IDMap[];
   gidMaps: readonly IDMap[];
   owner: IdPair;
-  /** The home's staging dirs in use (DriverHome.staging). */
-  staging: Set<string>;
+  /** A staging dir in the layer's dir, and its removal (../staging.ts). */
+  newStaging(id: string): Promise<string>;
+  dropStaging(staging: string): Promise<void>;
 }
 
 export type ApplyPlan =
@@ -59,12 +63,10 @@ export async function planApply(ctx: ApplyContext, id: string, parent: string | 
 export async function applyStaged(ctx: ApplyContext, id: string, plan: ApplyPlan, diff: DiffSource, opts: ApplyDiffOptions): Promise<number> {
   if (opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal.reason });
   const dirs = layerDirs(ctx.home, id);
-  const staging = await mkdtemp(join(dirs.dir, `${STAGING_PREFIX}${process.pid}-`));
-  ctx.staging.add(staging);
+  const staging = await ctx.newStaging(id);
   try {
-    await chown(staging, ctx.owner.uid, ctx.owner.gid);
     if (plan.kind === 'through-mount') return await applyThroughMount(ctx, dirs, plan.lowerRoot, staging, diff, opts);
-    await copyInto(plan.source, staging, opts.signal);
+    await copyInto(plan.source, staging, 'hardlink', opts.signal);
     const bytes = await applyTar(staging, diff, applyOptions(ctx, opts));
     if (plan.kind === 'own-root') {
       await native.rename2(staging, dirs.root, native.constants.RENAME_EXCHANGE);
@@ -75,9 +77,8 @@ export async function applyStaged(ctx: ApplyContext, id: string, plan: ApplyPlan
     }
     return bytes;
   } finally {
-    // May hold a whole layer (a failed copy, or the old root after an exchange): removed natively, in bounded memory.
-    await native.removeTree(staging);
-    ctx.staging.delete(staging);
+    // May hold a whole layer (a failed copy, or the old root after an exchange).
+    await ctx.dropStaging(staging);
   }
 }
 
@@ -86,7 +87,7 @@ async function applyThroughMount(ctx: ApplyContext, dirs: LayerDirs, lowerRoot: 
   const work = join(staging, 'work');
   const merged = join(staging, 'merged');
   await mkdir(upper);
-  await copyInto(dirs.upper, upper, opts.signal);
+  await copyInto(dirs.upper, upper, 'hardlink', opts.signal);
   for (const d of [work, merged]) {
     await mkdir(d, { mode: 0o700 });
     await chown(d, ctx.owner.uid, ctx.owner.gid);
@@ -97,19 +98,10 @@ async function applyThroughMount(ctx: ApplyContext, dirs: LayerDirs, lowerRoot: 
     await chown(join(work, 'work'), ctx.owner.uid, ctx.owner.gid);
     bytes = await applyTar(merged, diff, applyOptions(ctx, opts));
   } finally {
-    await native.unmount(merged, 0).catch(() => native.unmount(merged, native.constants.MNT_DETACH));
+    await unmountQuietly(merged);
   }
   await native.rename2(upper, dirs.upper, native.constants.RENAME_EXCHANGE);
   return bytes;
-}
-
-// `dst` exists (an empty dir made by us); it ends up a copy of `src`, its own mode and
-// owner included. An empty source needs no copy engine.
-async function copyInto(src: string, dst: string, signal: AbortSignal | undefined): Promise<void> {
-  if ((await readdir(src)).length > 0) await native.copyTree(src, dst, { mode: 'hardlink', ...(signal ? { signal } : {}) });
-  const st = await lstat(src);
-  await chown(dst, st.uid, st.gid);
-  await chmod(dst, st.mode & 0o7777);
 }
 
 // Every apply option passes through (ApplyTarOptions extends them); the tar's ids map as the home's.

@@ -1,30 +1,11 @@
 // Where a layer's parts live under home (DESIGN.md section 2, the seed's layout), and
 // reading which kind of layer an id is. Paths are only ever built from validated ids.
 import { lstat, readFile } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { LayerNotFoundError, isMissing } from '../../errors.js';
 import { parseStoredId, validateId } from '../../ids.js';
+import { isDirectory, lstatOrUndefined } from '../lstat.js';
 import type { LayerPaths } from './internals.js';
-
-/**
- * Temp dirs inside a layer dir are named tmproot<pid>-XXXXXX. The next init removes
- * them unless the process that made them is still alive and working on them.
- */
-export const STAGING_PREFIX = 'tmproot';
-
-/** True when the staging dir `name` belongs to a live process that may still be using it; `ours`: those this process is using (its DriverHome's). */
-export function stagingInUse(path: string, name: string, ours: ReadonlySet<string>): boolean {
-  const pid = Number(/^tmproot(\d+)-/.exec(name)?.[1]);
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return ours.has(path);
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface LayerDirs {
   dir: string;
@@ -47,19 +28,9 @@ export function layerDirs(home: string, id: string): LayerDirs {
   };
 }
 
-/** lstat that answers undefined for a missing path. */
-export async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if (isMissing(err)) return undefined;
-    throw err;
-  }
-}
-
 /** True when the layer `id` exists (its dir is there). */
-export async function layerExists(home: string, id: string): Promise<boolean> {
-  return (await lstatOrUndefined(layerDirs(home, id).dir))?.isDirectory() ?? false;
+export function layerExists(home: string, id: string): Promise<boolean> {
+  return isDirectory(layerDirs(home, id).dir);
 }
 
 /** The id in a layer's lower-id file, validated like any id. */
@@ -67,7 +38,8 @@ export async function readLowerId(dirs: LayerDirs): Promise<string> {
   return parseStoredId(await readFile(dirs.lowerIdFile));
 }
 
-// lower-id files are written once (O_EXCL) and never rewritten, so their content is
+// A cache, module-level so that every driver object on every home shares it: lower-id
+// files are written once (O_EXCL) and never rewritten, so their content is
 // remembered per file identity (inode, change time in ns, size): get() then costs one
 // lstat instead of an open/read/close. A removed and re-created layer has a new file.
 const lowerIdCache = new Map<string, { key: string; id: string }>();

@@ -1,4 +1,4 @@
-// overlay2's side of the naive diff (lib/drivers/naive-diff.ts), reading diff/ as c/s's
+// overlay2's layer trees for the naive diff (lib/drivers/naive-diff.ts), reading diff/ as c/s's
 // overlay driver does:
 // - a layer against its own parent (quickChanges): its diff/ is the change (whiteouts:
 //   deletions, opaque dirs), walked by lib/archive/changes-overlay.ts; the parent's
@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import type { LongOperationOptions } from '../../types.js';
 import type { ChangeSet } from '../../archive/change-set.js';
 import { overlayChanges } from '../../archive/changes-overlay.js';
-import type { DiffDriver } from '../naive-diff.js';
+import type { LayerTrees } from '../naive-diff.js';
+import { unmountQuietly } from '../overlayfs.js';
 import type { Overlay2Driver } from './driver.js';
 
 interface Tree {
@@ -28,13 +29,17 @@ async function openTree(d: Overlay2Driver, id: string): Promise<Tree> {
   const l = await d.layer(id);
   if (l.lowers.length === 0 && !l.container) return { dir: l.diff, release: noRelease };
   const staging = await d.newStaging(id);
+  const view = join(staging, 'view');
+  const release = async () => {
+    await unmountQuietly(view);
+    await d.dropStaging(staging);
+  };
   try {
-    const view = join(staging, 'view');
     await mkdir(view, { mode: 0o700 });
     await d.mountView(l, view);
-    return { dir: view, release: () => d.dropStaging(staging) };
+    return { dir: view, release };
   } catch (err) {
-    await d.dropStaging(staging);
+    await release();
     throw err;
   }
 }
@@ -52,7 +57,7 @@ async function quickChanges(d: Overlay2Driver, id: string, parent: string, opts:
 }
 
 /** What the naive diff gets of an overlay2 driver: views for trees, diff/ for its own parent. One per export. */
-export function diffView(d: Overlay2Driver): DiffDriver {
+export function diffView(d: Overlay2Driver): LayerTrees {
   const open = new Map<string, Tree[]>();
   return {
     uidMaps: d.uidMaps,

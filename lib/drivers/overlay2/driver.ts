@@ -2,8 +2,11 @@
 // layer keeps only its own changes in diff/, and a mount stacks the diffs of its
 // chain, so a child image costs a few directories whatever its parent's size.
 //
-// - get(image) is a read-only overlay of [diff, …lowers]; get(container) a read-write
-//   one with diff/ as upper. Refcounted per process (lib/mount-counter.ts).
+// - get() of any layer is a read-write overlay with diff/ as upper over its lowers (a
+//   base layer's: empty/), as c/s's overlay driver mounts it: a builder that writes an
+//   image layer in place writes its diff/. The store mounts an image layer read-only
+//   instead (mountLayer): its recorded size and digest stay true. Refcounted per
+//   process (lib/mount-counter.ts).
 // - applyDiff stages: a hardlink copy of diff/ becomes the upper of an overlay over the
 //   layer's lowers, the tar is applied through that mount by the one apply engine
 //   (lib/archive/apply.ts: the hostile-input rules, whiteouts), so the kernel itself
@@ -12,41 +15,30 @@
 //   directories they touch, never the parent's size. A base layer applies straight
 //   into its staged diff.
 // - changes/diff read diff/ (diff.ts), like c/s's overlay driver.
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { chown, mkdir, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as native from '../../native.js';
 import type { FileChange } from '../../native.js';
 import { applyTar } from '../../archive/apply.js';
-import { AbortError, InvalidIdError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, NotSupportedError, isSystemError } from '../../errors.js';
-import { validateId, validateParent } from '../../ids.js';
-import { rootPair, validateIdMaps, type IdPair } from '../../idmap.js';
+import { AbortError, InvalidIdError, InvalidOptionError, LayerNotFoundError, NotSupportedError, isSystemError } from '../../errors.js';
+import { validateId } from '../../ids.js';
 import { mountPointsUnder } from '../../mountinfo.js';
-import type { ApplyDiffOptions, Change, CreateOptions, DiffSource, DriverOptions, GetOptions, IDMap, LongOperationOptions, PutOptions } from '../../types.js';
-import { checkOverlayHome } from '../overlay/driver.js';
-import { acquireHomeMount, canonicalHome, mkdirAllAs, releaseHomeMount, removeCreated } from '../overlay/home.js';
-import { STAGING_PREFIX, lstatOrUndefined, stagingInUse } from '../overlay/layout.js';
-import { driverHome, isOverlayMounted, type DriverHome } from '../driver-home.js';
-import { knownMounted, type LayerOnDisk, type StoreDriver } from '../store-driver.js';
+import type { ApplyDiffOptions, CreateOptions, DiffSource, DriverOptions, GetOptions, PutOptions } from '../../types.js';
+import { DriverBase, initDriver, type DriverSetup } from '../driver-base.js';
+import { checkOverlayHome } from '../home.js';
+import { isOverlayMounted } from '../home-state.js';
+import { lstatOrUndefined } from '../lstat.js';
+import type { LayerTrees } from '../naive-diff.js';
+import { unmountQuietly } from '../overlayfs.js';
+import { copyInto, staleStaging } from '../staging.js';
+import { knownMounted, type LayerOnDisk, type MountHandoff, type StoreDriver } from '../store-driver.js';
 import { LINK_DIR, dirsOf, idOfShortName, newShortName, readLowerNames, readShortName, shortPath } from './layout.js';
-import { MAX_STACK, defaultMountMethod, mountStack, unmountQuietly, type MountMethod } from './mount.js';
-
-// Exporting loads what it needs (the exporter, the tar writer) on first use.
-const exporting = async (d: Overlay2Driver) => {
-  const [naive, { diffView }] = await Promise.all([import('../naive-diff.js'), import('./diff.js')]);
-  return { naive, view: diffView(d) };
-};
+import { MAX_STACK, defaultMountMethod, mountStack, type MountMethod } from './mount.js';
 
 /** validateId, and not the short-link dir's name, which shares the home with the layers. */
 function checkId(id: unknown): asserts id is string {
   validateId(id);
   if (id === LINK_DIR) throw new InvalidIdError(id, `reserved by the overlay2 driver for its short links (home/${LINK_DIR})`);
-}
-
-function checkParent(parent: unknown): string | undefined {
-  const id = validateParent(parent);
-  if (id !== undefined) checkId(id);
-  return id;
 }
 
 /** A layer as a mount needs it. */
@@ -73,56 +65,40 @@ function parseOptions(options: readonly string[]): MountMethod {
   return method;
 }
 
-export async function initOverlay2(home: string, opts: DriverOptions): Promise<Overlay2Driver> {
-  if (typeof home !== 'string' || home === '' || home.includes('\0')) throw new InvalidOptionError('home must be a non-empty path');
+export function initOverlay2(home: string, opts: DriverOptions): Promise<Overlay2Driver> {
   const method = parseOptions(opts.options ?? []);
-  const uidMaps = validateIdMaps(opts.uidMaps, 'uidMaps');
-  const gidMaps = validateIdMaps(opts.gidMaps, 'gidMaps');
-  const owner = rootPair(uidMaps, gidMaps);
-  const absolute = resolve(home);
-  const backingFs = await checkOverlayHome(absolute);
-  const created = await mkdirAllAs(absolute, 0o700, owner);
-  try {
-    const real = await canonicalHome(absolute);
-    await mkdir(join(real, LINK_DIR), { mode: 0o755 }).catch((err: unknown) => {
+  return initDriver(home, opts, checkOverlayHome, async (setup) => {
+    await mkdir(join(setup.state.path, LINK_DIR), { mode: 0o755 }).catch((err: unknown) => {
       if (!isSystemError(err, 'EEXIST')) throw err;
     });
-    const state = driverHome(real);
-    const driver = new Overlay2Driver(state, uidMaps, gidMaps, owner, backingFs, method);
+    const driver = new Overlay2Driver(setup, method);
     await driver.removeLeftovers();
-    await acquireHomeMount(state);
+    await driver.bindHome();
     return driver;
-  } catch (err) {
-    await removeCreated(created);
-    throw err;
-  }
+  });
 }
 
-export class Overlay2Driver implements StoreDriver {
+export class Overlay2Driver extends DriverBase implements StoreDriver {
   readonly name = 'overlay2';
-  readonly home: string;
-  readonly uidMaps: readonly IDMap[];
-  readonly gidMaps: readonly IDMap[];
   readonly mountMethod: MountMethod;
-  readonly #state: DriverHome;
-  readonly #owner: IdPair;
-  readonly #backingFs: string;
-  readonly #held = new Map<string, number>();
-  #cleanedUp = false;
 
-  constructor(state: DriverHome, uidMaps: readonly IDMap[], gidMaps: readonly IDMap[], owner: IdPair, backingFs: string, method: MountMethod) {
-    this.#state = state;
-    this.home = state.path;
-    this.uidMaps = uidMaps;
-    this.gidMaps = gidMaps;
-    this.#owner = owner;
-    this.#backingFs = backingFs;
+  constructor(setup: DriverSetup, method: MountMethod) {
+    super(setup);
     this.mountMethod = method;
+  }
+
+  /** validateId, and not the short-link dir's name, which shares the home with the layers. */
+  protected override checkId(id: unknown): asserts id is string {
+    checkId(id);
+  }
+
+  protected override reserved(name: string): boolean {
+    return name === LINK_DIR;
   }
 
   status(): Array<[string, string]> {
     return [
-      ['Backing Filesystem', this.#backingFs],
+      ['Backing Filesystem', this.backingFs],
       ['Mount Method', this.mountMethod === 'fsconfig' ? 'fsconfig (new mount API, one lowerdir+ per layer)' : 'mount(2) data with short links'],
       ['Max Stack Depth', String(this.mountMethod === 'fsconfig' ? MAX_STACK : 500)],
     ];
@@ -160,7 +136,7 @@ export class Overlay2Driver implements StoreDriver {
 
   async exists(id: string): Promise<boolean> {
     checkId(id);
-    return (await lstatOrUndefined(dirsOf(this.home, id).dir))?.isDirectory() ?? false;
+    return this.hasLayerDir(id);
   }
 
   createReadWrite(id: string, parent?: string, opts?: CreateOptions): Promise<void> {
@@ -173,9 +149,9 @@ export class Overlay2Driver implements StoreDriver {
 
   async #create(id: string, parent: string | undefined, opts: CreateOptions, container: boolean): Promise<void> {
     checkId(id);
-    const parentId = checkParent(parent);
+    const parentId = this.checkParent(parent);
     if (opts.storageOpt !== undefined && Object.keys(opts.storageOpt).length > 0) throw new InvalidOptionError('--storage-opt is not supported for overlay2');
-    await this.#state.layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
+    await this.withLayerLocks(id, parentId, async () => {
       let lower: string[] = [];
       let diffMode = 0o755;
       if (parentId !== undefined) {
@@ -186,19 +162,13 @@ export class Overlay2Driver implements StoreDriver {
         diffMode = ((await lstatOrUndefined(p.diff))?.mode ?? 0o755) & 0o7777;
       }
       const d = dirsOf(this.home, id);
-      try {
-        await mkdir(d.dir, { mode: 0o700 });
-      } catch (err) {
-        if (isSystemError(err, 'EEXIST')) throw new LayerExistsError(id);
-        throw err;
-      }
+      await this.makeLayerDir(id);
       let link: string | undefined;
       try {
-        await this.#chown(d.dir);
-        await this.#mkdirAs(d.diff, diffMode);
-        await this.#mkdirAs(d.work, 0o700);
-        await this.#mkdirAs(d.merged, 0o700);
-        if (lower.length === 0) await this.#mkdirAs(d.empty, 0o700);
+        await this.mkdirAs(d.diff, diffMode);
+        await this.mkdirAs(d.work, 0o700);
+        await this.mkdirAs(d.merged, 0o700);
+        if (lower.length === 0) await this.mkdirAs(d.empty, 0o700);
         else await writeFile(d.lowerFile, lower.map((s) => `${LINK_DIR}/${s}`).join(':'), { mode: 0o644, flag: 'wx' });
         if (container) await writeFile(d.containerFile, '', { mode: 0o644, flag: 'wx' });
         for (;;) {
@@ -221,109 +191,65 @@ export class Overlay2Driver implements StoreDriver {
     });
   }
 
-  async remove(id: string): Promise<void> {
-    checkId(id);
-    await this.#state.layerLocks.runAll(this.#lockKeys(id, undefined), async () => {
-      const d = dirsOf(this.home, id);
-      if (!(await this.exists(id))) throw new LayerNotFoundError(id);
-      await this.#state.mounts.withLock(d.merged, async (references) => {
-        if (references > 0) throw new LayerInUseError(id, `mounted at ${d.merged}`);
-        const below = await mountPointsUnder(d.dir);
-        if (below.length > 0) throw new LayerInUseError(id, `${below[0]} is a mount point`);
-        const users = await this.#layersOn(id);
-        if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} stands on it`);
-        // The short link first, as c/s: never two links to one layer, never a link into a half-removed one.
-        const short = await readShortName(this.home, id).catch(() => undefined);
-        if (short !== undefined) await unlink(shortPath(this.home, short)).catch(() => undefined);
-        await native.removeTree(d.dir);
-      });
-    });
+  /** The short link first, as c/s: never two links to one layer, never a link into a half-removed one. */
+  protected override async removeLayerDir(id: string): Promise<void> {
+    const short = await readShortName(this.home, id).catch(() => undefined);
+    if (short !== undefined) await unlink(shortPath(this.home, short)).catch(() => undefined);
+    await super.removeLayerDir(id);
   }
 
   /** Layers whose lower file starts with `id`'s short link. */
-  async #layersOn(id: string): Promise<string[]> {
+  protected async layersOn(id: string): Promise<string[]> {
     const short = await readShortName(this.home, id).catch(() => undefined);
     if (short === undefined) return [];
     const prefix = `${LINK_DIR}/${short}`;
-    const names = await readdir(this.home);
-    const found = await Promise.all(
-      names.map(async (name) => {
-        if (name === id || name === LINK_DIR) return undefined;
-        const content = await readFile(join(this.home, name, 'lower'), 'latin1').catch(() => undefined);
-        return content !== undefined && (content === prefix || content.startsWith(prefix + ':')) ? name : undefined;
-      }),
-    );
-    return found.filter((n): n is string => n !== undefined);
+    return this.layersWith(id, 'lower', (content) => {
+      const text = content.toString('latin1');
+      return text === prefix || text.startsWith(prefix + ':');
+    });
   }
 
-  /** Mounts the layer on its merged/ (no counting). */
-  async #mount(l: Overlay2Layer, mountLabel: string | undefined): Promise<void> {
+  /**
+   * Mounts the layer on its merged/ (no counting): read-write with diff/ as upper, or
+   * (`readOnly`) its whole stack as lowers. `after`: made in the mount's native job.
+   */
+  async #mount(l: Overlay2Layer, mountLabel: string | undefined, readOnly: boolean, after?: FileChange): Promise<void> {
     const label = mountLabel !== undefined ? { mountLabel } : {};
-    if (l.container) {
-      await mountStack(this.mountMethod, this.home, l.merged, { lowers: l.lowers.length > 0 ? l.lowers : [l.empty], upper: l.diff, work: l.work, ...label });
+    if (!readOnly) {
+      await mountStack(this.mountMethod, this.home, l.merged, { lowers: l.lowers.length > 0 ? l.lowers : [l.empty], upper: l.diff, work: l.work, ...label }, after);
       try {
-        await chown(join(l.work, 'work'), this.#owner.uid, this.#owner.gid);
+        await chown(join(l.work, 'work'), this.owner.uid, this.owner.gid);
       } catch (err) {
         await unmountQuietly(l.merged);
         throw err;
       }
     } else {
-      await this.mountView(l, l.merged, mountLabel);
+      await this.mountView(l, l.merged, mountLabel, after);
     }
   }
 
   /** A read-only overlay of the layer's whole stack on `target`. */
-  mountView(l: Overlay2Layer, target: string, mountLabel?: string): Promise<void> {
+  mountView(l: Overlay2Layer, target: string, mountLabel?: string, after?: FileChange): Promise<void> {
     // A read-only overlay needs two lowers: a base layer adds its empty dir.
     const lowers = [l.diff, ...(l.lowers.length > 0 ? l.lowers : [l.empty])];
-    return mountStack(this.mountMethod, this.home, target, { lowers, ...(mountLabel !== undefined ? { mountLabel } : {}) });
+    return mountStack(this.mountMethod, this.home, target, { lowers, ...(mountLabel !== undefined ? { mountLabel } : {}) }, after);
   }
 
   async get(id: string, opts: GetOptions = {}): Promise<string> {
     const l = await this.layer(id);
-    await this.#state.mounts.acquire(l.merged, () => this.#mount(l, opts.mountLabel));
-    this.#held.set(l.merged, (this.#held.get(l.merged) ?? 0) + 1);
+    await this.state.mounts.acquire(l.merged, () => this.#mount(l, opts.mountLabel, false));
+    this.hold(l.merged);
     return l.merged;
-  }
-
-  async put(id: string, opts: PutOptions = {}): Promise<void> {
-    checkId(id);
-    const merged = dirsOf(this.home, id).merged;
-    const released = await this.#release(merged, opts.lazy === true);
-    if (!released && !(await this.exists(id))) throw new LayerNotFoundError(id);
-  }
-
-  async #release(merged: string, lazy = false): Promise<boolean> {
-    const left = await this.#state.mounts.release(merged, () => native.unmount(merged, lazy ? native.constants.MNT_DETACH : 0));
-    const held = this.#held.get(merged) ?? 0;
-    if (held > 1) this.#held.set(merged, held - 1);
-    else this.#held.delete(merged);
-    return left !== undefined;
-  }
-
-  async cleanup(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const [merged, count] of [...this.#held]) {
-      for (let i = 0; i < count; i++) await this.#release(merged).catch((err: unknown) => errors.push(err));
-    }
-    if (!this.#cleanedUp) {
-      this.#cleanedUp = true;
-      await releaseHomeMount(this.#state).catch((err: unknown) => errors.push(err));
-    }
-    if (errors.length === 1) throw errors[0];
-    if (errors.length > 1) throw new AggregateError(errors, 'overlay2 cleanup: some mounts could not be released');
   }
 
   async applyDiff(id: string, parent: string | undefined, diff: DiffSource, opts: ApplyDiffOptions = {}): Promise<number> {
     checkId(id);
-    const parentId = checkParent(parent);
-    return this.#state.layerLocks.runAll(this.#lockKeys(id, parentId), async () => {
+    const parentId = this.checkParent(parent);
+    return this.withLayerLocks(id, parentId, async () => {
       const l = await this.layer(id);
       if (parentId !== undefined && !(await this.exists(parentId))) throw new LayerNotFoundError(parentId);
-      return this.#state.mounts.withLock(l.merged, async (references) => {
-        if (references > 0) throw new LayerInUseError(id, `mounted at ${l.merged}`);
-        const users = await this.#layersOn(id);
-        if (users.length > 0) throw new LayerInUseError(id, `layer ${JSON.stringify(users[0])} stands on it`);
+      return this.whileUnheld(id, async () => {
+        await this.refuseStoodOn(id);
         if (opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal.reason });
         return this.#applyStaged(l, diff, opts);
       });
@@ -335,12 +261,7 @@ export class Overlay2Driver implements StoreDriver {
     try {
       const upper = join(staging, 'upper');
       await mkdir(upper);
-      const st = await lstatOrUndefined(l.diff);
-      if ((await readdir(l.diff)).length > 0) await native.copyTree(l.diff, upper, { mode: 'hardlink', ...(opts.signal ? { signal: opts.signal } : {}) });
-      if (st) {
-        await chown(upper, st.uid, st.gid);
-        await chmod(upper, st.mode & 0o7777);
-      }
+      await copyInto(l.diff, upper, 'hardlink', opts.signal);
       const applyOpts = { ...opts, uidMaps: this.uidMaps, gidMaps: this.gidMaps };
       let bytes: number;
       if (l.lowers.length === 0) {
@@ -348,11 +269,11 @@ export class Overlay2Driver implements StoreDriver {
       } else {
         const work = join(staging, 'work');
         const merged = join(staging, 'merged');
-        await this.#mkdirAs(work, 0o700);
-        await this.#mkdirAs(merged, 0o700);
+        await this.mkdirAs(work, 0o700);
+        await this.mkdirAs(merged, 0o700);
         await mountStack(this.mountMethod, this.home, merged, { lowers: l.lowers, upper, work });
         try {
-          await chown(join(work, 'work'), this.#owner.uid, this.#owner.gid);
+          await chown(join(work, 'work'), this.owner.uid, this.owner.gid);
           bytes = await applyTar(merged, diff, applyOpts);
         } finally {
           await unmountQuietly(merged);
@@ -365,45 +286,9 @@ export class Overlay2Driver implements StoreDriver {
     }
   }
 
-  /** A staging dir inside the layer's dir (swept by the next init once this process is gone). */
-  async newStaging(id: string): Promise<string> {
-    const staging = await mkdtemp(join(dirsOf(this.home, id).dir, `${STAGING_PREFIX}${process.pid}-`));
-    this.#state.staging.add(staging);
-    await this.#chown(staging);
-    return staging;
-  }
-
-  async dropStaging(staging: string): Promise<void> {
-    for (const m of (await mountPointsUnder(staging)).reverse()) await unmountQuietly(m);
-    await native.removeTree(staging).catch((err: unknown) => {
-      if (!isSystemError(err, 'ENOENT')) throw err;
-    });
-    this.#state.staging.delete(staging);
-  }
-
-  diff(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Readable> {
-    checkId(id);
-    const parentId = checkParent(parent);
-    return exporting(this).then(({ naive, view }) => naive.diff(view, id, parentId, opts));
-  }
-
-  writeDiff(id: string, parent: string | undefined, fd: number, opts: LongOperationOptions = {}): Promise<number> {
-    checkId(id);
-    if (!Number.isInteger(fd) || fd < 0) throw new InvalidOptionError(`writeDiff needs an open file descriptor, not ${String(fd)}`);
-    const parentId = checkParent(parent);
-    return exporting(this).then(({ naive, view }) => naive.writeDiff(view, id, parentId, fd, opts));
-  }
-
-  changes(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<Change[]> {
-    checkId(id);
-    const parentId = checkParent(parent);
-    return exporting(this).then(({ naive, view }) => naive.changes(view, id, parentId, opts));
-  }
-
-  diffSize(id: string, parent?: string, opts: LongOperationOptions = {}): Promise<number> {
-    checkId(id);
-    const parentId = checkParent(parent);
-    return exporting(this).then(({ naive, view }) => naive.diffSize(view, id, parentId, opts));
+  /** The naive diff reads read-only views, and a layer against its own parent from diff/ (diff.ts, loaded with the exporter). */
+  protected async layerTrees(): Promise<LayerTrees> {
+    return (await import('./diff.js')).diffView(this);
   }
 
   // --- What a store asks (lib/drivers/store-driver.ts). Every overlay2 layer needs a
@@ -423,69 +308,46 @@ export class Overlay2Driver implements StoreDriver {
     return { state: 'container', path: l.merged, lowerId: l.parent, lowerMissing, mounted: await isOverlayMounted(l.merged) };
   }
 
-  async mountLayer(id: string, opts: GetOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<string> {
+  async mountLayer(id: string, opts: GetOptions = {}, { known, references }: MountHandoff = {}): Promise<string> {
     const l = await this.layer(id);
     // No references (own or foreign) means nothing mounted there: the counter has just looked, or was told.
-    await this.#state.mounts.withLock(
+    await this.state.mounts.withLock(
       l.merged,
-      async (references) => {
-        if (references === 0) await this.#mount(l, opts.mountLabel);
-        if (record === undefined) return;
-        try {
-          await native.applyFileChange(record);
-        } catch (err) {
-          if (references === 0) await unmountQuietly(l.merged);
-          throw err;
-        }
+      async (count) => {
+        // The store's image layers are read-only: what it recorded of them stays true.
+        if (count === 0) await this.#mount(l, opts.mountLabel, !l.container, references);
+        else if (references !== undefined) await native.applyFileChange(references);
       },
       knownMounted(known),
     );
     return l.merged;
   }
 
-  async unmountLayer(id: string, opts: PutOptions = {}, known?: LayerOnDisk, record?: FileChange): Promise<void> {
+  async unmountLayer(id: string, opts: PutOptions = {}, { known, references }: MountHandoff = {}): Promise<void> {
     checkId(id);
     const merged = dirsOf(this.home, id).merged;
-    await this.#state.mounts.withLock(
+    await this.state.mounts.withLock(
       merged,
-      async (references) => {
-        if (record !== undefined) await native.applyFileChange(record);
-        if (references > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0);
+      async (count) => {
+        if (count > 0) await native.unmount(merged, opts.lazy === true ? native.constants.MNT_DETACH : 0, references);
+        else if (references !== undefined) await native.applyFileChange(references);
       },
       knownMounted(known),
     );
   }
 
-  async layerIds(): Promise<string[]> {
-    const entries = await readdir(this.home, { withFileTypes: true });
-    return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR).map((e) => e.name);
-  }
-
-  async destroy(id: string): Promise<void> {
+  override async destroy(id: string): Promise<void> {
     checkId(id);
-    const dir = dirsOf(this.home, id).dir;
-    for (const m of (await mountPointsUnder(dir)).reverse()) await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
     // Every link into it, its link file or not (a create killed before writing it).
     for (const short of await readdir(join(this.home, LINK_DIR)).catch(() => [] as string[])) {
       if ((await idOfShortName(this.home, short).catch(() => undefined)) === id) await unlink(shortPath(this.home, short)).catch(() => undefined);
     }
-    await native.removeTree(dir).catch((err: unknown) => {
-      if (!isSystemError(err, 'ENOENT')) throw err;
-    });
+    await super.destroy(id);
   }
 
   /** Staging dirs of processes that are gone, and short links to no finished layer. */
   async leftovers(): Promise<string[]> {
-    const entries = await readdir(this.home, { withFileTypes: true });
-    const staging = await Promise.all(
-      entries
-        .filter((e) => e.isDirectory() && e.name !== LINK_DIR)
-        .map(async (e) => {
-          const dir = join(this.home, e.name);
-          const names = await readdir(dir).catch(() => [] as string[]);
-          return names.filter((n) => n.startsWith(STAGING_PREFIX) && !stagingInUse(join(dir, n), n, this.#state.staging)).map((n) => join(dir, n));
-        }),
-    );
+    const staging = await staleStaging(this.home, this.state.staging, { skip: (name) => this.reserved(name) });
     const links = await readdir(join(this.home, LINK_DIR)).catch(() => [] as string[]);
     // A link into a layer dir that is gone (a remove or a failed create killed midway).
     // One into a dir without its link file may be a create in progress: destroy() takes it.
@@ -496,7 +358,7 @@ export class Overlay2Driver implements StoreDriver {
         return join(this.home, LINK_DIR, short);
       }),
     );
-    return [...staging.flat(), ...stale.filter((p): p is string => p !== undefined)];
+    return [...staging, ...stale.filter((p): p is string => p !== undefined)];
   }
 
   async removeLeftovers(): Promise<void> {
@@ -509,19 +371,4 @@ export class Overlay2Driver implements StoreDriver {
       await native.removeTree(path).catch(() => rm(path, { recursive: true, force: true }));
     }
   }
-
-  #lockKeys(id: string, parentId: string | undefined): string[] {
-    return [id, ...(parentId === undefined ? [] : [parentId])].map((i) => dirsOf(this.home, i).dir);
-  }
-
-  async #mkdirAs(path: string, mode: number): Promise<void> {
-    await mkdir(path);
-    await chmod(path, mode);
-    await this.#chown(path);
-  }
-
-  #chown(path: string): Promise<void> {
-    return chown(path, this.#owner.uid, this.#owner.gid);
-  }
 }
-

@@ -1,17 +1,20 @@
-// The driver's home: the checks the seed's Init makes before using it, creating it
-// owned by the mapped root, its private bind mount (one per home per process, never
-// stacked), and the sweep of what a killed process left behind.
+// A driver's home (the directory a driver keeps its layers in: <store home>/<driver>),
+// for every driver: the checks the seed's Init makes before using it (overlay support,
+// the privilege to mount, the backing filesystem), creating it owned by the mapped
+// root, and the private bind mount of a driver that mounts (one per home per process,
+// never stacked). What this process knows of a home lives in home-state.ts.
 import { execFile } from 'node:child_process';
-import { chown, lstat, mkdir, readFile, readdir, realpath, rm, rmdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import * as native from '../../native.js';
-import { IncompatibleFsError, NotSupportedError, isSystemError } from '../../errors.js';
-import { fsMagic, fsName, incompatibleBackingFs, pseudoFs } from '../../fs-magic.js';
-import type { IdPair } from '../../idmap.js';
-import { isMountPoint, mountPointsUnder, readMountInfo } from '../../mountinfo.js';
-import type { DriverHome } from '../driver-home.js';
-import { STAGING_PREFIX, layerDirs, stagingInUse } from './layout.js';
+import { chown, lstat, mkdir, readFile, realpath, rmdir, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import * as native from '../native.js';
+import { IncompatibleFsError, NotSupportedError, isSystemError } from '../errors.js';
+import { fsMagic, fsName, incompatibleBackingFs, pseudoFs } from '../fs-magic.js';
+import type { IdPair } from '../idmap.js';
+import { isMountPoint, readMountInfo } from '../mountinfo.js';
+import type { HomeState } from './home-state.js';
 
+// A fact about the kernel, the same for every home: asked once per process (a failed
+// answer is not kept, so a later modprobe may still succeed).
 let overlaySupport: Promise<void> | undefined;
 
 const overlayListed = async (): Promise<boolean> => (await readFile('/proc/filesystems', 'utf8')).split('\n').includes('nodev\toverlay');
@@ -122,7 +125,7 @@ export async function removeCreated(created: readonly string[]): Promise<void> {
  * mount. Two processes binding a fresh home at the very same moment could still stack
  * two (there is no cross-process lock here); either unmount leaves a working home.
  */
-export function acquireHomeMount(state: DriverHome): Promise<void> {
+export function acquireHomeMount(state: HomeState): Promise<void> {
   const home = state.path;
   return state.bindLock.run(home, async () => {
     if (state.bind !== undefined) {
@@ -142,7 +145,7 @@ export function acquireHomeMount(state: DriverHome): Promise<void> {
 }
 
 /** Drops one driver's use of the home mount; the last user in the process unmounts it, unless it is busy (others' mounts below it). */
-export function releaseHomeMount(state: DriverHome): Promise<void> {
+export function releaseHomeMount(state: HomeState): Promise<void> {
   const home = state.path;
   return state.bindLock.run(home, async () => {
     const known = state.bind;
@@ -168,44 +171,33 @@ async function isSelfBind(home: string): Promise<boolean> {
   return top !== undefined && parent !== undefined && top.device === parent.device && top.root !== '/';
 }
 
-/**
- * What an interrupted applyDiff left: staging dirs (tmproot*) of processes that are
- * gone and, in a layer that already has its root/, the upper/work/merged/lower-id the
- * finished applyDiff did not get to remove (unless merged/ is mounted).
- */
-export async function findLeftovers(home: string, staging: ReadonlySet<string>): Promise<string[]> {
-  const mountsBelow = (await mountPointsUnder(home)).filter((m) => m !== home);
-  const entries = await readdir(home, { withFileTypes: true });
-  const found = await Promise.all(
-    entries
-      .filter((e) => e.isDirectory())
-      .map(async (e) => {
-        const dir = join(home, e.name);
-        const names = await readdir(dir).catch(() => [] as string[]);
-        const stale = names.filter((n) => n.startsWith(STAGING_PREFIX) && !stagingInUse(join(dir, n), n, staging)).map((n) => join(dir, n));
-        if (!names.includes('root')) return stale;
-        const paths = layerDirs(home, e.name);
-        if (mountsBelow.includes(paths.merged)) return stale; // mounted: leave it to its user
-        return [...stale, ...[paths.upper, paths.work, paths.merged, paths.lowerIdFile].filter((p) => names.includes(p.slice(dir.length + 1)))];
-      }),
-  );
-  return found.flat();
-}
-
-/** Removes what findLeftovers finds, first unmounting any mount a killed process left in a staging dir. */
-export async function removeLeftovers(home: string, staging: ReadonlySet<string>): Promise<void> {
-  const leftovers = await findLeftovers(home, staging);
-  if (leftovers.length === 0) return;
-  const mountsBelow = await mountPointsUnder(home);
-  for (const path of leftovers) {
-    for (const m of mountsBelow.filter((m) => m === path || m.startsWith(path + '/'))) {
-      await native.unmount(m, native.constants.MNT_DETACH).catch(() => undefined);
-    }
-    await rm(path, { recursive: true, force: true });
-  }
-}
-
 /** realpath of a home that exists. */
 export function canonicalHome(home: string): Promise<string> {
   return realpath(home);
+}
+
+/**
+ * Whether an overlay driver (overlay, overlay2) can live at `home` (which need not
+ * exist yet): overlay support, the privilege to mount, the backing filesystem. Creates
+ * nothing, so a refused home leaves no trace (a Store runs it before making its own
+ * directories). Resolves to the backing filesystem's name.
+ */
+export async function checkOverlayHome(home: string): Promise<string> {
+  // Checked side by side, reported in the seed's order (no overlay before a wrong
+  // filesystem), missing privileges before the filesystem (whose check may itself be
+  // refused EACCES without them).
+  const [overlay, privilege, fs] = await Promise.allSettled([supportsOverlay(), checkMountPrivilege(), checkBackingFs(resolve(home))]);
+  if (overlay.status === 'rejected') throw overlay.reason;
+  if (privilege.status === 'rejected') throw privilege.reason;
+  if (fs.status === 'rejected') throw fs.reason;
+  return fs.value;
+}
+
+/** Whether a vfs driver can live at `home`: any real filesystem (not /proc or /sys); creates nothing. */
+export async function checkVfsHome(home: string): Promise<string> {
+  return checkBackingFs(resolve(home)).catch((err: unknown) => {
+    // Only pseudo filesystems are refused: vfs needs no overlay, so btrfs, zfs or an overlay are fine.
+    if (err instanceof IncompatibleFsError && !['proc', 'sysfs'].includes(err.filesystem)) return err.filesystem;
+    throw err;
+  });
 }

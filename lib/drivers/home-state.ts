@@ -1,14 +1,13 @@
 // What this process knows of one driver home, in one object (moby's overlay2 keeps
 // the same in its Driver value): the mount references, the per-layer locks, the home's
-// own bind mount and the staging dirs in use. Every driver on a home (overlay, overlay2
-// or vfs, each on its own home) shares its object, as it shares the disk and the
-// mounts: a layer mounted through one driver is counted, locked and swept alike
-// through another. Besides this registry, the driver
-// keeps at module level only facts about the kernel (overlay support, accepted mount
-// options) and the lower-id cache, keyed by file identity.
+// own bind mount, the staging dirs in use and the get() holds of a driver that mounts
+// nothing. Every driver object on a home shares it, as it shares the disk and the
+// mounts: a layer mounted through one driver object is counted, locked and swept alike
+// through another.
 import { isMissing } from '../errors.js';
 import { FsMagic, fsMagic } from '../fs-magic.js';
-import { KeyedLock, MountCounter } from '../mount-counter.js';
+import { KeyedLock } from '../keyed-lock.js';
+import { MountCounter } from '../mount-counter.js';
 
 /** True when an overlay is mounted on `path`. */
 export async function isOverlayMounted(path: string): Promise<boolean> {
@@ -20,7 +19,7 @@ export async function isOverlayMounted(path: string): Promise<boolean> {
   }
 }
 
-export class DriverHome {
+export class HomeState {
   /** The canonical (realpath) home. */
   readonly path: string;
   /** This process's references per mount path (lib/mount-counter.ts). */
@@ -41,13 +40,16 @@ export class DriverHome {
   }
 }
 
-const homes = new Map<string, DriverHome>();
+// Module-level on purpose: the state of a home must be one per process whoever opens a
+// driver on it (two Stores on one home share their mounts and locks). An entry lives as
+// long as the process; it holds counters and sets, emptied as the drivers release.
+const homes = new Map<string, HomeState>();
 
 /** The one object for the canonical home `path` in this process. */
-export function driverHome(path: string): DriverHome {
+export function homeState(path: string): HomeState {
   let home = homes.get(path);
   if (home === undefined) {
-    home = new DriverHome(path);
+    home = new HomeState(path);
     homes.set(path, home);
   }
   return home;
