@@ -31,7 +31,6 @@ export const version: Command = {
   example: "ogd version --format '{{.Kernel}}'",
   options: { format: formatFlag },
   positionals: [0, 0],
-  needsHome: false,
   async run(ctx, _args, values) {
     const v = await versionInfo();
     // The document --version --json prints; a template's fields match ignoring case ({{.Ogd}}).

@@ -54,7 +54,6 @@ export const login: Command = {
     ...authfileOption,
   },
   positionals: [1, 1],
-  needsHome: false,
   async run(ctx, [registry], values) {
     const tls = stringOption(values, 'tls-verify');
     if (tls !== undefined && tls !== 'true' && tls !== 'false') throw new UsageError('--tls-verify takes true or false (--tls-verify=false)', this);
@@ -109,7 +108,6 @@ export const logout: Command = {
     ...authfileOption,
   },
   positionals: [0, 1],
-  needsHome: false,
   async run(ctx, [registry], values) {
     const all = values['all'] === true;
     if (registry === undefined && !all) throw new UsageError('name a registry, or -a for all', this);
