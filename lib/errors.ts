@@ -195,6 +195,16 @@ export class RegistryError extends GraphDriverError {
   }
 }
 
+/** A file of the store's own (a layer or image record, a reference) that is not what the store writes: `.path` names it, the message says what is wrong. */
+export class DamagedRecordError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_DAMAGED_RECORD';
+  readonly path: string;
+  constructor(path: string, reason: string, options?: ErrorOptions) {
+    super(DamagedRecordError.code, `${path} is damaged: ${reason} (ogd check --repair rebuilds it or moves it to lost+found)`, options);
+    this.path = path;
+  }
+}
+
 /** A Node-style system error (from node:fs or the addon). */
 export interface SystemError extends Error {
   code: string;

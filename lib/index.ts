@@ -5,6 +5,7 @@ export { checkStoreHome, openStore } from './store/store.js';
 export { openLayer } from './archive/compression.js';
 export type { Compression, LayerFormat, OpenedLayer } from './archive/compression.js';
 export type {
+  CheckOptions,
   CheckReport,
   CleanupOptions,
   CleanupResult,
@@ -17,6 +18,7 @@ export type {
   MountHolder,
   Problem,
   ProblemKind,
+  RepairOptions,
   RepairReport,
   Store,
   StoreCreateOptions,
@@ -56,6 +58,7 @@ export {
   GraphDriverError,
   IncompatibleFsError,
   ImageInUseError,
+  DamagedRecordError,
   ImageNotFoundError,
   InvalidArchiveError,
   InvalidIdError,

@@ -177,6 +177,10 @@ test('ogd check finds planted damage and --repair fixes each', async (t) => {
   const repaired = await cli('check', '--repair');
   assert.equal(repaired.code, 0, repaired.stdout + repaired.stderr);
   assert.equal((repaired.stdout.match(/^repaired:/gm) ?? []).length, 4);
+  // The container that can never be mounted again is kept in lost+found, not deleted.
+  const lost = await readdir(join(home, 'lost+found'));
+  assert.ok(lost.some((n) => n.endsWith('-layer-orphan')), lost.join(', '));
+  assert.match(repaired.stdout, /"orphan" stands on "lower", which is gone.*moved to .*lost\+found/);
   assert.equal((await cli('check')).code, 0);
   assert.ok(!(await mountPoints()).includes(join(home, 'overlay/c1/merged')), "the dead holder's mount is gone");
   const ls = JSON.parse((await cli('--json', 'ls')).stdout) as Array<{ id: string }>;
@@ -262,6 +266,28 @@ test("the mount references live on the store's own tmpfs: mounted once for every
   assert.deepEqual(await runMounts(), []);
 });
 
+test('a store closed here while another process had it open, opened again after that one released the home, binds the home again', async (t) => {
+  if (skipUnlessRoot(t)) return;
+  const { home, cli } = await setup(t);
+  const driverHome = join(home, 'overlay');
+  const homeMounts = async () => (await readMountInfo()).filter((m) => m.mountPoint === driverHome);
+  const srv = await server(t, home, 'c1');
+  const first = await openStore(home);
+  assert.equal((await first.cleanup()).homeReleased, false, 'the other process has the store open');
+  await srv.kill();
+  assert.equal((await cli('cleanup')).code, 0);
+  assert.deepEqual(await homeMounts(), [], 'the last process released the home');
+
+  const again = await openStore(home);
+  const path = await again.mount('c1');
+  assert.equal((await homeMounts()).length, 1, 'the home is a mount point again');
+  assert.deepEqual((await again.check()).problems, []);
+  assert.ok((await mountPoints()).includes(path));
+  await again.unmount('c1');
+  assert.equal((await again.cleanup()).homeReleased, true);
+  assert.deepEqual(await homeMounts(), [], 'and released at the end: no stale use counted');
+});
+
 test('a mount the kernel refuses leaves no reference behind, and the layer mounts after', async (t) => {
   if (skipUnlessRoot(t)) return;
   if (existsSync('/sys/fs/selinux/enforce')) return t.skip('SELinux is enabled here: the label would be accepted');
@@ -305,6 +331,11 @@ test('a fifo or junk where a record or a reference belongs never hangs the store
   } finally {
     await s.cleanup({ force: true });
   }
+  // The fifo in home/layers is no record: check says so, repair moves it aside.
+  const found = await cli('check');
+  assert.notEqual(found.code, 0);
+  assert.match(found.stdout, /damaged-record.*layers\/x is not a layer record: it is not a regular file/);
+  assert.equal((await cli('check', '--repair')).code, 0);
   assert.equal((await cli('check')).code, 0);
 });
 

@@ -122,3 +122,16 @@ test('the rule holds against planted violations (the check can fail)', () => {
   assert.equal(violations(planted).length, planted.length, violations(planted).join('\n'));
   assert.deepEqual(violations([['lib/drivers/vfs/driver.ts', 'lib/drivers/staging.ts'], ['lib/store/store.ts', 'lib/drivers/create-driver.ts']]), []);
 });
+
+test('examples/ reach the library only by the package name, as a user would', async () => {
+  const wrong: string[] = [];
+  for (const file of await sources('examples')) {
+    const text = await readFile(join(root, file), 'utf8');
+    for (const m of text.matchAll(/(?:from\s+|import\(\s*)'([^']*)'/g)) {
+      const spec = m[1]!;
+      const outside = spec.startsWith('.') && relative('examples', join(dirname(file), spec)).startsWith('..');
+      if (outside || (!spec.startsWith('.') && !spec.startsWith('node:') && !/^overlay-graphdriver(\/|$)/.test(spec))) wrong.push(`${file}: ${spec}`);
+    }
+  }
+  assert.deepEqual(wrong, [], 'example files importing past the package exports');
+});

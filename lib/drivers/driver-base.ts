@@ -12,7 +12,7 @@
 // - the export, as NewNaiveDiffDriver: diff, writeDiff, changes and diffSize on the
 //   driver's layerTrees() (naive-diff.ts), each loaded on first use, so a process that
 //   only mounts does not load the exporter.
-import { chmod, chown, mkdir, readFile, readdir } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as native from '../native.js';
@@ -181,7 +181,8 @@ export abstract class DriverBase {
     const found = await Promise.all(
       names.map(async (n) => {
         if (n === id || this.reserved(n)) return undefined;
-        const content = await readFile(join(this.home, n, name)).catch(() => undefined);
+        // Non-blocking, regular, bounded: a fifo planted there is no wait.
+        const content = await native.readSmallFile(join(this.home, n, name)).catch(() => undefined);
         return content !== undefined && test(content) ? n : undefined;
       }),
     );

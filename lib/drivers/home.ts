@@ -128,11 +128,15 @@ export async function removeCreated(created: readonly string[]): Promise<void> {
 export function acquireHomeMount(state: HomeState): Promise<void> {
   const home = state.path;
   return state.bindLock.run(home, async () => {
-    if (state.bind !== undefined) {
+    const wasMountPoint = await isMountPoint(home);
+    // The kernel's table wins over what this process remembers: a store closed here while
+    // another process had it open kept its use of the home, and the other process, the
+    // last to close the store, unmounted the home since. Then the uses counted here are
+    // stale ones: a store still open here would have kept the other from unmounting it.
+    if (state.bind !== undefined && wasMountPoint) {
       state.bind.users++;
       return;
     }
-    const wasMountPoint = await isMountPoint(home);
     if (!wasMountPoint) await native.mount(home, home, '', native.constants.MS_BIND);
     try {
       await native.mount('none', home, '', native.constants.MS_PRIVATE);

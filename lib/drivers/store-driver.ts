@@ -56,6 +56,8 @@ export interface StoreDriver extends Driver {
   mountLayer(id: string, opts?: GetOptions, handoff?: MountHandoff): Promise<string>;
   /** Unmounts the layer when it is mounted (no counting); `lazy` detaches a busy mount. */
   unmountLayer(id: string, opts?: PutOptions, handoff?: MountHandoff): Promise<void>;
+  /** Writes a container layer's damaged link to its lower layer again from `parent` (the store's record); false when it cannot. Optional: repair sets such a layer aside without it. */
+  restoreLower?(id: string, parent: string): Promise<boolean>;
   /** The ids that have a directory in the driver's home. */
   layerIds(): Promise<string[]>;
   /** Deletes a layer's directory whatever its state, unmounting anything below it first. */

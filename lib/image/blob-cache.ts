@@ -140,6 +140,22 @@ export class BlobCache {
   }
 
   /**
+   * Whether the cached blob is whole: `size` bytes that hash to its digest (read end
+   * to end). A push sends a kept blob only after this: a flipped bit on disk must not
+   * reach a registry under the old digest.
+   */
+  async intact(digest: Digest, size: number): Promise<boolean> {
+    if (!(await this.has(digest, size))) return false;
+    const hash = createHash(digestAlgorithm(digest));
+    try {
+      await pipeline(createReadStream(this.path(digest)), hash);
+    } catch {
+      return false;
+    }
+    return `${digestAlgorithm(digest)}:${hash.digest('hex')}` === digest;
+  }
+
+  /**
    * Makes sure the blob is cached and verified, fetching what is missing with `get`;
    * resolves to its path. `onBytes` hears of every chunk received. A digest or size
    * mismatch throws DigestMismatchError and drops the partial file; an abort or a

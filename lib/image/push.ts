@@ -5,8 +5,10 @@
 // compressed (gzip by default, zstd, or none) into the blob cache while its diff_id
 // and blob digest are computed, and the config's diff_ids are set to what was made
 // (the driver's tar holds the same tree, not necessarily the same bytes). Blobs the
-// destination has (HEAD, or a file in the layout) are not sent again.
+// destination has (HEAD, or a file in the layout) are not sent again. A kept blob is
+// hashed before it is reused: a corrupt one is dropped and its layer made again.
 import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { Readable, pipeline as streamPipeline } from 'node:stream';
 import { InvalidReferenceError } from '../errors.js';
 import { createCompressor, type Compression } from '../archive/compression.js';
@@ -85,8 +87,12 @@ export async function pushImage(image: PushImage | Image, dest: string | ImageRe
   const diffIds: Digest[] = [];
   let reusedAll = true;
   for (const l of image.layers) {
-    const reuse =
+    const cached =
       l.blob !== undefined && l.diffId !== undefined && (opts.compression === undefined || compressionOf(l.blob.mediaType) === opts.compression) && (await cache.has(l.blob.digest, l.blob.size));
+    // A kept blob is read through once before it is sent: one whose bytes no longer hash
+    // to its digest is dropped, and the layer is made again from the driver below.
+    const reuse = cached && (await cache.intact(l.blob!.digest, l.blob!.size));
+    if (cached && !reuse) await unlink(cache.path(l.blob!.digest)).catch(() => undefined);
     if (reuse) {
       layerBlobs.push({ desc: l.blob!, source: { from: cache.path(l.blob!.digest) } });
       diffIds.push(l.diffId!);

@@ -19,6 +19,9 @@
 //                      once every layer it names is committed
 //   home/blobs/sha256/<hex>  compressed layer blobs kept by digest (pull resumes, push reuses)
 //   home/locks/images  write while an image record is written or an image removed
+//   home/locks/blobs   read while a pull, commit or push writes blobs; write (tried) by
+//                      repair's sweep of blobs no image names
+//   home/lost+found/   what repair could not rebuild, moved aside (lib/store/lost-found.ts)
 //   home/tmp/          temp files of atomic writes, named <pid>-<random>-<n>
 //   home/incomplete/<id>  an empty marker while the layer's record says incomplete (made
 //                      before the record, removed after its commit): an open finds the
@@ -39,11 +42,12 @@
 // kill would.
 import { randomBytes } from 'node:crypto';
 import { readdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { applyFileChange, fsyncPaths, readSmallFile, syncFs, writeNewFile } from '../native.js';
 import type { FileChange } from '../native.js';
 import { processStart } from '../processes.js';
 import { killPoint } from './kill-point.js';
+import { unreadable, type Parsed } from './schema.js';
 
 export const STORE_LOCK = 'store';
 export const OPEN_LOCK = 'open';
@@ -52,6 +56,9 @@ export const OPEN_LOCK = 'open';
 export function parseJson<T>(data: Buffer | undefined): T | undefined {
   return data === undefined ? undefined : (JSON.parse(data.toString('utf8')) as T);
 }
+
+/** A record file as read: none, one that passed its schema, or a damaged one (what is wrong with it). */
+export type RecordRead<T> = { state: 'missing' } | { state: 'ok'; value: T } | { state: 'damaged'; path: string; reason: string };
 
 export class StoreFiles {
   readonly home: string;
@@ -107,12 +114,41 @@ export class StoreFiles {
     return join(this.locks, OPEN_LOCK);
   }
 
+  /** Read-held by a pull, commit or push (they write blobs before an image names them); repair's blob sweep tries it for writing. */
+  blobsLock(): string {
+    return join(this.locks, 'blobs');
+  }
+
+  /** Writes `data` to `dest` (a blob) through a temp file and a rename (both flushed in a durable store): it appears whole or not at all. */
+  async writeBlob(dest: string, data: Buffer): Promise<void> {
+    await writeNewFile(join(this.tmp, this.#tempName()), data, this.durable, dest);
+    await this.flushDirs([dirname(dest)]);
+  }
+
   // Records and references are read and written natively, one pool trip each (not
   // node:fs's four or five): they are on the path of every mount and unmount.
 
   /** The JSON in `dir/name`, or undefined when there is no such file. */
   async readJson<T>(dir: string, name: string): Promise<T | undefined> {
     return parseJson<T>(await readSmallFile(join(dir, name)));
+  }
+
+  /**
+   * The record `dir/name` checked by `parse` (lib/store/schema.ts). Read non-blocking,
+   * a regular file of at most 16 MiB: a fifo, a directory, a symlink or a huge file
+   * there is a damaged record, never a wait.
+   */
+  async readRecord<T>(dir: string, name: string, parse: (data: Buffer, file: string) => Parsed<T>): Promise<RecordRead<T>> {
+    const path = join(dir, name);
+    let data: Buffer | undefined;
+    try {
+      data = await readSmallFile(path);
+    } catch (err) {
+      return { state: 'damaged', path, reason: unreadable(err) };
+    }
+    if (data === undefined) return { state: 'missing' };
+    const parsed = parse(data, name);
+    return parsed.ok ? { state: 'ok', value: parsed.value } : { state: 'damaged', path, reason: parsed.reason };
   }
 
   /**

@@ -15,18 +15,22 @@
 // between images) or an image is removed; a pull or commit holds no store-wide lock
 // while it transfers and applies. Order: images lock, then layer locks, then the store
 // lock; recovery (which holds the store lock) only ever tries the images lock.
-import { readdir, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerNotFoundError } from '../errors.js';
-import { lock } from '../locks.js';
+import { lock, tryLock, withLock } from '../locks.js';
 import { BlobCache } from '../image/blob-cache.js';
-import { chainIds, digestHex, isDigest, parseDigest, type Digest } from '../image/digest.js';
+import { chainIds, digestHex, isDigest, layerIdOf, parseDigest, sha256Of, type Digest } from '../image/digest.js';
+import { readSmallFile } from '../native.js';
 import type { Image, LayerTarget } from '../image/image.js';
-import { parseConfig, parseManifest } from '../image/manifest.js';
+import { MAX_MANIFEST_BYTES, parseConfig, parseManifest } from '../image/manifest.js';
 import type { ImageReference } from '../image/reference.js';
+import { blobEntries } from './blobs.js';
+import type { RecordRead } from './files.js';
 import { killPoint } from './kill-point.js';
 import { uniquePrefix } from './resolve.js';
+import { MAX_NAME_BYTES, isImageId, isImageName, parseImageRecord } from './schema.js';
 import type { LayerStore } from './store.js';
 import type {
   ImageInfo,
@@ -39,22 +43,47 @@ import type {
   StorePushResult,
 } from './types.js';
 
-const MAX_NAME_BYTES = 512;
-
-/** Every image record, incomplete ones included (a record that does not parse is skipped). */
+/** Every image record, incomplete ones included; a damaged one is left out (imageRecordFiles has it). */
 export async function imageRecords(s: LayerStore): Promise<ImageRecord[]> {
+  return (await imageRecordFiles(s)).flatMap((r) => (r.state === 'ok' ? [r.value] : []));
+}
+
+/** Every file in home/images as read: records, and damaged ones with what is wrong (check() reports them). */
+export async function imageRecordFiles(s: LayerStore): Promise<Array<RecordRead<ImageRecord>>> {
   const names = await readdir(s.files.images).catch(() => [] as string[]);
-  const recs = await Promise.all(names.map((n) => s.files.readJson<ImageRecord>(s.files.images, n).catch(() => undefined)));
-  return recs.filter((r): r is ImageRecord => r !== undefined && typeof r.id === 'string' && Array.isArray(r.layers));
+  return Promise.all(
+    names.map((n) => (isImageId(n) ? s.files.readRecord(s.files.images, n, parseImageRecord) : { state: 'damaged' as const, path: join(s.files.images, n), reason: 'its name is no image id' })),
+  );
 }
 
 async function writeImage(s: LayerStore, rec: ImageRecord): Promise<void> {
   await s.files.writeJson(s.files.images, rec.id, rec, true);
 }
 
+/**
+ * Runs `fn` (a pull, commit or push: it writes blobs no image record names yet) holding
+ * home/locks/blobs for reading, so check and repair leave the cache's blobs alone meanwhile.
+ */
+async function usingBlobs<T>(s: LayerStore, fn: () => Promise<T>): Promise<T> {
+  return withLock(s.files.blobsLock(), 'read', fn);
+}
+
+/** Keeps `data` as the blob of its sha256 (an image's manifest and config): what repair rebuilds a damaged image record from. */
+async function keepBlob(s: LayerStore, data: Buffer): Promise<void> {
+  const path = new BlobCache(s.files.blobs).path(sha256Of(data));
+  if ((await readSmallFile(path).catch(() => undefined))?.equals(data) === true) return;
+  await mkdir(join(s.files.blobs, 'sha256'), { recursive: true });
+  await s.files.writeBlob(path, data);
+}
+
+/** Damaged image records (their paths): while there is one, which layers images own is not known. */
+export async function damagedImages(s: LayerStore): Promise<string[]> {
+  return (await imageRecordFiles(s)).flatMap((r) => (r.state === 'damaged' ? [r.path] : []));
+}
+
 /** A name as the store keeps it: "repo:tag" (":latest" added when no tag is given). */
 export function normaliseName(name: unknown): string {
-  if (typeof name !== 'string' || name === '' || Buffer.byteLength(name) > MAX_NAME_BYTES || /[\s\0-\x1f\x7f]/.test(name)) {
+  if (!isImageName(name)) {
     throw new InvalidOptionError(`image name ${JSON.stringify(name)} must be non-empty, at most ${MAX_NAME_BYTES} bytes, without spaces or control characters`);
   }
   if (name.includes('@')) return name;
@@ -194,6 +223,10 @@ async function recordImage(s: LayerStore, image: Image, names: string[]): Promis
           config: image.configBytes.toString('base64'),
           created: new Date().toISOString(),
         };
+    if (!old) {
+      await keepBlob(s, image.manifestBytes);
+      await keepBlob(s, image.configBytes);
+    }
     await writeImage(s, rec);
     for (const other of recs) {
       if (other.id === id || other.incomplete === true || !other.names.some((n) => names.includes(n))) continue;
@@ -211,7 +244,7 @@ export async function pull(s: LayerStore, ref: string, opts: StorePullOptions): 
   const { pullImage } = await import('../image/pull.js');
   const parsed = parseReference(ref);
   const names = opts.names !== undefined ? opts.names.map(normaliseName) : defaultNames(parsed);
-  const result = await pullImage(parsed, storeTarget(s), {
+  const result = await usingBlobs(s, () => pullImage(parsed, storeTarget(s), {
     blobCache: s.files.blobs,
     durable: s.files.durable,
     ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
@@ -221,10 +254,12 @@ export async function pull(s: LayerStore, ref: string, opts: StorePullOptions): 
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-  });
-  killPoint('pull-layers-done');
-  const rec = await recordImage(s, result, names);
-  return { ...(await infoOf(s, rec)), fetched: result.fetched, applied: result.applied };
+  }).then(async (pulled) => {
+    killPoint('pull-layers-done');
+    return { pulled, rec: await recordImage(s, pulled, names) };
+  }));
+  const rec = result.rec;
+  return { ...(await infoOf(s, rec)), fetched: result.pulled.fetched, applied: result.pulled.applied };
 }
 
 export async function commit(s: LayerStore, container: string, name: string, opts: StoreCommitOptions): Promise<ImageInfo> {
@@ -240,19 +275,21 @@ export async function commit(s: LayerStore, container: string, name: string, opt
   const { commitImage } = await import('../image/commit.js');
   // Checked before the diff is opened: a change that does not parse costs nothing.
   if (opts.changes !== undefined) (await import('../image/config-changes.js')).applyConfigChanges(undefined, opts.changes);
-  const diff: Readable = await s.diff(container, opts.signal ? { signal: opts.signal } : {});
-  const image = await commitImage(diff, base, storeTarget(s), {
-    blobCache: s.files.blobs,
-    durable: s.files.durable,
-    createdBy: opts.createdBy ?? `ogd commit ${container}`,
-    ...(opts.comment !== undefined ? { comment: opts.comment } : {}),
-    ...(opts.author !== undefined ? { author: opts.author } : {}),
-    ...(opts.changes !== undefined ? { changes: opts.changes } : {}),
-    ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  return usingBlobs(s, async () => {
+    const diff: Readable = await s.diff(container, opts.signal ? { signal: opts.signal } : {});
+    const image = await commitImage(diff, base, storeTarget(s), {
+      blobCache: s.files.blobs,
+      durable: s.files.durable,
+      createdBy: opts.createdBy ?? `ogd commit ${container}`,
+      ...(opts.comment !== undefined ? { comment: opts.comment } : {}),
+      ...(opts.author !== undefined ? { author: opts.author } : {}),
+      ...(opts.changes !== undefined ? { changes: opts.changes } : {}),
+      ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
+    return infoOf(s, await recordImage(s, image, names));
   });
-  return infoOf(s, await recordImage(s, image, names));
 }
 
 export async function push(s: LayerStore, nameOrId: string, ref: string, opts: StorePushOptions): Promise<StorePushResult> {
@@ -260,7 +297,7 @@ export async function push(s: LayerStore, nameOrId: string, ref: string, opts: S
   const image = imageOf(await resolveImage(s, nameOrId));
   // Layers whose blob is not kept are made again from the store (under its read locks).
   const source = { diff: (id: string, parent?: string, o: { signal?: AbortSignal } = {}) => s.diff(id, { parent: parent ?? null, ...o }) };
-  const result = await pushImage(image, ref, source, {
+  const result = await usingBlobs(s, () => pushImage(image, ref, source, {
     blobCache: s.files.blobs,
     durable: s.files.durable,
     ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
@@ -270,7 +307,7 @@ export async function push(s: LayerStore, nameOrId: string, ref: string, opts: S
     ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-  });
+  }));
   return { digest: result.manifestDigest, layers: result.layers.map((l) => ({ digest: l.blob.digest, size: l.blob.size, sent: l.sent })) };
 }
 
@@ -280,14 +317,19 @@ function ownLayers(rec: ImageRecord, recs: ImageRecord[]): string[] {
   return rec.layers.map((l) => l.id).filter((id) => !used.has(id)).reverse();
 }
 
+/** The blobs an image record names: its layers', its manifest's and its config's. */
+export function blobsOf(rec: ImageRecord): string[] {
+  return [...rec.layers.map((l) => l.blob.digest), rec.digest, `sha256:${rec.id}`];
+}
+
 /** Deletes the kept blobs of `rec` that no other image names. */
 async function dropBlobs(s: LayerStore, rec: ImageRecord, recs: ImageRecord[]): Promise<void> {
-  const used = new Set(recs.filter((r) => r.id !== rec.id && r.incomplete !== true).flatMap((r) => r.layers.map((l) => l.blob.digest)));
+  const used = new Set(recs.filter((r) => r.id !== rec.id && r.incomplete !== true).flatMap(blobsOf));
   const cache = new BlobCache(s.files.blobs);
   const dirs = new Set<string>();
-  for (const l of rec.layers) {
-    if (used.has(l.blob.digest) || !isDigest(l.blob.digest)) continue;
-    const path = cache.path(l.blob.digest);
+  for (const d of blobsOf(rec)) {
+    if (used.has(d) || !isDigest(d)) continue;
+    const path = cache.path(d);
     const removed = await unlink(path).then(
       () => true,
       (err: unknown) => {
@@ -324,12 +366,79 @@ export async function removeImage(s: LayerStore, nameOrId: string): Promise<void
   }
 }
 
-/** Removes the image's own layers (top first), its own blobs, then its record; under the images lock. */
+/**
+ * Removes the image's own layers (top first), its own blobs, then its record; under the
+ * images lock. While another image's record is damaged nobody knows which layers and
+ * blobs that image needs: then only the record goes (check --repair rebuilds the
+ * damaged one; layers nothing names are then plain layers).
+ */
 export async function finishRemoval(s: LayerStore, rec: ImageRecord, recs: ImageRecord[], removeLayer: (id: string) => Promise<void>): Promise<void> {
+  if ((await damagedImages(s)).length > 0) {
+    await s.files.remove(s.files.images, rec.id);
+    return;
+  }
   for (const id of ownLayers(rec, recs)) {
     if ((await s.record(id)) === undefined) continue;
     await removeLayer(id);
   }
   await dropBlobs(s, rec, recs);
   await s.files.remove(s.files.images, rec.id);
+}
+
+/**
+ * The record of image `id` made again from what the blob cache keeps: its config (the
+ * blob the id names) and a manifest blob naming that config, with every layer they
+ * name committed. The names are not kept anywhere else: the rebuilt image has none.
+ * undefined when any of it is missing.
+ */
+export async function rebuildImageRecord(s: LayerStore, id: string): Promise<ImageRecord | undefined> {
+  const cache = new BlobCache(s.files.blobs);
+  const configDigest = `sha256:${id}` as Digest;
+  const configBytes = await readSmallFile(cache.path(configDigest)).catch(() => undefined);
+  if (configBytes === undefined || sha256Of(configBytes) !== configDigest) return undefined;
+  let config;
+  try {
+    config = parseConfig(configBytes);
+  } catch {
+    return undefined;
+  }
+  const diffIds = config.rootfs.diff_ids;
+  const ids = chainIds(diffIds).map(layerIdOf);
+  for (const layer of ids) if (!(await s.exists(layer).catch(() => false))) return undefined;
+  for (const e of await blobEntries(s.files.blobs)) {
+    if (e.kind !== 'blob' || e.size > MAX_MANIFEST_BYTES) continue;
+    const bytes = await readSmallFile(e.path).catch(() => undefined);
+    if (bytes === undefined || bytes[0] !== 0x7b || sha256Of(bytes) !== e.digest) continue;
+    let parsed;
+    try {
+      parsed = parseManifest(bytes, undefined);
+    } catch {
+      continue;
+    }
+    if (parsed.kind !== 'manifest' || parsed.manifest.config.digest !== configDigest || parsed.manifest.layers.length !== ids.length) continue;
+    const blobs = parsed.manifest.layers;
+    return {
+      id,
+      digest: e.digest,
+      names: [],
+      ...(ids.length > 0 ? { topLayer: ids[ids.length - 1]! } : {}),
+      layers: ids.map((layer, i) => ({ id: layer, diffId: diffIds[i]!, blob: { mediaType: blobs[i]!.mediaType, digest: blobs[i]!.digest, size: blobs[i]!.size } })),
+      manifest: bytes.toString('base64'),
+      config: configBytes.toString('base64'),
+      created: typeof config.created === 'string' ? config.created : new Date().toISOString(),
+    };
+  }
+  return undefined;
+}
+
+/** Writes a rebuilt image record, under the images lock (repair's, which only tries it: false when a live process holds it). */
+export async function writeRebuiltImage(s: LayerStore, rec: ImageRecord): Promise<boolean> {
+  const held = await tryLock(s.files.imagesLock(), 'write');
+  if (held === undefined) return false;
+  try {
+    await writeImage(s, rec);
+    return true;
+  } finally {
+    await held.release();
+  }
 }

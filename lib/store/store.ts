@@ -24,7 +24,7 @@
 import { mkdir, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
+import { DamagedRecordError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
 import { validateId, validateParent } from '../ids.js';
 import { lock, tryLock, withLock } from '../locks.js';
 import type { HeldLock, PathProbe, ProbeResult } from '../locks.js';
@@ -34,13 +34,16 @@ import { readMountInfo } from '../mountinfo.js';
 import { DRIVER_NAMES, checkDriverHome, createStoreDriver, type DriverName } from '../drivers/create-driver.js';
 import type { LayerOnDisk, StoreDriver } from '../drivers/store-driver.js';
 import type { ApplyDiffOptions, Change, DiffSource } from '../types.js';
-import { StoreFiles, parseJson } from './files.js';
+import { StoreFiles, type RecordRead } from './files.js';
+import { MAX_NAME_BYTES, isLayerId, parseLayerRecord, unreadable } from './schema.js';
 import { DETACHED, describeHolder, holderAlive, newOwnerToken, sameHolder, thisProcess } from './holders.js';
 import type { Holder } from './holders.js';
 import { killPoint } from './kill-point.js';
 import { prepareRunDir, releaseRunDir } from './run-dir.js';
 import type {
+  CheckOptions,
   CheckReport,
+  RepairOptions,
   CleanupOptions,
   ImageInfo,
   ImageRecord,
@@ -187,8 +190,17 @@ export class LayerStore implements Store {
 
   // --- records
 
+  /** The layer's record; undefined when there is none, DamagedRecordError when its file is not a record. */
   async record(id: string): Promise<LayerRecord | undefined> {
-    return this.files.readJson<LayerRecord>(this.files.layers, id);
+    const read = await this.readRecord(id);
+    if (read.state === 'damaged') throw new DamagedRecordError(read.path, read.reason);
+    return read.state === 'ok' ? read.value : undefined;
+  }
+
+  /** The layer's record file as read (damaged ones included: check() reports them). */
+  readRecord(id: string): Promise<RecordRead<LayerRecord>> {
+    validateId(id);
+    return this.files.readRecord(this.files.layers, id, parseLayerRecord);
   }
 
   async #committed(id: string): Promise<LayerRecord> {
@@ -206,19 +218,21 @@ export class LayerStore implements Store {
    */
   async writeRecord(rec: LayerRecord, opts: { commitsContent?: boolean } = {}): Promise<void> {
     const tmp = await this.files.stageJson(rec, { flushedLater: opts.commitsContent === true });
+    let handedOver = false; // publishJson removes the temp file itself when it fails
     try {
       if (opts.commitsContent === true) await this.files.flushContent(this.#contentFs);
+      // The store lock's read side: recovery and repair (its write side) see no record appear or go mid-scan.
+      await withLock(this.files.storeLock(), 'read', async () => {
+        const marked = rec.incomplete === true;
+        if (marked) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
+        handedOver = true;
+        await this.files.publishJson(tmp, this.files.layers, rec.id, marked ? [this.files.incomplete] : []);
+        if (!marked) await this.files.remove(this.files.incomplete, rec.id);
+      });
     } catch (err) {
-      await rm(tmp, { force: true });
+      if (!handedOver) await rm(tmp, { force: true });
       throw err;
     }
-    // The store lock's read side: recovery and repair (its write side) see no record appear or go mid-scan.
-    await withLock(this.files.storeLock(), 'read', async () => {
-      const marked = rec.incomplete === true;
-      if (marked) await writeFile(join(this.files.incomplete, rec.id), '', { mode: 0o600 });
-      await this.files.publishJson(tmp, this.files.layers, rec.id, marked ? [this.files.incomplete] : []);
-      if (!marked) await this.files.remove(this.files.incomplete, rec.id);
-    });
   }
 
   async deleteRecord(id: string): Promise<void> {
@@ -228,11 +242,19 @@ export class LayerStore implements Store {
     });
   }
 
-  /** Every record, incomplete ones included. */
+  /** Every record, incomplete ones included; a damaged one is left out (check() reports it). */
   async records(): Promise<LayerRecord[]> {
+    return (await this.recordFiles()).flatMap((r) => (r.state === 'ok' ? [r.value] : []));
+  }
+
+  /** Every file in home/layers as read: records and damaged ones (a name that is no layer id is damaged too). */
+  async recordFiles(): Promise<Array<RecordRead<LayerRecord>>> {
     const names = await readdir(this.files.layers);
-    const recs = await Promise.all(names.map((n) => this.record(n).catch(() => undefined)));
-    return recs.filter((r): r is LayerRecord => r !== undefined);
+    return Promise.all(
+      names.map((n) =>
+        isLayerId(n) ? this.files.readRecord(this.files.layers, n, parseLayerRecord) : { state: 'damaged' as const, path: join(this.files.layers, n), reason: 'its name is no layer id' },
+      ),
+    );
   }
 
   async #children(id: string): Promise<string[]> {
@@ -422,7 +444,7 @@ export class LayerStore implements Store {
     return this.#withLayers(
       [[id, 'write']],
       async ([record, refs, ...disk]) => {
-        const rec = parseJson<LayerRecord>(probedData(record));
+        const rec = probedRecord(join(this.files.layers, id), id, record);
         if (rec === undefined || rec.incomplete === true) throw new LayerNotFoundError(id);
         const known = await plan.finish(disk);
         return fn({ rec, disk: known, live: await this.#reconcile(id, known, parseRefs(refs) ?? []) });
@@ -554,9 +576,11 @@ export class LayerStore implements Store {
       const rec = await this.#committed(id);
       const children = await this.#children(id);
       if (children.length > 0) throw new LayerInUseError(id, `it is the parent of ${children.join(', ')}`);
-      const { imageRecords } = await import('./images.js');
+      const { imageRecords, damagedImages } = await import('./images.js');
       const image = (await imageRecords(this)).find((r) => r.incomplete !== true && r.layers.some((l) => l.id === id));
       if (image !== undefined) throw new LayerInUseError(id, `it is a layer of image ${image.names[0] ?? image.id} (ogd rmi removes an image)`);
+      const damaged = rec.kind === 'image' ? await damagedImages(this) : [];
+      if (damaged.length > 0) throw new LayerInUseError(id, `image record ${damaged[0]} is damaged, so which images use it is not known (ogd check --repair)`);
       const live = await this.#reconcile(id);
       if (live.length > 0) throw new LayerInUseError(id, `it is mounted by ${describeHolder(live[0]!)}`);
       // A mount nobody holds (a killed process's) is reclaimed.
@@ -633,14 +657,14 @@ export class LayerStore implements Store {
     await recover(this);
   }
 
-  async check(): Promise<CheckReport> {
+  async check(opts: CheckOptions = {}): Promise<CheckReport> {
     const { check } = await import('./check.js');
-    return check(this);
+    return check(this, opts);
   }
 
-  async repair(): Promise<RepairReport> {
+  async repair(opts: RepairOptions = {}): Promise<RepairReport> {
     const { repair } = await import('./check.js');
-    return repair(this);
+    return repair(this, opts);
   }
 
   /** Under the store lock (held by the caller): tries the layer's write lock; undefined when a live process holds it. */
@@ -737,13 +761,20 @@ export class LayerStore implements Store {
     return { unmounted: [...new Set(unmounted)], homeReleased };
   }
 
-  /** Moves a v1 CLI index (home/layers.json, before the store) into records; under the store lock. */
+  /**
+   * Moves a v1 CLI index (home/layers.json, before the store) into records; under the
+   * store lock. Its entries are a stranger's: one that does not make a valid record
+   * (an id that climbs out of the home, say) is left behind in layers.json.v1.
+   */
   async migrateV1(): Promise<boolean> {
-    const old = await this.files.readJson<{ layers?: Record<string, { parent?: string; kind?: LayerKind; label?: string; created?: string; size?: number }> }>(this.home, 'layers.json').catch(() => undefined);
+    const old: unknown = await this.files.readJson<unknown>(this.home, 'layers.json').catch(() => undefined);
     if (old === undefined) return false;
-    for (const [id, r] of Object.entries(old.layers ?? {})) {
-      if ((await this.record(id)) !== undefined) continue;
-      await this.files.writeJson(this.files.layers, id, {
+    const layers = typeof old === 'object' && old !== null ? (old as { layers?: unknown }).layers : undefined;
+    const entries = typeof layers === 'object' && layers !== null && !Array.isArray(layers) ? Object.entries(layers) : [];
+    for (const [id, entry] of entries) {
+      if (!isLayerId(id) || typeof entry !== 'object' || entry === null) continue;
+      const r = entry as { parent?: unknown; kind?: unknown; label?: unknown; created?: unknown; size?: unknown };
+      const candidate = {
         id,
         ...(r.parent ? { parent: r.parent } : {}),
         kind: r.kind ?? 'image',
@@ -751,12 +782,29 @@ export class LayerStore implements Store {
         created: r.created ?? new Date().toISOString(),
         ...(r.label !== undefined ? { mountLabel: r.label } : {}),
         ...(r.size !== undefined ? { diffSize: r.size } : {}),
-      } satisfies LayerRecord, true);
+      };
+      const parsed = parseLayerRecord(Buffer.from(JSON.stringify(candidate)), id);
+      if (!parsed.ok || (await this.readRecord(id)).state !== 'missing') continue;
+      await this.files.writeJson(this.files.layers, id, parsed.value, true);
     }
     await rename(join(this.home, 'layers.json'), join(this.home, 'layers.json.v1'));
     await this.files.flushDirs([this.home]);
     return true;
   }
+}
+
+/** The record a 'read' probe found (undefined: none); DamagedRecordError when it is not one. */
+function probedRecord(path: string, id: string, probed: ProbeResult | undefined): LayerRecord | undefined {
+  let data: Buffer | undefined;
+  try {
+    data = probedData(probed!);
+  } catch (err) {
+    throw new DamagedRecordError(path, unreadable(err));
+  }
+  if (data === undefined) return undefined;
+  const parsed = parseLayerRecord(data, id);
+  if (!parsed.ok) throw new DamagedRecordError(path, parsed.reason);
+  return parsed.value;
 }
 
 function createArgs(id: string, opts: StoreCreateOptions) {
@@ -765,7 +813,7 @@ function createArgs(id: string, opts: StoreCreateOptions) {
   const kind = opts.kind ?? 'image';
   if (kind !== 'image' && kind !== 'container') throw new InvalidOptionError(`kind must be 'image' or 'container', not ${JSON.stringify(kind)}`);
   const names = opts.names ?? [];
-  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) throw new InvalidOptionError('names must be an array of strings');
+  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string' || Buffer.byteLength(n) > MAX_NAME_BYTES)) throw new InvalidOptionError(`names must be an array of strings of at most ${MAX_NAME_BYTES} bytes`);
   if (opts.mountLabel !== undefined && typeof opts.mountLabel !== 'string') throw new InvalidOptionError('mountLabel must be a string');
   return { parent, kind, names: [...names], mountLabel: opts.mountLabel };
 }

@@ -116,7 +116,15 @@ export type ProblemKind =
   | 'incomplete-layer'
   | 'home-not-private'
   | 'image-layer-missing'
-  | 'incomplete-image';
+  | 'incomplete-image'
+  /** A layer record that is not one (unreadable, not JSON, the wrong shape, a name that is no id). */
+  | 'damaged-record'
+  /** An image record that is not one. */
+  | 'damaged-image'
+  /** (check --deep) A kept blob whose bytes do not hash to its name. */
+  | 'corrupt-blob'
+  /** (check --deep) A layer whose kept blob does not unpack to the tar digest recorded for it. */
+  | 'corrupt-layer';
 
 export interface Problem {
   kind: ProblemKind;
@@ -125,11 +133,32 @@ export interface Problem {
   message: string;
   /** What repair() does about it (or did, in a repair report). */
   repair: string;
+  /** Bytes it takes (a leftover). */
+  size?: number;
+  /** In a repair report: where it was moved (home/lost+found/…) instead of being deleted. */
+  movedTo?: string;
+}
+
+export interface CheckOptions {
+  /** Also hash every kept blob against its name and every image layer's blob against the layer's recorded tar digest. */
+  deep?: boolean;
+}
+
+export interface RepairOptions extends CheckOptions {
+  /** Delete what cannot be rebuilt instead of moving it to home/lost+found. */
+  force?: boolean;
 }
 
 export interface CheckReport {
+  /** No problems (reclaimable leftovers do not count). */
   ok: boolean;
   problems: Problem[];
+  /**
+   * Leftovers that harm nothing but take space, each with its size: verified blobs no
+   * image names and partial downloads of processes that are gone (a later pull may
+   * still use them). repair() deletes them.
+   */
+  reclaimable: Problem[];
 }
 
 export interface RepairReport {
@@ -292,8 +321,10 @@ export interface Store {
   list(): Promise<Layer[]>;
   /** The layer's directories, as Driver.getMetadata gives them. */
   metadata(id: string): Promise<Record<string, string>>;
-  check(): Promise<CheckReport>;
-  repair(): Promise<RepairReport>;
+  /** Every problem of the records, the disk, the mounts and the blob cache, with what repair() would do; nothing changes. */
+  check(opts?: CheckOptions): Promise<CheckReport>;
+  /** Fixes what check() finds, rebuilding rather than deleting: what cannot be rebuilt goes to home/lost+found (deleted with `force`). */
+  repair(opts?: RepairOptions): Promise<RepairReport>;
   cleanup(opts?: CleanupOptions): Promise<CleanupResult>;
   /** Pulls an image (docker://… or oci:…) into the store: its layers by chain id, then its record. */
   pull(ref: string, opts?: StorePullOptions): Promise<StorePullResult>;

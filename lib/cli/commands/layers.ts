@@ -194,10 +194,14 @@ export const cleanup: Command = {
 
 export const check: Command = {
   name: 'check',
-  usage: 'check [--repair]',
-  summary: "check the store's records against its disk and mounts; --repair fixes what it can",
+  usage: 'check [--repair [--force]] [--deep]',
+  summary: "check the store's records against its disk, mounts and blobs; --repair fixes what it can",
   example: 'ogd check --repair',
-  options: { repair: { type: 'boolean', help: 'fix what can be fixed, then check again' } },
+  options: {
+    repair: { type: 'boolean', help: 'fix what can be fixed (rebuilding rather than deleting), then check again' },
+    force: { type: 'boolean', help: 'with --repair: delete what cannot be rebuilt instead of moving it to HOME/lost+found' },
+    deep: { type: 'boolean', help: 'also hash every kept blob and check image layers through their blobs' },
+  },
   positionals: [0, 0],
   async run(ctx, _args, values) {
     const store = await ctx.storeIfExists();
@@ -206,17 +210,20 @@ export const check: Command = {
       ctx.say(`no store at ${ctx.home}`);
       return 0;
     }
+    const deep = values['deep'] === true;
     if (values['repair'] === true) {
-      const report = await store.repair();
+      const report = await store.repair({ deep, force: values['force'] === true });
       ctx.result({ ok: report.remaining.length === 0, repaired: report.repaired, problems: report.remaining });
       for (const p of report.repaired) ctx.say(`repaired: ${p.message}: ${p.repair}`);
       for (const p of report.remaining) ctx.say(`problem: ${p.message}`);
       if (report.repaired.length === 0 && report.remaining.length === 0) ctx.say('ok: nothing to repair');
       return report.remaining.length === 0 ? 0 : 1;
     }
-    const report = await store.check();
+    const report = await store.check({ deep });
     ctx.result(report);
     for (const p of report.problems) ctx.say(`problem (${p.kind}): ${p.message} [--repair: ${p.repair}]`);
+    for (const p of report.reclaimable) ctx.say(`reclaimable: ${p.message} [--repair: ${p.repair}]`);
+    if (report.reclaimable.length > 0) ctx.say(`${formatBytes(report.reclaimable.reduce((n, p) => n + (p.size ?? 0), 0))} reclaimable (ogd check --repair deletes it)`);
     if (report.ok) ctx.say('ok');
     return report.ok ? 0 : 1;
   },

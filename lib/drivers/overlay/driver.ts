@@ -12,7 +12,7 @@
 // Safety beyond the seed: ids are validated before a path is built; create, remove and
 // applyDiff of one id never overlap in this process (per-id locks); a mounted layer,
 // or an image another layer uses as its lower, is not removed (LayerInUse).
-import { chown, writeFile } from 'node:fs/promises';
+import { chown, rm, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../../native.js';
@@ -113,6 +113,28 @@ export class OverlayDriver extends DriverBase implements StoreDriver, OverlayInt
   }
 
   // What a new layer on `parentId` starts from: the parent's root as lower (the
+  /**
+   * Writes the lower-id of container layer `id` again from `parent` (the store's record
+   * of it) when it is damaged (missing, not a regular file, not an id) while upper/,
+   * work/ and merged/ are there: repair's way to keep such a container. False when the
+   * layer is no such container or `parent` gives it no lower.
+   */
+  async restoreLower(id: string, parent: string): Promise<boolean> {
+    validateId(id);
+    validateId(parent);
+    const dirs = layerDirs(this.home, id);
+    if ((await lstatOrUndefined(dirs.root)) !== undefined) return false;
+    for (const d of [dirs.upper, dirs.work, dirs.merged]) if (!(await lstatOrUndefined(d))?.isDirectory()) return false;
+    if (await readLowerId(dirs).then(() => true, () => false)) return false;
+    const source = await this.#parentSource(parent).catch(() => undefined);
+    if (source === undefined) return false;
+    // Whatever is there (a fifo, a directory, a symlink: its own entry, never followed) goes first.
+    await rm(dirs.lowerIdFile, { recursive: true, force: true });
+    await writeFile(dirs.lowerIdFile, source.lowerId, { mode: 0o644, flag: 'wx' });
+    await chown(dirs.lowerIdFile, this.owner.uid, this.owner.gid);
+    return true;
+  }
+
   // parent is an image), or the parent's lower and a copy of its upper.
   async #parentSource(parentId: string): Promise<{ lowerId: string; upperMode: number; upperToCopy?: string }> {
     const parentDirs = layerDirs(this.home, parentId);

@@ -1,11 +1,12 @@
 // Where a layer's parts live under home (DESIGN.md section 2, the seed's layout), and
 // reading which kind of layer an id is. Paths are only ever built from validated ids.
-import { lstat, readFile } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LayerNotFoundError, isMissing } from '../../errors.js';
 import { parseStoredId, validateId } from '../../ids.js';
 import { isDirectory, lstatOrUndefined } from '../lstat.js';
 import type { LayerPaths } from './internals.js';
+import { readSmallFile } from '../../native.js';
 
 export interface LayerDirs {
   dir: string;
@@ -33,9 +34,19 @@ export function layerExists(home: string, id: string): Promise<boolean> {
   return isDirectory(layerDirs(home, id).dir);
 }
 
+/**
+ * The content of a small file of the driver's (lower-id), read non-blocking: a fifo,
+ * a directory, a symlink or a huge file planted there is an error, never a wait.
+ */
+async function readDriverFile(file: string): Promise<Buffer> {
+  const data = await readSmallFile(file);
+  if (data === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${file}'`), { code: 'ENOENT', errno: -2, syscall: 'open', path: file });
+  return data;
+}
+
 /** The id in a layer's lower-id file, validated like any id. */
 export async function readLowerId(dirs: LayerDirs): Promise<string> {
-  return parseStoredId(await readFile(dirs.lowerIdFile));
+  return parseStoredId(await readDriverFile(dirs.lowerIdFile));
 }
 
 // A cache, module-level so that every driver object on every home shares it: lower-id
@@ -56,7 +67,9 @@ export async function lowerIdOf(file: string): Promise<string | undefined> {
   const key = `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
   const cached = lowerIdCache.get(file);
   if (cached?.key === key) return cached.id;
-  const id = parseStoredId(await readFile(file));
+  const data = await readSmallFile(file);
+  if (data === undefined) return undefined;
+  const id = parseStoredId(data);
   if (lowerIdCache.size >= LOWER_ID_CACHE_MAX) lowerIdCache.clear();
   lowerIdCache.set(file, { key, id });
   return id;

@@ -13,10 +13,11 @@
 // `link` is written last: a layer dir without it was never finished. Nothing read
 // from disk is trusted: short names and ids are checked before a path is built.
 import { randomBytes } from 'node:crypto';
-import { readFile, readlink } from 'node:fs/promises';
+import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseStoredId, validateId } from '../../ids.js';
 import { isSystemError } from '../../errors.js';
+import { readSmallFile } from '../../native.js';
 
 export const LINK_DIR = 'l';
 /** c/s's idLength: ((26 + len("l/") + 1) * 128) fits a page of mount data with room to spare. */
@@ -66,9 +67,12 @@ export function checkShortName(name: string, where: string): string {
 export async function readShortName(home: string, id: string): Promise<string | undefined> {
   let content: string;
   try {
-    content = await readFile(dirsOf(home, id).linkFile, 'latin1');
+    // Non-blocking, a regular file of bounded size: a fifo planted here is an error, not a wait.
+    const data = await readSmallFile(dirsOf(home, id).linkFile);
+    if (data === undefined) return undefined;
+    content = data.toString('latin1');
   } catch (err) {
-    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return undefined;
+    if (isSystemError(err, 'ENOTDIR')) return undefined;
     throw err;
   }
   return checkShortName(content.trim(), dirsOf(home, id).linkFile);
@@ -76,13 +80,9 @@ export async function readShortName(home: string, id: string): Promise<string | 
 
 /** The short names under the layer, top first (the lower file), [] for a base layer. */
 export async function readLowerNames(home: string, id: string): Promise<string[]> {
-  let content: string;
-  try {
-    content = await readFile(dirsOf(home, id).lowerFile, 'latin1');
-  } catch (err) {
-    if (isSystemError(err, 'ENOENT')) return [];
-    throw err;
-  }
+  const data = await readSmallFile(dirsOf(home, id).lowerFile);
+  if (data === undefined) return [];
+  const content = data.toString('latin1');
   const file = dirsOf(home, id).lowerFile;
   return content
     .trim()
