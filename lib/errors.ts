@@ -79,6 +79,16 @@ export class ImageNotFoundError extends GraphDriverError {
   }
 }
 
+/** logout (or login --get-login) of a registry the auth file has no credentials for. */
+export class NotLoggedInError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_NOT_LOGGED_IN';
+  readonly registry: string;
+  constructor(registry: string, why: string) {
+    super(NotLoggedInError.code, `not logged in to ${registry}: ${why}`);
+    this.registry = registry;
+  }
+}
+
 /** A short id that starts the ids of several layers or images: which one is meant is not guessed. */
 export class AmbiguousIdError extends GraphDriverError {
   static readonly code = 'ERR_OGD_AMBIGUOUS_ID';
@@ -87,10 +97,11 @@ export class AmbiguousIdError extends GraphDriverError {
   /** The full ids it starts. */
   readonly candidates: string[];
   constructor(id: string, candidates: string[]) {
-    const shown = candidates.slice(0, 5).map((c) => c.slice(0, 12)).join(', ');
+    const sorted = [...candidates].sort();
+    const shown = sorted.slice(0, 5).map((c) => c.slice(0, 12)).join(', ');
     super(AmbiguousIdError.code, `${JSON.stringify(id)} is ambiguous: it starts ${candidates.length} ids (${shown}${candidates.length > 5 ? ', …' : ''}); give more of the id`);
     this.id = id;
-    this.candidates = candidates;
+    this.candidates = sorted;
   }
 }
 

@@ -118,7 +118,32 @@ export class RegistryClient {
     throw new RegistryError(`${this.ref.registry} answered 401 without a Basic or Bearer challenge`, 401);
   }
 
-  private async fetchToken(params: Record<string, string>, scope: Scope, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<string> {
+  /**
+   * `GET /v2/` with the credentials, as podman login checks them: resolves when the
+   * registry accepts them (or asks for none), else a RegistryError (401 UNAUTHORIZED
+   * for credentials refused, by the registry or its token server).
+   */
+  async checkCredentials(signal?: AbortSignal): Promise<void> {
+    const base = await this.endpoint(signal);
+    const url = new URL('/v2/', base);
+    const first = await send({ method: 'GET', url, tlsVerify: this.tlsVerify, signal, idleTimeout: this.opts.idleTimeout });
+    first.resume();
+    if (first.statusCode === 200) return;
+    if (first.statusCode !== 401) throw new RegistryError(`${this.ref.registry} answered GET /v2/ with HTTP ${first.statusCode}: not a registry?`, first.statusCode ?? 0);
+    const creds = await this.creds();
+    if (creds === undefined) throw new RegistryError(`${this.ref.registry} needs credentials`, 401, 'UNAUTHORIZED');
+    const challenges = parseChallenges(first.headers['www-authenticate']);
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    const authorization = bearer !== undefined ? `Bearer ${await this.fetchToken(bearer.params, undefined, creds, signal)}` : basicHeader(creds);
+    const second = await send({ method: 'GET', url, headers: { Authorization: authorization }, tlsVerify: this.tlsVerify, signal, idleTimeout: this.opts.idleTimeout });
+    second.resume();
+    if (second.statusCode === 200) return;
+    if (second.statusCode === 401) throw new RegistryError(`${this.ref.registry} refused the credentials of ${JSON.stringify(creds.username)}`, 401, 'UNAUTHORIZED');
+    throw new RegistryError(`${this.ref.registry} answered GET /v2/ with HTTP ${second.statusCode}`, second.statusCode ?? 0);
+  }
+
+  /** A token for `scope` on this repository (undefined: no scope, as a login asks). */
+  private async fetchToken(params: Record<string, string>, scope: Scope | undefined, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<string> {
     const realm = params.realm;
     let url: URL;
     try {
@@ -128,7 +153,7 @@ export class RegistryClient {
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryError(`token realm ${url.href} is not http(s)`, 401);
     if (params.service !== undefined) url.searchParams.set('service', params.service);
-    url.searchParams.append('scope', `repository:${this.ref.repository}:${scope}`);
+    if (scope !== undefined) url.searchParams.append('scope', `repository:${this.ref.repository}:${scope}`);
     const res = await send({ method: 'GET', url, headers: creds ? { Authorization: basicHeader(creds) } : {}, tlsVerify: this.tlsVerify, signal, idleTimeout: this.opts.idleTimeout });
     if (res.statusCode !== 200) throw await responseError(res, `token from ${url.origin}${url.pathname}`);
     const body = await readBody(res, MAX_TOKEN_BYTES, 'the token response');

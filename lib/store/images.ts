@@ -276,6 +276,8 @@ export async function commit(s: LayerStore, container: string, name: string, opt
     base = imageOf(recs[0]!);
   }
   const { commitImage } = await import('../image/commit.js');
+  // Checked before the diff is opened: a change that does not parse costs nothing.
+  if (opts.changes !== undefined) (await import('../image/config-changes.js')).applyConfigChanges(undefined, opts.changes);
   return usingBlobs(s, async () => {
     const diff: Readable = await s.diff(container, opts.signal ? { signal: opts.signal } : {});
     const image = await commitImage(diff, base, storeTarget(s), {
@@ -283,8 +285,11 @@ export async function commit(s: LayerStore, container: string, name: string, opt
       durable: s.files.durable,
       createdBy: opts.createdBy ?? `ogd commit ${container}`,
       ...(opts.comment !== undefined ? { comment: opts.comment } : {}),
+      ...(opts.author !== undefined ? { author: opts.author } : {}),
+      ...(opts.changes !== undefined ? { changes: opts.changes } : {}),
       ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
     return infoOf(s, await recordImage(s, image, names, `commit of ${container}`));
   });

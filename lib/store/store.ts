@@ -64,6 +64,7 @@ import type {
   StoreImportOptions,
   StoreMountOptions,
   StoreOptions,
+  ResolvedId,
   StoreResolveOptions,
   StoreUnmountOptions,
   UnmountResult,
@@ -708,6 +709,10 @@ export class LayerStore implements Store {
 
   async resolveLayer(nameOrId: string, opts: StoreResolveOptions = {}): Promise<string> {
     return (await import('./resolve.js')).resolveLayerArg(this, nameOrId, opts);
+  }
+
+  async resolve(nameOrId: string, opts: StoreResolveOptions = {}): Promise<ResolvedId> {
+    return (await import('./resolve.js')).resolveArg(this, nameOrId, opts);
   }
 
   // --- cleanup

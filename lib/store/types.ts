@@ -4,6 +4,7 @@ import type { ApplyDiffOptions, Change, DiffSource, DriverOptions, LongOperation
 import type { Compression } from '../archive/compression.js';
 import type { LayerProgress } from '../image/pull.js';
 import type { PushProgress } from '../image/push.js';
+import type { CommitProgress } from '../image/commit.js';
 import type { DriverName } from '../drivers/create-driver.js';
 
 export type LayerKind = 'image' | 'container';
@@ -257,10 +258,21 @@ export interface StorePullResult extends ImageInfo {
 export interface StoreCommitOptions {
   /** How the new layer's blob is kept (and later pushed); default gzip. */
   compression?: Compression;
-  /** The history entry's created_by and comment. */
+  /** The history entry's created_by and comment (podman commit --message). */
   createdBy?: string;
   comment?: string;
+  /** The image's author, in its config and history entry (podman commit --author). */
+  author?: string;
+  /**
+   * Dockerfile instructions applied to the runtime config, in order, as podman commit
+   * --change takes them: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME,
+   * WORKDIR (exec form as a JSON array). One that does not parse fails the commit
+   * before any work (ERR_OGD_INVALID_OPTION).
+   */
+  changes?: string[];
   signal?: AbortSignal;
+  /** The diff being tarred and compressed, then the new layer being applied. */
+  onProgress?: (p: CommitProgress) => void;
 }
 
 export interface StorePushOptions {
@@ -280,6 +292,9 @@ export interface StorePushResult {
   /** Per layer: its blob digest and whether it was sent (false: the destination had it). */
   layers: Array<{ digest: string; size: number; sent: boolean }>;
 }
+
+/** What an argument names: a layer (image layer or container) or an image, by full id. */
+export type ResolvedId = { kind: 'layer'; id: string } | { kind: 'image'; id: string };
 
 export interface StoreResolveOptions {
   /** An image's name or id also stands for its top layer (default true). */
@@ -335,4 +350,6 @@ export interface Store {
    * layer or image id; a prefix of several is refused (ERR_OGD_AMBIGUOUS_ID).
    */
   resolveLayer(nameOrId: string, opts?: StoreResolveOptions): Promise<string>;
+  /** The layer or image an argument names, by the same rule as resolveLayer (a layer's id or name first). */
+  resolve(nameOrId: string, opts?: StoreResolveOptions): Promise<ResolvedId>;
 }
