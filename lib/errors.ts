@@ -79,6 +79,16 @@ export class ImageNotFoundError extends GraphDriverError {
   }
 }
 
+/** logout (or login --get-login) of a registry the auth file has no credentials for. */
+export class NotLoggedInError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_NOT_LOGGED_IN';
+  readonly registry: string;
+  constructor(registry: string, why: string) {
+    super(NotLoggedInError.code, `not logged in to ${registry}: ${why}`);
+    this.registry = registry;
+  }
+}
+
 /** A short id that starts the ids of several layers or images: which one is meant is not guessed. */
 export class AmbiguousIdError extends GraphDriverError {
   static readonly code = 'ERR_OGD_AMBIGUOUS_ID';
@@ -87,10 +97,11 @@ export class AmbiguousIdError extends GraphDriverError {
   /** The full ids it starts. */
   readonly candidates: string[];
   constructor(id: string, candidates: string[]) {
-    const shown = candidates.slice(0, 5).map((c) => c.slice(0, 12)).join(', ');
+    const sorted = [...candidates].sort();
+    const shown = sorted.slice(0, 5).map((c) => c.slice(0, 12)).join(', ');
     super(AmbiguousIdError.code, `${JSON.stringify(id)} is ambiguous: it starts ${candidates.length} ids (${shown}${candidates.length > 5 ? ', …' : ''}); give more of the id`);
     this.id = id;
-    this.candidates = candidates;
+    this.candidates = sorted;
   }
 }
 
@@ -184,6 +195,36 @@ export class RegistryError extends GraphDriverError {
   }
 }
 
+/** A blob whose declared size is above the limit a pull accepts (`maxBlobSize`); refused before a byte of it is fetched. */
+export class BlobTooLargeError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_BLOB_TOO_LARGE';
+  readonly digest: string;
+  readonly size: number;
+  readonly limit: number;
+  /** `what`: the blob as the message names it ("layer 2 (blob sha256:…)"). */
+  constructor(what: string, digest: string, size: number, limit: number) {
+    super(BlobTooLargeError.code, `${what} declares ${size} bytes, more than the ${limit} a pull accepts (maxBlobSize)`);
+    this.digest = digest;
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * Not enough free space: found before a pull starts (its declared sizes against the
+ * filesystem's free bytes) or met while writing. The code is the system's ENOSPC, so
+ * one check catches both.
+ */
+export class NoSpaceError extends GraphDriverError {
+  static readonly code = 'ENOSPC';
+  /** The directory (or file) whose filesystem is full. */
+  readonly path: string;
+  constructor(message: string, path: string, options?: ErrorOptions) {
+    super(NoSpaceError.code, message, options);
+    this.path = path;
+  }
+}
+
 /** A file of the store's own (a layer or image record, a reference) that is not what the store writes: `.path` names it, the message says what is wrong. */
 export class DamagedRecordError extends GraphDriverError {
   static readonly code = 'ERR_OGD_DAMAGED_RECORD';
@@ -191,6 +232,16 @@ export class DamagedRecordError extends GraphDriverError {
   constructor(path: string, reason: string, options?: ErrorOptions) {
     super(DamagedRecordError.code, `${path} is damaged: ${reason} (ogd check --repair rebuilds it or moves it to lost+found)`, options);
     this.path = path;
+  }
+}
+
+/** A layer that was there when an operation began was removed by another process before it was done (a pull racing an rmi). */
+export class LayerRemovedError extends GraphDriverError {
+  static readonly code = 'ERR_OGD_LAYER_REMOVED';
+  readonly id: string;
+  constructor(message: string, id: string, options?: ErrorOptions) {
+    super(LayerRemovedError.code, message, options);
+    this.id = id;
   }
 }
 

@@ -42,6 +42,7 @@ export type {
   StorePullResult,
   StorePushOptions,
   StorePushResult,
+  ResolvedId,
   StoreResolveOptions,
   StoreUnmountOptions,
   UnmountResult,
@@ -64,11 +65,12 @@ export type {
 export {
   AbortError,
   AmbiguousIdError,
+  BlobTooLargeError,
+  DamagedRecordError,
   DigestMismatchError,
   GraphDriverError,
   IncompatibleFsError,
   ImageInUseError,
-  DamagedRecordError,
   ImageNotFoundError,
   InvalidArchiveError,
   InvalidIdError,
@@ -78,6 +80,9 @@ export {
   LayerExistsError,
   LayerInUseError,
   LayerNotFoundError,
+  LayerRemovedError,
+  NoSpaceError,
+  NotLoggedInError,
   NotSupportedError,
   RegistryError,
   UnsafeLayerError,
@@ -86,8 +91,11 @@ export {
 export type { SystemError } from './errors.js';
 export type { LayerProgress } from './image/pull.js';
 export type { PushProgress } from './image/push.js';
+export type { CommitProgress } from './image/commit.js';
 export { parseReference } from './image/reference.js';
 export type { DockerReference, ImageReference, OciLayoutReference } from './image/reference.js';
 export { copyTree } from './native.js';
 export type { CopyProgress, CopyStats, CopyTreeOptions } from './native.js';
 export { LayerFile } from './archive/layer-file.js';
+export { authFilePath, checkLogin, loggedInAs, login, logout } from './image/login.js';
+export type { LoginOptions, LogoutOptions, LogoutResult } from './image/login.js';

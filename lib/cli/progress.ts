@@ -22,6 +22,7 @@ export class ProgressBar {
   #lastDraw = 0;
   #last: ProgressSample = { entries: 0, bytes: 0 };
   #drawn = false;
+  #finished = false;
 
   constructor(label: string, stream: NodeJS.WriteStream = process.stderr) {
     this.#label = label;
@@ -34,15 +35,16 @@ export class ProgressBar {
 
   update(sample: Partial<ProgressSample>): void {
     this.#last = { ...this.#last, ...sample };
-    if (this.#stream === undefined) return;
+    if (this.#stream === undefined || this.#finished) return;
     const now = Date.now();
     if (now - this.#lastDraw < REDRAW_MS) return;
     this.#lastDraw = now;
     this.#draw(now);
   }
 
-  /** Erases the bar so the command's own output starts on a clean line. */
+  /** Erases the bar so the command's own output starts on a clean line; later updates draw nothing. */
   done(): void {
+    this.#finished = true;
     if (this.#stream === undefined || !this.#drawn) return;
     this.#stream.write('\r\x1b[2K');
     this.#drawn = false;
@@ -105,6 +107,7 @@ export class LayerBoard {
   readonly #lines = new Map<string, string>();
   #drawnLines = 0;
   #lastDraw = 0;
+  #finished = false;
 
   constructor(stream: NodeJS.WriteStream = process.stderr) {
     this.#stream = stream.isTTY === true ? (stream as WriteStream) : undefined;
@@ -112,7 +115,7 @@ export class LayerBoard {
 
   /** Sets the line of `key`; `force` redraws now (phase changes), otherwise at most every 100 ms. */
   set(key: string, line: string, force = false): void {
-    if (this.#stream === undefined) return;
+    if (this.#stream === undefined || this.#finished) return;
     this.#lines.set(key, line);
     const now = Date.now();
     if (!force && now - this.#lastDraw < REDRAW_MS) return;
@@ -129,8 +132,14 @@ export class LayerBoard {
     stream.write(out);
   }
 
-  /** Leaves the last state on screen (the per-layer summary). */
+  /**
+   * Leaves the last state on screen (the per-layer summary), once: a second call (a
+   * finally after the success path's) must not move the cursor up again and draw over
+   * what the command printed below the board meanwhile.
+   */
   done(): void {
+    if (this.#finished) return;
+    this.#finished = true;
     if (this.#stream !== undefined && this.#lines.size > 0) this.#draw();
   }
 }

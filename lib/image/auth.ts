@@ -1,6 +1,7 @@
 // Registry credentials and the WWW-Authenticate challenge flow, as skopeo and podman
 // do them: `creds: 'USER:PASS'` wins; otherwise the first auth file that has an entry
-// for the registry — $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json,
+// for the registry — $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json (or
+// /run/containers/$UID/auth.json without XDG_RUNTIME_DIR: podman's for root),
 // ${XDG_CONFIG_HOME:-~/.config}/containers/auth.json, ~/.docker/config.json. Entries
 // are {"auth": base64("user:pass")} keyed by host[:port] (or host/namespace, most
 // specific first). Credential helpers (credsStore, credHelpers) are not run.
@@ -26,10 +27,20 @@ export function authFiles(): string[] {
   const files: string[] = [];
   const env = process.env;
   if (env.REGISTRY_AUTH_FILE) files.push(env.REGISTRY_AUTH_FILE);
-  if (env.XDG_RUNTIME_DIR) files.push(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'));
+  files.push(defaultAuthFile());
   files.push(join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'containers', 'auth.json'));
   files.push(join(env.DOCKER_CONFIG || join(homedir(), '.docker'), 'config.json'));
   return files;
+}
+
+/**
+ * The auth file podman login writes (containers/image's default, without
+ * $REGISTRY_AUTH_FILE): ${XDG_RUNTIME_DIR}/containers/auth.json, else
+ * /run/containers/$UID/auth.json.
+ */
+export function defaultAuthFile(): string {
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  return runtime ? join(runtime, 'containers', 'auth.json') : `/run/containers/${process.getuid?.() ?? 0}/auth.json`;
 }
 
 /** Keys an auth file may use for `registry/repository`, most specific first. */

@@ -1,11 +1,13 @@
 // Blobs kept by digest in a directory the caller gives (DIR/sha256/<hex>), so a pull
-// that stops (an abort, a lost connection, a killed process) resumes rather than
-// restarts, and commit and push find the compressed layers they made. A blob appears
-// under its name only by rename after its digest and size were verified; bytes on
-// their way live in DIR/sha256/<hex>.partial-<pid>-<n>, which a later fetch adopts
-// (when that pid is gone) and continues with an HTTP Range request. A durable cache
-// (the default) fsyncs a blob before the rename that makes it complete, and its
-// directory after: a blob found under its name after a power cut is whole.
+// that is stopped (an abort, a killed process) resumes rather than restarts, and
+// commit and push find the compressed layers they made. A blob appears under its name
+// only by rename after its digest and size were verified; bytes on their way live in
+// DIR/sha256/<hex>.partial-<pid>-<n>. A failed download removes its partial file; one
+// stopped by the caller (FetchOptions.keepPartial) or by a kill stays, and a later
+// fetch adopts it (when that pid is gone and it is younger than PARTIAL_MAX_AGE_MS) and
+// continues with an HTTP Range request; an older one is removed by that fetch.
+// A durable cache (the default) fsyncs a blob before the rename that makes it complete,
+// and its directory after: a blob found under its name after a power cut is whole.
 import { createHash, randomInt, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -13,7 +15,7 @@ import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError } from '../errors.js';
+import { AbortError } from '../errors.js';
 import { fsyncPaths } from '../native.js';
 import { processAlive } from '../processes.js';
 import { DigestVerifier, Hasher, digestAlgorithm, digestHex, parseDigest, type Digest } from './digest.js';
@@ -26,6 +28,26 @@ export interface FetchOptions {
   onBytes?: (n: number) => void;
   /** Follows the download, so the blob can be read while it arrives. */
   live?: LiveBlob;
+  /** Whether a failed download keeps its partial file for a later fetch to resume (default: never). */
+  keepPartial?: (err: unknown) => boolean;
+}
+
+/** A partial download older than this is not resumed (its registry may have moved on; it is garbage by then). */
+export const PARTIAL_MAX_AGE_MS = 24 * 3600_000;
+
+const PARTIAL_NAME = /^([0-9a-f]+)\.partial-(\d+)-\d+$/;
+
+/**
+ * What a file in DIR/<algorithm>/ named like a partial download is: 'writing' (its pid
+ * is alive), 'resumable' (a dead writer's, young enough for a fetch to adopt) or
+ * 'stale' (nothing will use it: remove it). undefined: not a partial download's name.
+ */
+export function partialState(name: string, mtimeMs: number, now = Date.now()): 'writing' | 'resumable' | 'stale' | undefined {
+  const m = PARTIAL_NAME.exec(name);
+  if (m === null) return undefined;
+  const pid = Number(m[2]);
+  if (pid === process.pid || processAlive(pid)) return 'writing';
+  return now - mtimeMs < PARTIAL_MAX_AGE_MS ? 'resumable' : 'stale';
 }
 
 /**
@@ -174,19 +196,31 @@ export class BlobCache {
   private async doFetch(digest: Digest, size: number, get: FetchRange, opts: FetchOptions): Promise<string> {
     const final = this.path(digest);
     if (await this.has(digest, size)) return final;
+    // Stopped before it began: a dead process's partial is not taken over only to be dropped.
+    if (opts.signal?.aborted) throw new AbortError(undefined, { cause: opts.signal.reason });
     const dir = join(this.dir, digestAlgorithm(digest));
     await mkdir(dir, { recursive: true });
     const partial = `${final}.partial-${process.pid}-${randomInt(2 ** 47)}`;
     let offset = await this.adopt(dir, digestHex(digest), partial);
+    const dropPartial = async (err: unknown) => {
+      if (opts.keepPartial?.(err) !== true) await unlink(partial).catch(() => {});
+    };
     let hash = createHash(digestAlgorithm(digest));
     if (offset > size) offset = 0;
-    if (offset > 0) {
-      for await (const chunk of createReadStream(partial, { end: offset - 1 })) hash.update(chunk as Buffer);
-    }
-    const { body, offset: from } = await get(offset, opts.signal);
-    if (from !== offset) {
-      offset = 0;
-      hash = createHash(digestAlgorithm(digest));
+    let body: Readable;
+    try {
+      if (offset > 0) {
+        for await (const chunk of createReadStream(partial, { end: offset - 1 })) hash.update(chunk as Buffer);
+      }
+      const answer = await get(offset, opts.signal);
+      body = answer.body;
+      if (answer.offset !== offset) {
+        offset = 0;
+        hash = createHash(digestAlgorithm(digest));
+      }
+    } catch (err) {
+      if (offset > 0) await dropPartial(err);
+      throw err;
     }
     const fh = await open(partial, offset > 0 ? 'a' : 'w');
     if (offset === 0) await fh.truncate(0);
@@ -223,21 +257,22 @@ export class BlobCache {
       await this.publish(partial, final, fh);
     } catch (err) {
       body.destroy();
-      if (err instanceof DigestMismatchError) await unlink(partial).catch(() => {});
-      throw err;
-    } finally {
       await fh.close();
+      await dropPartial(err);
+      throw err;
     }
+    await fh.close();
     return final;
   }
 
-  /** Takes over a partial download left by a process that is gone; resolves to its length (0: none). */
+  /** Takes over a partial download of `hex` left by a process that is gone; resolves to its length (0: none). Stale ones go. */
   private async adopt(dir: string, hex: string, mine: string): Promise<number> {
     for (const name of await readdir(dir)) {
-      const m = /^([0-9a-f]+)\.partial-(\d+)-\d+$/.exec(name);
-      if (m === null || m[1] !== hex) continue;
-      const pid = Number(m[2]);
-      if (pid === process.pid || processAlive(pid)) continue;
+      if (PARTIAL_NAME.exec(name)?.[1] !== hex) continue;
+      const st = await stat(join(dir, name)).catch(() => undefined);
+      const state = st?.isFile() === true ? partialState(name, st.mtimeMs) : undefined;
+      if (state === 'stale') await unlink(join(dir, name)).catch(() => {});
+      if (state !== 'resumable') continue;
       try {
         await rename(join(dir, name), mine);
         return (await stat(mine)).size;

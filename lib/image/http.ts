@@ -5,7 +5,7 @@
 // downloads go to storage hosts) and without the registry's credentials.
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { AbortError, RegistryError } from '../errors.js';
 
 export interface HttpRequest {
@@ -16,11 +16,23 @@ export interface HttpRequest {
   body?: Buffer | Readable;
   tlsVerify: boolean;
   signal?: AbortSignal | undefined;
+  /** Milliseconds of silence (before or during the body) after which the request fails; default DEFAULT_IDLE_TIMEOUT_MS. */
+  idleTimeout?: number | undefined;
 }
 
 const MAX_REDIRECTS = 5;
 /** A connection silent this long is given up (skopeo's default is no limit; a stuck pull should end). */
-const IDLE_TIMEOUT_MS = 120_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+
+/** What a request (and its response's body) fails with when the connection stays silent for the idle timeout. */
+class IdleTimeout extends RegistryError {
+  constructor(
+    readonly ms: number,
+    what: string,
+  ) {
+    super(`${what}: no data for ${ms / 1000} s (the idle timeout)`, 0);
+  }
+}
 const agents = {
   http: new http.Agent({ keepAlive: true }),
   https: new https.Agent({ keepAlive: true }),
@@ -61,12 +73,24 @@ function sendOnce(req: HttpRequest): Promise<http.IncomingMessage> {
       agent: isHttps ? (req.tlsVerify ? agents.https : agents.httpsInsecure) : agents.http,
       ...(req.signal ? { signal: req.signal } : {}),
     };
-    const request = (isHttps ? https : http).request(req.url, options, resolve);
+    let response: http.IncomingMessage | undefined;
+    const request = (isHttps ? https : http).request(req.url, options, (res) => {
+      response = res;
+      resolve(res);
+    });
+    const what = `${req.method} ${req.url.origin}${req.url.pathname}`;
     // A registry that stops answering (before or during a body) fails the request rather than hanging it.
-    request.setTimeout(IDLE_TIMEOUT_MS, () => request.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`)));
+    // The body is failed first, with this error: otherwise it ends as Node's "aborted" (ECONNRESET).
+    const idle = req.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_MS;
+    request.setTimeout(idle, () => {
+      const err = new IdleTimeout(idle, what);
+      response?.destroy(err);
+      request.destroy(err);
+    });
     request.on('error', (err: Error) => {
       if (err.name === 'AbortError') reject(new AbortError(undefined, { cause: req.signal?.reason }));
-      else reject(new RegistryError(`${req.method} ${req.url.origin}${req.url.pathname}: ${err.message}`, 0, undefined, { cause: err }));
+      else if (err instanceof RegistryError) reject(err);
+      else reject(new RegistryError(`${what}: ${err.message}`, 0, undefined, { cause: err }));
     });
     if (req.body === undefined) request.end();
     else if (Buffer.isBuffer(req.body)) request.end(req.body);
@@ -75,6 +99,38 @@ function sendOnce(req: HttpRequest): Promise<http.IncomingMessage> {
       req.body.pipe(request);
     }
   });
+}
+
+/**
+ * The body of `res` with its failures said in words: a stall names the idle timeout, a
+ * connection closed early says so (Node's own error for both is "aborted",
+ * ECONNRESET, which reads like the user's abort), each with `what` and how many of
+ * the bytes announced had arrived. Stopping the returned stream stops the download.
+ */
+export function explainedBody(res: http.IncomingMessage, what: string): Readable {
+  const declared = Number(res.headers['content-length']);
+  const of = Number.isFinite(declared) ? ` of ${declared}` : '';
+  let received = 0;
+  const out = new PassThrough();
+  // As IncomingMessage does: an error before the reader is attached is kept for it, not thrown.
+  out.on('error', () => {});
+  res.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+  });
+  res.on('error', (err: Error) => {
+    if (out.destroyed) return;
+    const after = `after ${received}${of} bytes`;
+    if (err instanceof IdleTimeout) out.destroy(new RegistryError(`${what}: the registry sent nothing for ${err.ms / 1000} s (the idle timeout) ${after}`, res.statusCode ?? 0, undefined, { cause: err }));
+    else if (err instanceof AbortError || err.name === 'AbortError') out.destroy(err);
+    else if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      out.destroy(new RegistryError(`${what}: the registry closed the connection ${after}`, res.statusCode ?? 0, undefined, { cause: err }));
+    } else out.destroy(new RegistryError(`${what}: ${err.message} ${after}`, res.statusCode ?? 0, undefined, { cause: err }));
+  });
+  out.on('close', () => {
+    if (!res.complete) res.destroy();
+  });
+  res.pipe(out);
+  return out;
 }
 
 /** Reads the whole body, refusing more than `max` bytes (whatever Content-Length said). */

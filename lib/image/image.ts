@@ -32,6 +32,8 @@ export interface Image {
 
 /** Where layers are put. Every method must leave no trace of a layer whose put failed. */
 export interface LayerTarget {
+  /** Where the layers are written (its filesystem's free space is checked before a pull); default the blob cache's. */
+  readonly dir?: string;
   /** Whether the layer exists, complete. */
   has(id: string): Promise<boolean>;
   /** Creates layer `id` on `parent` from an uncompressed tar, all or nothing; resolves to the content bytes applied. */

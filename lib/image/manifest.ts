@@ -63,7 +63,7 @@ export interface ImageConfig {
   architecture?: string;
   os?: string;
   rootfs: { type: 'layers'; diff_ids: Digest[] };
-  history?: Array<{ created?: string; created_by?: string; comment?: string; empty_layer?: boolean }>;
+  history?: Array<{ created?: string; author?: string; created_by?: string; comment?: string; empty_layer?: boolean }>;
   created?: string;
   [key: string]: unknown;
 }

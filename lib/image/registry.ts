@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { InvalidImageError, RegistryError } from '../errors.js';
 import { basicHeader, lookupCredentials, parseChallenges, parseCreds, type Credentials } from './auth.js';
 import type { Digest } from './digest.js';
-import { readBody, responseError, send, type HttpRequest } from './http.js';
+import { explainedBody, readBody, responseError, send, type HttpRequest } from './http.js';
 import { ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_BYTES } from './manifest.js';
 import { DOCKER_HUB, type DockerReference } from './reference.js';
 
@@ -19,6 +19,8 @@ export interface RegistryOptions {
   creds?: string;
   /** Auth files to read instead of the usual ones. */
   authFiles?: string[];
+  /** Milliseconds a registry may stay silent (before an answer or within a body) before the request fails; default 120 000. */
+  idleTimeout?: number;
 }
 
 type Scope = 'pull' | 'pull,push';
@@ -47,7 +49,7 @@ export class RegistryClient {
     const https = new URL(`https://${host}/`);
     if (this.tlsVerify) return (this.base = https);
     try {
-      const res = await send({ method: 'GET', url: new URL('/v2/', https), tlsVerify: false, signal });
+      const res = await send({ method: 'GET', url: new URL('/v2/', https), tlsVerify: false, signal, idleTimeout: this.opts.idleTimeout });
       res.resume();
       this.base = https;
     } catch (err) {
@@ -89,6 +91,7 @@ export class RegistryClient {
         ...(init.body !== undefined ? { body: init.body } : {}),
         tlsVerify: this.tlsVerify,
         signal: init.signal,
+        idleTimeout: this.opts.idleTimeout,
       });
     };
     const res = await attempt();
@@ -115,7 +118,32 @@ export class RegistryClient {
     throw new RegistryError(`${this.ref.registry} answered 401 without a Basic or Bearer challenge`, 401);
   }
 
-  private async fetchToken(params: Record<string, string>, scope: Scope, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<string> {
+  /**
+   * `GET /v2/` with the credentials, as podman login checks them: resolves when the
+   * registry accepts them (or asks for none), else a RegistryError (401 UNAUTHORIZED
+   * for credentials refused, by the registry or its token server).
+   */
+  async checkCredentials(signal?: AbortSignal): Promise<void> {
+    const base = await this.endpoint(signal);
+    const url = new URL('/v2/', base);
+    const first = await send({ method: 'GET', url, tlsVerify: this.tlsVerify, signal, idleTimeout: this.opts.idleTimeout });
+    first.resume();
+    if (first.statusCode === 200) return;
+    if (first.statusCode !== 401) throw new RegistryError(`${this.ref.registry} answered GET /v2/ with HTTP ${first.statusCode}: not a registry?`, first.statusCode ?? 0);
+    const creds = await this.creds();
+    if (creds === undefined) throw new RegistryError(`${this.ref.registry} needs credentials`, 401, 'UNAUTHORIZED');
+    const challenges = parseChallenges(first.headers['www-authenticate']);
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    const authorization = bearer !== undefined ? `Bearer ${await this.fetchToken(bearer.params, undefined, creds, signal)}` : basicHeader(creds);
+    const second = await send({ method: 'GET', url, headers: { Authorization: authorization }, tlsVerify: this.tlsVerify, signal, idleTimeout: this.opts.idleTimeout });
+    second.resume();
+    if (second.statusCode === 200) return;
+    if (second.statusCode === 401) throw new RegistryError(`${this.ref.registry} refused the credentials of ${JSON.stringify(creds.username)}`, 401, 'UNAUTHORIZED');
+    throw new RegistryError(`${this.ref.registry} answered GET /v2/ with HTTP ${second.statusCode}`, second.statusCode ?? 0);
+  }
+
+  /** A token for `scope` on this repository (undefined: no scope, as a login asks). */
+  private async fetchToken(params: Record<string, string>, scope: Scope | undefined, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<string> {
     const realm = params.realm;
     let url: URL;
     try {
@@ -125,8 +153,8 @@ export class RegistryClient {
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryError(`token realm ${url.href} is not http(s)`, 401);
     if (params.service !== undefined) url.searchParams.set('service', params.service);
-    url.searchParams.append('scope', `repository:${this.ref.repository}:${scope}`);
-    const res = await send({ method: 'GET', url, headers: creds ? { Authorization: basicHeader(creds) } : {}, tlsVerify: this.tlsVerify, signal });
+    if (scope !== undefined) url.searchParams.append('scope', `repository:${this.ref.repository}:${scope}`);
+    const res = await send({ method: 'GET', url, headers: creds ? { Authorization: basicHeader(creds) } : {}, tlsVerify: this.tlsVerify, signal, idleTimeout: this.opts.idleTimeout });
     if (res.statusCode !== 200) throw await responseError(res, `token from ${url.origin}${url.pathname}`);
     const body = await readBody(res, MAX_TOKEN_BYTES, 'the token response');
     let token: unknown;
@@ -155,12 +183,13 @@ export class RegistryClient {
   }
 
   /** A blob's body from byte `offset` on; `offset` is 0 in the answer when the registry ignored the Range. */
-  async getBlob(digest: Digest, offset: number, signal?: AbortSignal): Promise<{ body: IncomingMessage; offset: number }> {
+  async getBlob(digest: Digest, offset: number, signal?: AbortSignal): Promise<{ body: Readable; offset: number }> {
     const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
     const res = await this.request('GET', this.path('blobs', digest), 'pull', { headers, signal });
+    const what = `blob ${digest} from ${this.ref.registry}/${this.ref.repository}`;
     if (res.statusCode === 206 && offset > 0) {
       const m = /^bytes (\d+)-/.exec(res.headers['content-range'] ?? '');
-      if (m !== null && Number(m[1]) === offset) return { body: res, offset };
+      if (m !== null && Number(m[1]) === offset) return { body: explainedBody(res, what), offset };
       res.destroy();
       throw new RegistryError(`blob ${digest}: the registry answered a Range request with ${JSON.stringify(res.headers['content-range'])}`, 206);
     }
@@ -169,7 +198,7 @@ export class RegistryClient {
       return this.getBlob(digest, 0, signal);
     }
     if (res.statusCode !== 200) throw await responseError(res, `blob ${digest}`);
-    return { body: res, offset: 0 };
+    return { body: explainedBody(res, what), offset: 0 };
   }
 
   /** Whether the repository has the blob (HEAD), with the size it says. */

@@ -18,7 +18,7 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError } from '../errors.js';
+import { ImageInUseError, ImageNotFoundError, InvalidOptionError, LayerExistsError, LayerInUseError, LayerNotFoundError, LayerRemovedError } from '../errors.js';
 import { lock, tryLock, type HeldLock } from '../locks.js';
 import { BlobCache } from '../image/blob-cache.js';
 import { chainIds, digestHex, isDigest, layerIdOf, parseDigest, sha256Of, type Digest } from '../image/digest.js';
@@ -181,6 +181,7 @@ export function imageOf(rec: ImageRecord): Image {
  */
 export function storeTarget(s: LayerStore, lease: Lease): LayerTarget {
   return {
+    dir: s.home,
     has: (id) => lease.hold(id),
     async put(id, parent, tar, opts) {
       try {
@@ -211,11 +212,11 @@ export function storeTarget(s: LayerStore, lease: Lease): LayerTarget {
  * committed (a removal elsewhere may have taken one meanwhile). The names move from any
  * other image that had them; an image recorded before keeps its record and gains the names.
  */
-async function recordImage(s: LayerStore, image: Image, names: string[]): Promise<ImageRecord> {
+async function recordImage(s: LayerStore, image: Image, names: string[], action: string): Promise<ImageRecord> {
   const held = await lock(s.files.imagesLock(), 'write');
   try {
-    for (const l of image.layers) {
-      if (!(await s.exists(l.id))) throw new LayerNotFoundError(l.id, { cause: new Error('removed by another process while the image was being stored; pull again') });
+    for (const [i, l] of image.layers.entries()) {
+      if (!(await s.exists(l.id))) throw new LayerRemovedError(`${action}: its layer ${i} (${l.id}) was removed by another process (an rmi?) before the image was recorded; try again`, l.id);
     }
     const id = digestHex(image.configDigest);
     const recs = await imageRecords(s);
@@ -255,26 +256,28 @@ export async function pull(s: LayerStore, ref: string, opts: StorePullOptions): 
   const names = opts.names !== undefined ? opts.names.map(normaliseName) : defaultNames(parsed);
   const lease = await Lease.begin(s);
   let rec: ImageRecord;
-  let result: Awaited<ReturnType<typeof pullImage>>;
+  let pulled: Awaited<ReturnType<typeof pullImage>>;
   try {
-    result = await pullImage(parsed, storeTarget(s, lease), {
-    blobCache: s.files.blobs,
-    durable: s.files.durable,
-    ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
-    ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
-    ...(opts.authFiles !== undefined ? { authFiles: opts.authFiles } : {}),
-    ...(opts.platform !== undefined ? { platform: opts.platform } : {}),
-    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    pulled = await pullImage(parsed, storeTarget(s, lease), {
+      blobCache: s.files.blobs,
+      durable: s.files.durable,
+      ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
+      ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
+      ...(opts.authFiles !== undefined ? { authFiles: opts.authFiles } : {}),
+      ...(opts.platform !== undefined ? { platform: opts.platform } : {}),
+      ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...((opts.maxBlobSize ?? s.maxBlobSize) !== undefined ? { maxBlobSize: (opts.maxBlobSize ?? s.maxBlobSize)! } : {}),
+      ...(opts.idleTimeout !== undefined ? { idleTimeout: opts.idleTimeout } : {}),
     });
     killPoint('pull-layers-done');
-    rec = await recordImage(s, result, names);
+    rec = await recordImage(s, pulled, names, `pull of ${ref}`);
   } finally {
     await lease.end();
   }
   await dropUnkeptBlobs(s);
-  return { ...(await infoOf(s, rec)), fetched: result.fetched, applied: result.applied };
+  return { ...(await infoOf(s, rec)), fetched: pulled.fetched, applied: pulled.applied };
 }
 
 /** With keepBlobs 'none', the blobs nothing keeps go now (when no transfer is in flight; else the next prune takes them). */
@@ -295,6 +298,8 @@ export async function commit(s: LayerStore, container: string, name: string, opt
     base = imageOf(recs[0]!);
   }
   const { commitImage } = await import('../image/commit.js');
+  // Checked before the diff is opened: a change that does not parse costs nothing.
+  if (opts.changes !== undefined) (await import('../image/config-changes.js')).applyConfigChanges(undefined, opts.changes);
   const lease = await Lease.begin(s);
   let rec: ImageRecord;
   try {
@@ -306,10 +311,13 @@ export async function commit(s: LayerStore, container: string, name: string, opt
       durable: s.files.durable,
       createdBy: opts.createdBy ?? `ogd commit ${container}`,
       ...(opts.comment !== undefined ? { comment: opts.comment } : {}),
+      ...(opts.author !== undefined ? { author: opts.author } : {}),
+      ...(opts.changes !== undefined ? { changes: opts.changes } : {}),
       ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
-    rec = await recordImage(s, image, names);
+    rec = await recordImage(s, image, names, `commit of ${container}`);
   } finally {
     await lease.end();
   }
@@ -328,15 +336,15 @@ export async function push(s: LayerStore, nameOrId: string, ref: string, opts: S
   try {
     for (const l of image.layers) if (!(await lease.hold(l.id))) throw new LayerNotFoundError(l.id);
     result = await pushImage(image, ref, source, {
-    blobCache: s.files.blobs,
-    durable: s.files.durable,
-    ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
-    ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
-    ...(opts.authFiles !== undefined ? { authFiles: opts.authFiles } : {}),
-    ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
-    ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      blobCache: s.files.blobs,
+      durable: s.files.durable,
+      ...(opts.tlsVerify !== undefined ? { tlsVerify: opts.tlsVerify } : {}),
+      ...(opts.creds !== undefined ? { creds: opts.creds } : {}),
+      ...(opts.authFiles !== undefined ? { authFiles: opts.authFiles } : {}),
+      ...(opts.compression !== undefined ? { compression: opts.compression } : {}),
+      ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
   } finally {
     await lease.end();

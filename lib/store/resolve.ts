@@ -4,7 +4,7 @@
 // starts several ids is refused naming them (AmbiguousIdError), never guessed.
 import { AmbiguousIdError, ImageNotFoundError, LayerNotFoundError } from '../errors.js';
 import type { LayerStore } from './store.js';
-import type { ImageRecord, StoreResolveOptions } from './types.js';
+import type { ImageRecord, ResolvedId, StoreResolveOptions } from './types.js';
 
 /** Shortest prefix taken as an id: fewer hex digits would match too much by chance. */
 export const MIN_ID_PREFIX = 3;
@@ -31,33 +31,37 @@ export function uniquePrefix<T extends { id: string }>(items: T[], arg: string):
 
 
 /**
- * The layer `arg` names: a layer id, a layer's name (`ogd create --name`), an image's
- * id or name (its top layer; unless opts.images is false), else a unique prefix of a
- * layer id or an image id.
+ * What `arg` names: a layer by its id or name (`ogd create --name`); an image by its
+ * id or name (unless opts.images is false); else the one layer or image whose id it
+ * is a prefix of.
  */
-export async function resolveLayerArg(s: LayerStore, arg: string, opts: StoreResolveOptions = {}): Promise<string> {
+export async function resolveArg(s: LayerStore, arg: string, opts: StoreResolveOptions = {}): Promise<ResolvedId> {
   if (typeof arg !== 'string' || arg === '') throw new LayerNotFoundError(String(arg));
   const layers = (await s.records()).filter((r) => r.incomplete !== true);
-  if (layers.some((l) => l.id === arg)) return arg;
+  if (layers.some((l) => l.id === arg)) return { kind: 'layer', id: arg };
   const named = layers.filter((l) => Array.isArray(l.names) && l.names.includes(arg));
   if (named.length > 1) throw new AmbiguousIdError(arg, named.map((l) => l.id));
-  if (named.length === 1) return named[0]!.id;
-  const withImages = opts.images !== false;
+  if (named.length === 1) return { kind: 'layer', id: named[0]!.id };
   let images: ImageRecord[] = [];
-  if (withImages) {
+  if (opts.images !== false) {
     const { findImageByName, imageRecords } = await import('./images.js');
     images = (await imageRecords(s)).filter((r) => r.incomplete !== true);
     const image = findImageByName(images, arg);
-    if (image !== undefined) return topLayerOf(image, arg);
+    if (image !== undefined) return { kind: 'image', id: image.id };
   }
   // A prefix: of a layer id or of an image id, one in all.
-  const candidates = [...layers.map((l) => ({ id: l.id, layer: l.id })), ...images.map((i) => ({ id: i.id, image: i }))];
+  const candidates: ResolvedId[] = [...layers.map((l) => ({ kind: 'layer' as const, id: l.id })), ...images.map((i) => ({ kind: 'image' as const, id: i.id }))];
   const found = uniquePrefix(candidates, arg);
   if (found === undefined) throw new LayerNotFoundError(arg);
-  return 'layer' in found ? found.layer : topLayerOf(found.image, arg);
+  return found;
 }
 
-function topLayerOf(image: ImageRecord, arg: string): string {
+/** The layer `arg` names (resolveArg); an image stands for its top layer. */
+export async function resolveLayerArg(s: LayerStore, arg: string, opts: StoreResolveOptions = {}): Promise<string> {
+  const found = await resolveArg(s, arg, opts);
+  if (found.kind === 'layer') return found.id;
+  const { resolveImage } = await import('./images.js');
+  const image = await resolveImage(s, found.id);
   if (image.topLayer === undefined) throw new ImageNotFoundError(arg, 'has no layers');
   return image.topLayer;
 }

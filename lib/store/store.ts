@@ -72,6 +72,7 @@ import type {
   StoreImportOptions,
   StoreMountOptions,
   StoreOptions,
+  ResolvedId,
   StoreResolveOptions,
   StoreUnmountOptions,
   UnmountResult,
@@ -153,7 +154,7 @@ export async function openStore(home: string, opts: StoreOptions = {}): Promise<
   // One syncfs flushes a layer and its record's temp file when they share a filesystem (the usual case).
   const [homeDev, driverDev] = await Promise.all([stat(files.tmp), stat(driver.home)]).then((st) => st.map((s) => s.dev));
   const contentFs = homeDev === driverDev ? [driver.home] : [driver.home, files.tmp];
-  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!, contentFs, keepBlobs);
+  const store = new LayerStore(files, driver, driverName, { ...me, owner: newOwnerToken() }, openLock!, contentFs, opts.maxBlobSize, keepBlobs);
   await store.recover();
   return store;
 }
@@ -187,7 +188,11 @@ export class LayerStore implements Store {
   /** What one flush of layer content syncs: the driver's filesystem, and the records' when it is another. */
   readonly #contentFs: string[];
 
-  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock, contentFs: string[], keepBlobs: KeepBlobs = 'pushable') {
+  /** The store's default for a pull's maxBlobSize. */
+  readonly maxBlobSize: number | undefined;
+
+  constructor(files: StoreFiles, driver: StoreDriver, driverName: string, me: Holder, openLock: HeldLock, contentFs: string[], maxBlobSize?: number, keepBlobs: KeepBlobs = 'pushable') {
+    this.maxBlobSize = maxBlobSize;
     this.home = files.home;
     this.keepBlobs = keepBlobs;
     this.files = files;
@@ -781,6 +786,10 @@ export class LayerStore implements Store {
 
   async resolveLayer(nameOrId: string, opts: StoreResolveOptions = {}): Promise<string> {
     return (await import('./resolve.js')).resolveLayerArg(this, nameOrId, opts);
+  }
+
+  async resolve(nameOrId: string, opts: StoreResolveOptions = {}): Promise<ResolvedId> {
+    return (await import('./resolve.js')).resolveArg(this, nameOrId, opts);
   }
 
   // --- cleanup

@@ -4,6 +4,7 @@ import type { ApplyDiffOptions, Change, DiffSource, DriverOptions, LongOperation
 import type { Compression } from '../archive/compression.js';
 import type { LayerProgress } from '../image/pull.js';
 import type { PushProgress } from '../image/push.js';
+import type { CommitProgress } from '../image/commit.js';
 import type { DriverName } from '../drivers/create-driver.js';
 
 export type LayerKind = 'image' | 'container';
@@ -75,6 +76,8 @@ export interface StoreOptions extends DriverOptions {
    * a power cut may then lose or empty what calls reported done.
    */
   durable?: boolean;
+  /** The largest layer blob a pull accepts, by its declared size (a pull's own maxBlobSize overrides it); default 64 GiB. */
+  maxBlobSize?: number;
 }
 
 export interface StoreCreateOptions {
@@ -258,6 +261,10 @@ export interface StorePullOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (p: LayerProgress) => void;
+  /** The largest layer blob accepted, by its declared size: a bigger one fails the pull (ERR_OGD_BLOB_TOO_LARGE) before a byte is fetched. Default the store's, else 64 GiB. */
+  maxBlobSize?: number;
+  /** Milliseconds the registry may stay silent before the pull fails (ERR_OGD_REGISTRY, naming the timeout); default 120 000. */
+  idleTimeout?: number;
 }
 
 export interface StorePullResult extends ImageInfo {
@@ -270,10 +277,21 @@ export interface StorePullResult extends ImageInfo {
 export interface StoreCommitOptions {
   /** How the new layer's blob is kept (and later pushed); default gzip. */
   compression?: Compression;
-  /** The history entry's created_by and comment. */
+  /** The history entry's created_by and comment (podman commit --message). */
   createdBy?: string;
   comment?: string;
+  /** The image's author, in its config and history entry (podman commit --author). */
+  author?: string;
+  /**
+   * Dockerfile instructions applied to the runtime config, in order, as podman commit
+   * --change takes them: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME,
+   * WORKDIR (exec form as a JSON array). One that does not parse fails the commit
+   * before any work (ERR_OGD_INVALID_OPTION).
+   */
+  changes?: string[];
   signal?: AbortSignal;
+  /** The diff being tarred and compressed, then the new layer being applied. */
+  onProgress?: (p: CommitProgress) => void;
 }
 
 export interface StorePushOptions {
@@ -408,6 +426,9 @@ export interface RemoveImageResult {
   containers: string[];
 }
 
+/** What an argument names: a layer (image layer or container) or an image, by full id. */
+export type ResolvedId = { kind: 'layer'; id: string } | { kind: 'image'; id: string };
+
 export interface StoreResolveOptions {
   /** An image's name or id also stands for its top layer (default true). */
   images?: boolean;
@@ -475,4 +496,6 @@ export interface Store {
    * layer or image id; a prefix of several is refused (ERR_OGD_AMBIGUOUS_ID).
    */
   resolveLayer(nameOrId: string, opts?: StoreResolveOptions): Promise<string>;
+  /** The layer or image an argument names, by the same rule as resolveLayer (a layer's id or name first). */
+  resolve(nameOrId: string, opts?: StoreResolveOptions): Promise<ResolvedId>;
 }

@@ -11,6 +11,7 @@ import type { LayerTarget } from '../../lib/image/image.js';
  */
 export function driverTarget(driver: Driver): LayerTarget {
   return {
+    dir: driver.home,
     has: (id) => driver.exists(id),
     async put(id, parent, tar, opts) {
       await driver.create(id, parent);

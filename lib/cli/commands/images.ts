@@ -3,10 +3,12 @@
 // References in skopeo's syntax (docker://HOST/REPO:TAG, oci:DIR:TAG), and skopeo's
 // flag names where a user would reach for them (--creds, --authfile, --tls-verify=false).
 import { parseReference } from '../../index.js';
-import type { Compression, ImageInfo, LayerProgress, PushProgress } from '../../index.js';
-import { stringOption, UsageError } from '../command.js';
+import type { CommitProgress, Compression, ImageInfo, LayerProgress, PushProgress, Store } from '../../index.js';
+import { listOption, stringOption, UsageError } from '../command.js';
 import type { Command, OptionSpec, OptionValues } from '../command.js';
-import { formatBytes, formatDuration, LayerBoard } from '../progress.js';
+import { formatOption, printFormatted } from '../format-option.js';
+import { formatBytes, formatDuration, LayerBoard, ProgressBar } from '../progress.js';
+import { formatAgo, table } from '../table.js';
 
 const registryOptions: OptionSpec = {
   creds: { type: 'string', value: 'U:P', help: 'registry user and password', byDefault: 'from the auth files (ogd login)' },
@@ -71,39 +73,149 @@ export const pull: Command = {
   },
 };
 
+/** A row of `ogd images`: one per name (an unnamed image has one row); podman's field names, for --format templates. */
+export interface ImageRow {
+  ID: string;
+  Repository: string;
+  Tag: string;
+  /** The manifest's digest. */
+  Digest: string;
+  /** The image's creation time, from its config (not when it was pulled). */
+  Created: string;
+  CreatedSince: string;
+  /** Bytes of its uncompressed layers. */
+  Size: number;
+  Names: string[];
+  TopLayer: string | null;
+}
+
+/** "host:5000/repo/x:tag" → ["host:5000/repo/x", "tag"]; a digest name has no tag. */
+function splitName(name: string): [string, string] {
+  const at = name.indexOf('@');
+  if (at >= 0) return [name.slice(0, at), '<none>'];
+  const colon = name.lastIndexOf(':');
+  return colon > name.lastIndexOf('/') ? [name.slice(0, colon), name.slice(colon + 1)] : [name, 'latest'];
+}
+
+/** podman's `images NAME`: a name matches by repository (with or without its registry) or repository:tag. */
+function nameMatches(name: string, filter: string): boolean {
+  const [repo, tag] = splitName(name);
+  const full = `${repo}:${tag}`;
+  return [repo, full, name].some((n) => n === filter || n.endsWith(`/${filter}`));
+}
+
+async function imageRows(store: Store, list: ImageInfo[]): Promise<Array<{ info: ImageInfo; created: string; rows: ImageRow[] }>> {
+  return Promise.all(
+    list.map(async (info) => {
+      const rec = await store.imageRecord(info.id);
+      let created = info.created;
+      try {
+        const config = JSON.parse(Buffer.from(rec.config, 'base64').toString('utf8')) as { created?: unknown };
+        if (typeof config.created === 'string' && Number.isFinite(Date.parse(config.created))) created = config.created;
+      } catch {
+        // a config that does not parse was refused at pull; keep the record's time
+      }
+      const base = { ID: info.id, Digest: info.digest, Created: created, CreatedSince: formatAgo(created), Size: info.size, Names: info.names, TopLayer: info.topLayer };
+      const names = info.names.length > 0 ? info.names : [undefined];
+      const rows = names.map((n) => {
+        const [Repository, Tag] = n === undefined ? ['<none>', '<none>'] : splitName(n);
+        return { ...base, Repository, Tag };
+      });
+      return { info, created, rows };
+    }),
+  );
+}
+
 export const images: Command = {
   name: 'images',
-  usage: 'images',
-  summary: 'list images: id, names, top layer, manifest digest, size',
-  example: 'ogd images --json',
-  options: {},
-  positionals: [0, 0],
-  async run(ctx) {
+  usage: 'images [NAME] [-q] [--no-trunc] [--digests] [--format FMT]',
+  summary: "list images, newest first: repository, tag, id, created (the image's own time), size; NAME keeps those of that repository or repository:tag",
+  example: "ogd images debian --format '{{.Repository}}:{{.Tag}} {{.ID}}'",
+  options: {
+    all: { type: 'boolean', short: 'a', help: "podman's habit, accepted: every image is listed anyway" },
+    quiet: { type: 'boolean', short: 'q', help: 'print the image ids only, once each' },
+    'no-trunc': { type: 'boolean', help: 'print ids whole (sha256:…)', byDefault: 'their first 12 hex digits' },
+    digests: { type: 'boolean', help: "add a column with each image's manifest digest" },
+    format: formatOption('{{.Repository}}:{{.Tag}}'),
+  },
+  positionals: [0, 1],
+  async run(ctx, [filter], values) {
     const store = await ctx.storeIfExists();
-    const list: ImageInfo[] = store === undefined ? [] : await store.images();
-    ctx.result(list.map((i) => ({ id: i.id, names: i.names, topLayer: i.topLayer, digest: i.digest, size: i.size })));
+    const all = store === undefined ? [] : await imageRows(store, await store.images());
+    const kept = all
+      .map((i) => ({ ...i, rows: filter === undefined ? i.rows : i.rows.filter((r) => r.Repository !== '<none>' && nameMatches(`${r.Repository}:${r.Tag}`, filter)) }))
+      .filter((i) => i.rows.length > 0)
+      .sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
+    // --json keeps its first shape; --format json has podman's, with the config's Created.
+    ctx.result(kept.map(({ info }) => ({ id: info.id, names: info.names, topLayer: info.topLayer, digest: info.digest, size: info.size })));
     if (ctx.json) return;
-    const rows = [['ID', 'NAMES', 'TOP LAYER', 'DIGEST', 'SIZE'], ...list.map((i) => [short(i.id), i.names.join(',') || '-', i.topLayer ? short(i.topLayer) : '-', i.digest.slice(0, 19), formatBytes(i.size)])];
-    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-    for (const r of rows) ctx.say(r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+    const whole = values['no-trunc'] === true;
+    const id = (hex: string) => (whole ? `sha256:${hex}` : hex.slice(0, 12));
+    if (values['quiet'] === true) {
+      for (const i of kept) ctx.say(id(i.info.id));
+      return;
+    }
+    if (stringOption(values, 'format') === 'json') {
+      printFormatted(ctx, values, kept.map(({ info, created }) => ({ Id: info.id, Names: info.names, Digest: info.digest, Created: created, Size: info.size, TopLayer: info.topLayer, Layers: info.layers })));
+      return;
+    }
+    const rows = kept.flatMap((i) => i.rows);
+    if (printFormatted(ctx, values, rows)) return;
+    const digests = values['digests'] === true;
+    const header = ['REPOSITORY', 'TAG', ...(digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
+    const lines = rows.map((r) => [r.Repository, r.Tag, ...(digests ? [r.Digest] : []), id(r.ID), r.CreatedSince, formatBytes(r.Size)]);
+    for (const line of table([header, ...lines])) ctx.say(line);
   },
 };
 
 export const commit: Command = {
   name: 'commit',
-  usage: 'commit CONTAINER NAME [--compress C]',
-  summary: "make the container's changes a new image layer on its image, named NAME; the container stays as it is; --compress as for push",
-  example: 'ogd commit web-1 myapp:v2 && ogd push myapp:v2 docker://registry.example.com/myapp:v2',
-  options: { ...compressOption },
+  usage: 'commit CONTAINER NAME [-m MSG] [--author A] [--change INSTR]... [--compress C]',
+  summary: "make the container's changes a new image layer on its image, named NAME; the container stays as it is",
+  example: 'ogd commit web-1 myapp:v2 -m "add the site" --change \'CMD ["nginx", "-g", "daemon off;"]\' --change \'EXPOSE 80\'',
+  options: {
+    message: { type: 'string', short: 'm', value: 'MSG', help: "the history entry's comment", byDefault: 'none' },
+    author: { type: 'string', short: 'a', value: 'A', help: "the image's author", byDefault: 'none' },
+    change: { type: 'string', short: 'c', multiple: true, value: 'INSTR', help: 'a Dockerfile instruction for the image config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME or WORKDIR' },
+    ...compressOption,
+  },
   positionals: [2, 2],
-  async run(ctx, [container, name], values) {
+  async run(ctx, [arg, name], values) {
     const store = await ctx.store();
     const compression = compressionArg(this, values);
+    const container = await store.resolveLayer(arg!, { images: false });
+    const message = stringOption(values, 'message');
+    const author = stringOption(values, 'author');
+    const changes = listOption(values, 'change');
+    // Two bars on a terminal: the diff tarred and compressed, then the new layer applied.
+    let bar: ProgressBar | undefined;
+    let phase: CommitProgress['phase'] | undefined;
+    const onProgress = (p: CommitProgress) => {
+      if (p.phase !== phase) {
+        bar?.done();
+        bar = ctx.progress(p.phase === 'diff' ? 'commit: diff + compress' : 'commit: apply');
+        phase = p.phase;
+      }
+      bar!.update({ bytes: p.bytes, entries: p.entries ?? 0, ...(p.totalBytes !== undefined && p.totalBytes > 0 ? { totalBytes: p.totalBytes } : {}) });
+    };
     const started = process.hrtime.bigint();
-    const info = await store.commit(container!, name!, { signal: ctx.signal, ...(compression !== undefined ? { compression } : {}) });
+    let info: ImageInfo;
+    try {
+      info = await store.commit(container, name!, {
+        signal: ctx.signal,
+        createdBy: `ogd commit ${arg}`,
+        ...(compression !== undefined ? { compression } : {}),
+        ...(message !== undefined ? { comment: message } : {}),
+        ...(author !== undefined ? { author } : {}),
+        ...(changes.length > 0 ? { changes } : {}),
+        ...(process.stderr.isTTY === true ? { onProgress } : {}),
+      });
+    } finally {
+      bar?.done();
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     ctx.result(info);
-    ctx.say(`committed ${container} as ${info.names.join(', ')} (image ${short(info.id)}, top layer ${short(info.topLayer ?? '')}) in ${formatDuration(seconds)}`);
+    ctx.say(`committed ${arg} as ${info.names.join(', ')} (image ${short(info.id)}, top layer ${short(info.topLayer ?? '')}) in ${formatDuration(seconds)}`);
   },
 };
 

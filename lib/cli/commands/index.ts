@@ -7,9 +7,12 @@ import type { Command } from '../command.js';
 
 const loaders = {
   status: async () => (await import('./layers.js')).status,
+  info: async () => (await import('./info.js')).info,
+  version: async () => (await import('./info.js')).version,
   ls: async () => (await import('./layers.js')).ls,
   ps: async () => (await import('./containers.js')).ps,
   exists: async () => (await import('./layers.js')).exists,
+  inspect: async () => (await import('./inspect.js')).inspect,
   metadata: async () => (await import('./layers.js')).metadata,
   create: async () => (await import('./layers.js')).create,
   import: async () => (await import('./import.js')).importLayer,
@@ -33,6 +36,8 @@ const loaders = {
   prune: async () => (await import('./prune.js')).prune,
   image: async () => (await import('./prune.js')).image,
   system: async () => (await import('./prune.js')).system,
+  login: async () => (await import('./login.js')).login,
+  logout: async () => (await import('./login.js')).logout,
   'copy-tree': async () => (await import('./copy.js')).copyTreeCommand,
   demo: async () => (await import('./demo.js')).demo,
 } satisfies Record<string, () => Promise<Command>>;
